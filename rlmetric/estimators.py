@@ -1,0 +1,158 @@
+"""Gradient estimators: from logits and labels to a surrogate loss whose gradient estimates
+``-grad E[reward]``.
+
+An estimator owns the whole path from the model's logits to a differentiable scalar: how actions
+are drawn, how they are scored and how the score becomes a gradient. That lets estimators that
+sample differently (antithetic pairs) or use the reward's structure (confusion counts) sit beside
+plain REINFORCE behind one interface, :class:`Estimator`, and one return type,
+:class:`EstimatorOutput`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import keras
+import tensorflow as tf
+
+from rlmetric import baselines as baselines_lib
+from rlmetric import policies as policies_lib
+from rlmetric import rewards as rewards_lib
+from rlmetric._registry import resolve
+
+__all__ = [
+    "Estimator",
+    "EstimatorOutput",
+    "Reinforce",
+    "score_function_surrogate",
+    "get",
+    "ALIASES",
+]
+
+
+class EstimatorOutput(NamedTuple):
+    """What one estimator call returns (all tensors)."""
+
+    loss: tf.Tensor  #: scalar surrogate; its gradient is an estimate of ``-grad E[R]``
+    rewards: tf.Tensor  #: ``[K]`` reward of each sample set
+    advantages: tf.Tensor  #: ``[K]`` advantages after the baseline
+    baseline_state: tf.Tensor  #: the baseline's next state
+    actions: tf.Tensor  #: ``[K, B, ...]`` the sampled decisions
+
+
+def score_function_surrogate(log_probs: tf.Tensor, advantages: tf.Tensor) -> tf.Tensor:
+    """The REINFORCE surrogate ``-mean_k(stop_gradient(A_k) * sum_i log p(a_{k,i}))``.
+
+    Args:
+        log_probs: ``[K, B, ...]`` per-element log-probabilities of the sampled decisions.
+        advantages: ``[K]`` advantages.
+
+    Returns:
+        A scalar whose gradient is ``-(1/K) sum_k A_k grad log p(a_k)``. The log-probability of a
+        whole decision set is the sum over its elements because the reward scores the batch
+        jointly; the sum is local to the examples a replica holds, so under ``tf.distribute`` the
+        replicas' gradients add up to the gradient of the global batch.
+    """
+    joint_log_prob = tf.reduce_sum(tf.reshape(log_probs, [tf.shape(log_probs)[0], -1]), axis=1)
+    advantages = tf.stop_gradient(tf.cast(advantages, joint_log_prob.dtype))
+    return -tf.reduce_mean(advantages * joint_log_prob)
+
+
+class Estimator:
+    """Base class of gradient estimators.
+
+    ``__call__(logits [B, ...], y_true [B, ...], *, policy, reward, baseline, baseline_state,
+    num_samples, seed) -> EstimatorOutput``. Subclasses must keep ``loss`` differentiable with
+    respect to ``logits`` and return rewards and advantages of shape ``[K]``.
+    """
+
+    name = "estimator"
+
+    def check(self, *, policy: Any, reward: Any, baseline: Any, num_samples: int) -> None:
+        """Raises ``ValueError`` before training when the pieces cannot work together."""
+        if num_samples < baseline.min_samples:
+            raise ValueError(
+                f"baseline={baseline.name!r} needs num_samples >= {baseline.min_samples}; "
+                f"received num_samples={num_samples}."
+            )
+
+    def __call__(
+        self,
+        logits: tf.Tensor,
+        y_true: tf.Tensor,
+        *,
+        policy: policies_lib.Policy,
+        reward: rewards_lib.Reward,
+        baseline: baselines_lib.Baseline,
+        baseline_state: tf.Tensor,
+        num_samples: int,
+        seed: Any = None,
+    ) -> EstimatorOutput:
+        raise NotImplementedError
+
+    def get_config(self) -> dict:
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict) -> Estimator:
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def score_samples(reward: rewards_lib.Reward, y_true: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
+    """Calls ``reward`` on ``actions [K, B, ...]`` and checks that it returned ``[K]`` float."""
+    scores = reward(y_true, actions)
+    scores = tf.convert_to_tensor(scores)
+    expected = actions.shape[:1]
+    if scores.shape.rank is not None and (
+        scores.shape.rank != 1 or not scores.shape.is_compatible_with(expected)
+    ):
+        raise ValueError(
+            f"Reward {getattr(reward, 'name', reward)!r} returned shape {scores.shape}; a reward "
+            f"must return one score per sample set, shape [K] = {expected}, for actions of "
+            f"shape {actions.shape}."
+        )
+    return tf.cast(scores, tf.float32)
+
+
+@keras.saving.register_keras_serializable(package="rlmetric")
+class Reinforce(Estimator):
+    """The score-function (REINFORCE) estimator with a baseline.
+
+    Draws ``K`` decision sets, scores each with the reward, subtracts the baseline and returns
+    :func:`score_function_surrogate`. Unbiased for every baseline whose ``unbiased`` is True.
+    """
+
+    name = "reinforce"
+
+    def __call__(
+        self,
+        logits,
+        y_true,
+        *,
+        policy,
+        reward,
+        baseline,
+        baseline_state,
+        num_samples,
+        seed=None,
+    ):
+        actions = policy.sample(tf.stop_gradient(logits), num_samples, seed=seed)  # [K, B, ...]
+        rewards = score_samples(reward, y_true, actions)  # [K]
+        greedy_reward = None
+        if baseline.requires_greedy:
+            greedy_actions = policy.greedy(tf.stop_gradient(logits))[None]
+            greedy_reward = score_samples(reward, y_true, greedy_actions)[0]
+        advantages, new_state = baseline.advantages(rewards, baseline_state, greedy_reward)
+        loss = score_function_surrogate(policy.log_prob(logits, actions), advantages)
+        return EstimatorOutput(loss, rewards, advantages, new_state, actions)
+
+
+ALIASES = {"reinforce": Reinforce, "score_function": Reinforce}
+
+
+def get(identifier: Any) -> Estimator:
+    """An estimator from an alias (see ``ALIASES``), a config dict or an Estimator."""
+    return resolve(identifier, ALIASES, Estimator, "estimator")

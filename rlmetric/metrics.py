@@ -1,0 +1,79 @@
+"""Keras metrics that score decisions with a reward over a whole evaluation set."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from rlmetric import rewards as rewards_lib
+
+__all__ = ["RewardMetric"]
+
+
+class RewardMetric(keras.metrics.Metric):
+    """Accumulates a reward over many batches of decisions.
+
+    For a :class:`rlmetric.rewards.CountReward` the confusion counts are summed (in float64)
+    over every batch and the metric is computed once from the totals, so ``evaluate`` reports
+    the F1 of the whole set, not a mean of per-batch F1s. Rewards averaged over rows
+    (``average="samples"``, subset accuracy) add up their per-row scores instead. Any other
+    reward is averaged over batches, weighted by batch size, which is exact only for rewards
+    that are means over examples.
+
+    Args:
+        reward: the reward to accumulate.
+        action_shape: static shape ``[B, ...]`` of one decision set (``B`` may be None).
+        name: the Keras name; defaults to ``reward.name``.
+    """
+
+    def __init__(
+        self,
+        reward: rewards_lib.Reward,
+        action_shape: tf.TensorShape,
+        name: str | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(name=name or reward.name, **kwargs)
+        self.reward = reward
+        self._direction = "up"  # lets callbacks with mode="auto" maximise it
+        action_shape = tf.TensorShape(action_shape)
+        self._by_counts = isinstance(reward, rewards_lib.CountReward) and not reward.groups_are_rows
+        if self._by_counts:
+            dummy = tf.zeros([1, 1, *action_shape[1:]], tf.int32)
+            self._layout = reward.layout(dummy.shape)
+            num_groups = reward.counts(dummy[0], dummy).shape[1]
+            self.totals = self.add_variable(
+                shape=(num_groups, 4), initializer="zeros", dtype="float64", name="counts"
+            )
+        else:
+            self.totals = self.add_variable(
+                shape=(2,), initializer="zeros", dtype="float64", name="score_and_weight"
+            )
+
+    def update_state(self, y_true: tf.Tensor, actions: tf.Tensor, sample_weight=None) -> None:
+        """Adds a batch: ``y_true`` and ``actions`` both of the action shape ``[B, ...]``."""
+        if sample_weight is not None:
+            raise ValueError(f"RewardMetric {self.name!r} does not support sample_weight.")
+        actions = tf.convert_to_tensor(actions)[None]  # one decision set: [1, B, ...]
+        if self._by_counts:
+            counts = self.reward.counts(y_true, actions)[0]
+            self.totals.assign_add(tf.cast(counts, "float64"))
+        else:
+            score = tf.cast(tf.reshape(self.reward(y_true, actions), []), "float64")
+            rows = tf.cast(tf.shape(actions)[1], "float64")
+            self.totals.assign_add(tf.stack([score * rows, rows]))
+
+    def result(self) -> tf.Tensor:
+        if self._by_counts:
+            return tf.cast(self.reward.from_counts(self.totals[None], self._layout)[0], "float32")
+        weight = self.totals[1]
+        return tf.cast(self.totals[0] / tf.maximum(weight, 1.0), "float32")
+
+    def reset_state(self) -> None:
+        self.totals.assign(tf.zeros_like(self.totals))
+
+    def get_config(self) -> dict:
+        raise TypeError(
+            "RewardMetric is created by PolicyGradientTrainer from its reward and is not "
+            "serialized on its own."
+        )

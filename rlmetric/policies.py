@@ -1,0 +1,304 @@
+"""Action distributions over a model's logits.
+
+A policy turns the logits a Keras model outputs into a distribution over discrete decisions
+(``tfp.distributions``), draws ``K`` sets of decisions for a whole batch at once, and scores them.
+Shapes follow one convention throughout the library: logits are ``[B, ...]``, actions drawn from
+them are ``[K, B, ...]`` (``K`` sample sets stacked on a new leading axis), and per-element
+quantities (``log_prob``, ``entropy``) keep the action shape.
+
+Sampling uses stateless Philox draws (inverse CDF for Bernoulli, Gumbel-max for Categorical)
+rather than ``Distribution.sample``: the draws are exact samples of the same distributions, are
+reproducible from an explicit ``seed`` of shape ``[2]``, and stay fast under XLA, where the
+default stateless generator falls back to the much slower Threefry on CPU.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from rlmetric._registry import resolve
+
+tfd = tfp.distributions
+
+__all__ = ["Policy", "Bernoulli", "Categorical", "get", "ALIASES"]
+
+
+def _as_seed(seed: Any) -> tf.Tensor:
+    """Returns an int32 seed of shape [2] for the stateless ops (``None`` draws a fresh one)."""
+    if seed is None:
+        return tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int32)
+    if isinstance(seed, int):
+        return tf.constant([seed, 0], dtype=tf.int32)
+    return tf.cast(seed, tf.int32)
+
+
+def _uniform(shape: Any, seed: Any, dtype: tf.DType) -> tf.Tensor:
+    tiny = np.finfo(dtype.as_numpy_dtype).tiny
+    return tf.random.stateless_uniform(
+        shape, seed=_as_seed(seed), minval=tiny, maxval=1.0, dtype=dtype, alg="philox"
+    )
+
+
+def _same_except_batch(shape: tf.TensorShape, expected: tf.TensorShape) -> bool:
+    return shape.rank == expected.rank and shape[1:].is_compatible_with(expected[1:])
+
+
+def _label_values(y_true: Any) -> np.ndarray:
+    values = np.unique(np.asarray(y_true))
+    if values.dtype == bool:
+        values = values.astype(np.int64)
+    return values
+
+
+def _describe(values: np.ndarray, limit: int = 8) -> str:
+    shown = ", ".join(repr(v.item()) for v in values[:limit])
+    return f"[{shown}{', ...' if len(values) > limit else ''}]"
+
+
+class Policy:
+    """Base class: a distribution over decisions parameterised by logits.
+
+    Subclasses implement the five methods below; all of them accept logits of the shapes named
+    by :meth:`check_logits` and never copy the model's work: only the cheap distribution part is
+    repeated over the ``K`` samples.
+    """
+
+    name: str = "policy"
+
+    def check_logits(self, logits_shape: tf.TensorShape) -> None:
+        """Raises ``ValueError`` if the policy cannot read logits of this static shape."""
+        raise NotImplementedError
+
+    def action_shape(self, logits_shape: tf.TensorShape) -> tf.TensorShape:
+        """The shape of one set of decisions ``[B, ...]`` for logits of ``logits_shape``."""
+        raise NotImplementedError
+
+    def distribution(self, logits: tf.Tensor) -> tfd.Distribution:
+        """The ``tfp.distributions`` object for logits ``[B, ...]``."""
+        raise NotImplementedError
+
+    def sample(self, logits: tf.Tensor, num_samples: int, seed: Any = None) -> tf.Tensor:
+        """Draws ``K = num_samples`` action sets: logits ``[B, ...]`` -> int32 ``[K, B, ...]``."""
+        raise NotImplementedError
+
+    def log_prob(self, logits: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
+        """Per-element log-probability: logits ``[B, ...]``, actions ``[K, B, ...]``.
+
+        Returns ``[K, B, ...]``.
+
+        Actions of the plain action shape ``[B, ...]`` are accepted too (``K`` omitted).
+        """
+        raise NotImplementedError
+
+    def greedy(self, logits: tf.Tensor) -> tf.Tensor:
+        """The mode of every element: logits ``[B, ...]`` -> int32 ``[B, ...]``."""
+        raise NotImplementedError
+
+    def entropy(self, logits: tf.Tensor) -> tf.Tensor:
+        """Per-element entropy in nats: logits ``[B, ...]`` -> ``[B, ...]`` (action shape)."""
+        raise NotImplementedError
+
+    def format_labels(self, y_true: Any, logits_shape: tf.TensorShape) -> tf.Tensor:
+        """Labels ``[B, ...]`` in the action shape, as int32.
+
+        A trailing singleton axis may be present or absent (``[B]`` labels for ``[B, 1]``
+        logits and the reverse). Any other mismatch raises ``ValueError``.
+        """
+        y_true = tf.convert_to_tensor(y_true)
+        logits_shape = tf.TensorShape(logits_shape)
+        action_shape = self.action_shape(logits_shape)
+        labels = self._match_label_shape(y_true, logits_shape, action_shape)
+        if labels is None:
+            raise ValueError(
+                f"Labels of shape {y_true.shape} do not match the model's logits of shape "
+                f"{logits_shape}: policy={self.name!r} expects labels of shape {action_shape}"
+                f"{self._label_hint}."
+            )
+        return tf.cast(labels, tf.int32)
+
+    _label_hint = " (0/1 per logit)"
+
+    def _match_label_shape(self, y_true, logits_shape, action_shape):
+        shape = y_true.shape
+        if shape.rank is None or action_shape.rank is None:
+            return y_true
+        if _same_except_batch(shape, action_shape):
+            return y_true
+        if shape.rank == action_shape.rank + 1 and shape[-1] == 1:
+            if _same_except_batch(shape[:-1], action_shape):
+                return tf.squeeze(y_true, axis=-1)
+        if action_shape.rank >= 2 and action_shape[-1] == 1:
+            if _same_except_batch(shape, action_shape[:-1]):
+                return tf.expand_dims(y_true, axis=-1)
+        return None
+
+    def check_label_values(self, y_true: Any, logits_shape: tf.TensorShape, arg: str) -> None:
+        """Raises ``ValueError`` naming ``arg`` if the label values cannot be decisions of this
+        policy (checked eagerly on in-memory labels before training)."""
+        raise NotImplementedError
+
+    def crossentropy(self, logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+        """Per-element supervised loss ``-log p(labels)``: logits ``[B, ...]`` -> ``[B, ...]``."""
+        return -self.log_prob(logits, labels)
+
+    def get_config(self) -> dict:
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict) -> Policy:
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+@keras.saving.register_keras_serializable(package="rlmetric")
+class Bernoulli(Policy):
+    """An independent Bernoulli decision per logit.
+
+    Logits ``[B]`` or ``[B, 1]`` (binary classification), ``[B, L]`` (multi-label) or
+    ``[B, H, W, 1]`` (binary segmentation; any rank works). The actions have the logits' shape.
+    """
+
+    name = "bernoulli"
+
+    def check_logits(self, logits_shape: tf.TensorShape) -> None:
+        logits_shape = tf.TensorShape(logits_shape)
+        if logits_shape.rank is not None and logits_shape.rank < 1:
+            raise ValueError(
+                "policy='bernoulli' expects logits of shape [B], [B, 1], [B, L] or "
+                f"[B, H, W, 1]; the model returned logits of shape {logits_shape}."
+            )
+
+    def action_shape(self, logits_shape: tf.TensorShape) -> tf.TensorShape:
+        return tf.TensorShape(logits_shape)
+
+    def distribution(self, logits: tf.Tensor) -> tfd.Distribution:
+        return tfd.Bernoulli(logits=logits, dtype=tf.int32)
+
+    def sample(self, logits: tf.Tensor, num_samples: int, seed: Any = None) -> tf.Tensor:
+        logits = tf.convert_to_tensor(logits)
+        shape = tf.concat([[num_samples], tf.shape(logits)], axis=0)
+        uniform = _uniform(shape, seed, logits.dtype)
+        # u < sigmoid(l)  <=>  log(u) - log(1 - u) < l: exact, and no sigmoid saturation.
+        return tf.cast(tf.math.log(uniform) - tf.math.log1p(-uniform) < logits, tf.int32)
+
+    def log_prob(self, logits: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
+        return self.distribution(logits).log_prob(tf.cast(actions, tf.int32))
+
+    def greedy(self, logits: tf.Tensor) -> tf.Tensor:
+        return tf.cast(logits > 0, tf.int32)
+
+    def entropy(self, logits: tf.Tensor) -> tf.Tensor:
+        return self.distribution(logits).entropy()
+
+    def check_label_values(self, y_true, logits_shape, arg):
+        values = _label_values(y_true)
+        if not np.all(np.isin(values, [0, 1])):
+            raise ValueError(
+                f"{arg} must hold binary labels (0 or 1) for policy='bernoulli'; received "
+                f"values {_describe(values)}."
+            )
+
+
+@keras.saving.register_keras_serializable(package="rlmetric")
+class Categorical(Policy):
+    """One categorical decision over the last axis of the logits.
+
+    Logits ``[B, C]`` (multi-class) or ``[B, H, W, C]`` (per-pixel classes); actions drop the
+    class axis: ``[B]`` or ``[B, H, W]`` class ids.
+    """
+
+    name = "categorical"
+
+    def check_logits(self, logits_shape: tf.TensorShape) -> None:
+        logits_shape = tf.TensorShape(logits_shape)
+        if logits_shape.rank is not None and logits_shape.rank < 2:
+            raise ValueError(
+                "policy='categorical' expects logits of shape [B, C] or [B, H, W, C] with the "
+                f"classes on the last axis; the model returned logits of shape {logits_shape}."
+            )
+        num_classes = logits_shape[-1] if logits_shape.rank else None
+        if num_classes is not None and num_classes < 2:
+            raise ValueError(
+                "policy='categorical' needs at least 2 classes on the last logits axis; the model "
+                f"returned logits of shape {logits_shape}. For one logit per decision use "
+                "policy='bernoulli'."
+            )
+
+    def action_shape(self, logits_shape: tf.TensorShape) -> tf.TensorShape:
+        return tf.TensorShape(logits_shape)[:-1]
+
+    def distribution(self, logits: tf.Tensor) -> tfd.Distribution:
+        return tfd.Categorical(logits=logits, dtype=tf.int32)
+
+    def sample(self, logits: tf.Tensor, num_samples: int, seed: Any = None) -> tf.Tensor:
+        logits = tf.convert_to_tensor(logits)
+        shape = tf.concat([[num_samples], tf.shape(logits)], axis=0)
+        gumbel = -tf.math.log(-tf.math.log(_uniform(shape, seed, logits.dtype)))
+        return tf.argmax(logits + gumbel, axis=-1, output_type=tf.int32)
+
+    def log_prob(self, logits: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
+        # A gather from the [B, ..., C] log-softmax table costs O(K * B) memory, where
+        # tfd.Categorical.log_prob would broadcast the logits to [K, B, ..., C].
+        log_probs = tf.nn.log_softmax(logits, axis=-1)
+        num_classes = tf.shape(log_probs)[-1]
+        flat_table = tf.reshape(log_probs, [-1])
+        actions = tf.cast(actions, tf.int32)
+        num_elements = tf.size(log_probs) // num_classes
+        flat_actions = tf.reshape(actions, [-1, num_elements])
+        offsets = tf.range(num_elements, dtype=tf.int32) * num_classes
+        picked = tf.gather(flat_table, flat_actions + offsets)
+        return tf.reshape(picked, tf.shape(actions))
+
+    def greedy(self, logits: tf.Tensor) -> tf.Tensor:
+        return tf.argmax(logits, axis=-1, output_type=tf.int32)
+
+    def entropy(self, logits: tf.Tensor) -> tf.Tensor:
+        return self.distribution(logits).entropy()
+
+    def crossentropy(self, logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=tf.cast(labels, tf.int32), logits=logits
+        )
+
+    _label_hint = " (class ids), or one-hot labels of the logits' shape"
+
+    def _match_label_shape(self, y_true, logits_shape, action_shape):
+        shape = y_true.shape
+        if shape.rank is not None and _same_except_batch(shape, logits_shape):
+            return tf.argmax(y_true, axis=-1, output_type=tf.int32)  # one-hot
+        return super()._match_label_shape(y_true, logits_shape, action_shape)
+
+    def check_label_values(self, y_true, logits_shape, arg):
+        y_true = np.asarray(y_true)
+        num_classes = tf.TensorShape(logits_shape)[-1]
+        if _same_except_batch(tf.TensorShape(y_true.shape), tf.TensorShape(logits_shape)):
+            values = _label_values(y_true)
+            if not np.all(np.isin(values, [0, 1])) or not np.all(y_true.sum(axis=-1) == 1):
+                raise ValueError(
+                    f"{arg} has the logits' shape {y_true.shape}, so it is read as one-hot "
+                    f"labels, but its rows are not one-hot (values {_describe(values)})."
+                )
+            return
+        values = _label_values(y_true)
+        integral = np.all(np.mod(values, 1) == 0) if values.size else True
+        in_range = values.size == 0 or (values.min() >= 0 and values.max() < num_classes)
+        if not integral or not in_range:
+            raise ValueError(
+                f"{arg} must hold class ids in [0, {num_classes}) for policy='categorical' with "
+                f"{num_classes} logits per decision; received values {_describe(values)}."
+            )
+
+
+ALIASES = {"bernoulli": Bernoulli, "categorical": Categorical}
+
+
+def get(identifier: Any) -> Policy:
+    """A policy from an alias (``"bernoulli"``, ``"categorical"``), a config dict or a Policy."""
+    return resolve(identifier, ALIASES, Policy, "policy")

@@ -1,0 +1,607 @@
+"""Rewards: the metric a model is trained on, scored for ``K`` sets of decisions at once.
+
+A reward is any callable ``reward(y_true, actions) -> [K]`` with ``y_true`` of the action shape
+``[B, ...]`` and ``actions`` ``[K, B, ...]``: one score per sample set, higher is better.
+
+The metrics here (F1, F-beta, IoU/Jaccard, Dice, precision, recall, accuracy, MCC) depend on the
+decisions only through confusion counts, so they are computed in two vectorized steps that later
+estimators and the whole-set evaluation reuse:
+
+* :meth:`CountReward.counts` -> ``[K, G, 4]`` float counts ``(tp, fp, fn, tn)`` per group, where
+  the groups are the classes, the labels, or the rows of the batch (see :meth:`CountReward.layout`);
+* :meth:`CountReward.from_counts` -> ``[K]`` scores.
+
+Counts add up across batches, which is how :class:`rlmetric.trainer.PolicyGradientTrainer`
+reports a metric over a whole evaluation set rather than an average of per-batch scores.
+
+Values equal ``sklearn.metrics`` (``f1_score``, ``fbeta_score``, ``jaccard_score``,
+``precision_score``, ``recall_score``, ``accuracy_score``, ``matthews_corrcoef``) called on the
+same decisions, with these conventions for Bernoulli decisions:
+
+* one decision per example (``[B]``, ``[B, 1]``) or per pixel (``[B, H, W, 1]``) is a binary
+  target: ``average="binary"`` scores the positive class over every element, ``"micro"`` and
+  ``"macro"`` pool or average the classes 0 and 1 that occur (scikit-learn on raveled arrays);
+* ``[B, L]`` with ``L > 1`` is multi-label: ``"macro"`` averages the ``L`` labels, ``"micro"``
+  (and ``"binary"``, which pools every element) sums their counts, ``"samples"`` averages rows.
+
+For categorical decisions (``num_classes`` set) the groups are the classes; ``"macro"`` averages
+over the classes present in ``y_true`` or in the decisions, as scikit-learn does by default.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from rlmetric._registry import resolve
+
+__all__ = [
+    "Reward",
+    "CountReward",
+    "F1",
+    "FBeta",
+    "IoU",
+    "Dice",
+    "Precision",
+    "Recall",
+    "Accuracy",
+    "MatthewsCorrCoef",
+    "CallableReward",
+    "NumpyReward",
+    "from_numpy",
+    "get",
+    "ALIASES",
+]
+
+AVERAGES = ("binary", "micro", "macro", "samples")
+CLASSES = "classes"  # groups are mutually exclusive classes (one true class per element)
+LABELS = "labels"  # groups are independent binary labels, or rows for average="samples"
+
+
+class Reward:
+    """Base class of rewards. ``__call__(y_true [B, ...], actions [K, B, ...]) -> [K]``."""
+
+    name: str = "reward"
+    #: False where the reward leaves TensorFlow (``tf.numpy_function``): no XLA.
+    xla_compatible: bool = True
+
+    def __call__(self, y_true: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
+        raise NotImplementedError
+
+    def get_config(self) -> dict:
+        return {"name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict) -> Reward:
+        return cls(**config)
+
+
+def _safe_divide(numerator: tf.Tensor, denominator: tf.Tensor, zero_division: float) -> tf.Tensor:
+    """``numerator / denominator`` where the denominator is positive, else ``zero_division``."""
+    defined = denominator > 0
+    ratio = numerator / tf.where(defined, denominator, tf.ones_like(denominator))
+    return tf.where(defined, ratio, tf.cast(zero_division, ratio.dtype))
+
+
+class CountReward(Reward):
+    """A metric computed from confusion counts ``(tp, fp, fn, tn)``.
+
+    Args:
+        average: ``"binary"`` (positive class), ``"micro"`` (pool the counts of all classes or
+            labels), ``"macro"`` (unweighted mean over classes or labels) or ``"samples"``
+            (mean over the rows of a multi-label batch), as in scikit-learn.
+        num_classes: for categorical decisions (class ids), the number of classes ``C``; leave
+            ``None`` for Bernoulli decisions. The trainer fills it in from the logits.
+        zero_division: the value of a ratio whose denominator is zero (``0.0`` or ``1.0``),
+            with scikit-learn's meaning; its default behaves as scikit-learn's default.
+        name: the Keras metric name (``"f1"`` gives ``val_f1`` in the logs).
+    """
+
+    default_name = "count_reward"
+    supported_averages: tuple[str, ...] = AVERAGES
+
+    def __init__(
+        self,
+        average: str = "binary",
+        num_classes: int | None = None,
+        zero_division: float = 0.0,
+        name: str | None = None,
+    ) -> None:
+        if average not in self.supported_averages:
+            raise ValueError(
+                f"{type(self).__name__}: average={average!r} is not supported; expected one of "
+                f"{list(self.supported_averages)}."
+            )
+        if num_classes is not None and (isinstance(num_classes, bool) or int(num_classes) < 2):
+            raise ValueError(
+                f"{type(self).__name__}: num_classes must be an integer >= 2 (or None for "
+                f"Bernoulli decisions); received num_classes={num_classes!r}."
+            )
+        if zero_division == "warn":
+            zero_division = 0.0
+        if (
+            isinstance(zero_division, bool)
+            or not isinstance(zero_division, int | float)
+            or (float(zero_division) not in (0.0, 1.0))
+        ):
+            raise ValueError(
+                f"{type(self).__name__}: zero_division must be 0.0 or 1.0 (a NaN reward cannot "
+                f"be trained on); received zero_division={zero_division!r}."
+            )
+        self.average = average
+        self.num_classes = None if num_classes is None else int(num_classes)
+        self.zero_division = float(zero_division)
+        self.name = name or self.default_name
+
+    @property
+    def groups_are_rows(self) -> bool:
+        """True when :meth:`counts` groups by row (``average="samples"``): such counts do not
+        add up across batches, their per-batch scores do (weighted by the number of rows)."""
+        return self.average == "samples"
+
+    # -- layout -------------------------------------------------------------------------------
+    def layout(self, actions_shape: tf.TensorShape) -> str:
+        """``"classes"`` or ``"labels"``: what the groups of :meth:`counts` are, given the static
+        shape of the actions ``[K, B, ...]``."""
+        actions_shape = tf.TensorShape(actions_shape)
+        if self.average == "samples":
+            return LABELS
+        if self.num_classes is not None or _is_single_target(actions_shape):
+            return CLASSES
+        return LABELS
+
+    def _check(self, y_true: tf.Tensor, actions: tf.Tensor) -> None:
+        actions_shape = actions.shape
+        if actions_shape.rank is not None and actions_shape.rank < 2:
+            raise ValueError(
+                f"Reward {self.name!r} expects actions of shape [K, B, ...] (K sample sets); "
+                f"received shape {actions_shape}."
+            )
+        if (
+            y_true.shape.rank is not None
+            and actions_shape.rank is not None
+            and not y_true.shape.is_compatible_with(actions_shape[1:])
+        ):
+            raise ValueError(
+                f"Reward {self.name!r}: y_true of shape {y_true.shape} does not match actions of "
+                f"shape {actions_shape}; y_true must have the action shape {actions_shape[1:]}."
+            )
+        if self.average == "samples":
+            if self.num_classes is not None or _is_single_target(actions_shape):
+                raise ValueError(
+                    f"Reward {self.name!r}: average='samples' is only defined for multi-label "
+                    f"Bernoulli decisions [B, L] with L > 1; received actions of shape "
+                    f"{actions_shape}{' with num_classes' if self.num_classes else ''}. "
+                    "Use 'binary', 'micro' or 'macro'."
+                )
+        if self.average == "binary" and self.num_classes is not None and self.num_classes != 2:
+            raise ValueError(
+                f"Reward {self.name!r}: average='binary' needs 2 classes but num_classes="
+                f"{self.num_classes}; use average='macro' or 'micro' for multi-class decisions."
+            )
+
+    # -- counts -------------------------------------------------------------------------------
+    def counts(self, y_true: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
+        """Confusion counts per sample set and group.
+
+        Args:
+            y_true: ``[B, ...]`` labels in the action shape (0/1, or class ids).
+            actions: ``[K, B, ...]`` decisions.
+
+        Returns:
+            float32 ``[K, G, 4]`` holding ``(tp, fp, fn, tn)``: ``G = 2`` (classes 0 and 1) for a
+            binary target, ``C`` for categorical, ``L`` for multi-label, ``B`` (rows) for
+            ``average="samples"``.
+        """
+        y_true = tf.convert_to_tensor(y_true)
+        actions = tf.convert_to_tensor(actions)
+        self._check(y_true, actions)
+        if self.num_classes is not None:
+            return _categorical_counts(y_true, actions, self.num_classes, by_row=False)
+        rank = actions.shape.rank
+        if self.average == "samples":
+            keep = 2  # [K, B]
+        elif _is_single_target(actions.shape):
+            return _binary_target_counts(y_true, actions)
+        else:
+            keep = None  # [K, L]: reduce all but K and the label axis
+        return _bernoulli_counts(y_true, actions, rank, keep)
+
+    def from_counts(self, counts: tf.Tensor, layout: str = CLASSES) -> tf.Tensor:
+        """Scores from counts: ``[K, G, 4]`` -> ``[K]``. ``layout`` is :meth:`layout`'s answer."""
+        counts = tf.convert_to_tensor(counts)
+        tp, fp, fn, tn = tf.unstack(counts, num=4, axis=-1)  # each [K, G]
+        if self.average == "binary":
+            if layout == CLASSES:
+                tp, fp, fn, tn = (c[:, 1:2] for c in (tp, fp, fn, tn))
+            else:
+                tp, fp, fn, tn = (tf.reduce_sum(c, -1, keepdims=True) for c in (tp, fp, fn, tn))
+            return self.group_scores(tp, fp, fn, tn)[:, 0]
+        if self.average == "micro":
+            pooled = (tf.reduce_sum(c, -1, keepdims=True) for c in (tp, fp, fn, tn))
+            return self.group_scores(*pooled)[:, 0]
+        scores = self.group_scores(tp, fp, fn, tn)
+        if self.average == "macro" and layout == CLASSES:
+            present = tf.cast(tp + fp + fn > 0, scores.dtype)
+            total = tf.reduce_sum(present, axis=-1)
+            return _safe_divide(tf.reduce_sum(scores * present, -1), total, self.zero_division)
+        return tf.reduce_mean(scores, axis=-1)
+
+    def group_scores(self, tp: tf.Tensor, fp: tf.Tensor, fn: tf.Tensor, tn: tf.Tensor) -> tf.Tensor:
+        """The metric of each group from its counts, each ``[K, G]`` -> ``[K, G]``."""
+        raise NotImplementedError
+
+    def __call__(self, y_true: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
+        """Scores ``K`` decision sets: ``y_true [B, ...]``, ``actions [K, B, ...]`` -> ``[K]``."""
+        actions = tf.convert_to_tensor(actions)
+        return self.from_counts(self.counts(y_true, actions), self.layout(actions.shape))
+
+    def get_config(self) -> dict:
+        return {
+            "average": self.average,
+            "num_classes": self.num_classes,
+            "zero_division": self.zero_division,
+            "name": self.name,
+        }
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+def _is_single_target(actions_shape: tf.TensorShape) -> bool:
+    """One binary decision per example or pixel: actions ``[K, B]`` or ``[K, B, ..., 1]``."""
+    rank = actions_shape.rank
+    return rank is not None and (rank == 2 or actions_shape[-1] == 1)
+
+
+def _binary_target_counts(y_true: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
+    """Counts of the classes 0 and 1 of a pooled binary target: ``[K, B, ...]`` -> ``[K, 2, 4]``."""
+    actions = tf.cast(actions, tf.float32)
+    y_true = tf.cast(tf.reshape(y_true, tf.shape(actions)[1:]), tf.float32)
+    axes = list(range(1, actions.shape.rank))
+    tp = tf.reduce_sum(actions * y_true, axis=axes)
+    predicted = tf.reduce_sum(actions, axis=axes)
+    positives = tf.reduce_sum(y_true) * tf.ones_like(tp)
+    total = tf.cast(tf.size(y_true), tf.float32) * tf.ones_like(tp)
+    fp = predicted - tp
+    fn = positives - tp
+    tn = total - tp - fp - fn
+    positive_class = tf.stack([tp, fp, fn, tn], axis=-1)
+    negative_class = tf.stack([tn, fn, fp, tp], axis=-1)
+    return tf.stack([negative_class, positive_class], axis=1)
+
+
+def _bernoulli_counts(
+    y_true: tf.Tensor, actions: tf.Tensor, rank: int, keep_rows: int | None
+) -> tf.Tensor:
+    """Positive-class counts per label (``keep_rows=None``) or per row: -> ``[K, G, 4]``."""
+    actions = tf.cast(actions, tf.float32)
+    y_true = tf.cast(y_true, tf.float32)
+    if keep_rows is None:
+        axes = list(range(1, rank - 1))  # keep K and the label axis
+    else:
+        axes = list(range(2, rank))  # keep K and B
+    tp = tf.reduce_sum(actions * y_true, axis=axes)
+    predicted = tf.reduce_sum(actions, axis=axes)
+    positives = tf.reduce_sum(y_true[None] * tf.ones_like(actions[:1]), axis=axes)
+    group_size = tf.cast(tf.size(y_true) // tf.size(positives), tf.float32)
+    fp = predicted - tp
+    fn = positives - tp
+    tn = group_size - tp - fp - fn
+    return tf.stack([tp, fp, fn, tn], axis=-1)
+
+
+def _categorical_counts(
+    y_true: tf.Tensor, actions: tf.Tensor, num_classes: int, by_row: bool
+) -> tf.Tensor:
+    """Per-class counts of class-id decisions: ``[K, B, ...]`` -> ``[K, C, 4]``.
+
+    With ``by_row`` the groups are the rows instead: ``[K, B, 4]`` counts of correct (tp) and
+    wrong (fp, fn) elements of each row.
+    """
+    actions = tf.cast(actions, tf.int32)
+    y_true = tf.cast(y_true, tf.int32)
+    rank = actions.shape.rank
+    if by_row:
+        correct = tf.cast(tf.equal(actions, y_true), tf.float32)
+        axes = list(range(2, rank))
+        tp = tf.reduce_sum(correct, axis=axes) if axes else correct
+        size = tf.cast(tf.size(y_true) // tf.shape(y_true)[0], tf.float32)
+        wrong = size - tp
+        return tf.stack([tp, wrong, wrong, tf.zeros_like(tp)], axis=-1)
+    axes = list(range(1, rank))
+    predicted_one_hot = tf.one_hot(actions, num_classes, dtype=tf.float32)  # [K, B, ..., C]
+    true_one_hot = tf.one_hot(y_true, num_classes, dtype=tf.float32)  # [B, ..., C]
+    tp = tf.reduce_sum(predicted_one_hot * true_one_hot, axis=axes)  # [K, C]
+    predicted = tf.reduce_sum(predicted_one_hot, axis=axes)
+    positives = tf.reduce_sum(true_one_hot, axis=list(range(rank - 1)))[None]
+    total = tf.cast(tf.size(y_true), tf.float32)
+    fp = predicted - tp
+    fn = positives - tp
+    tn = total - tp - fp - fn
+    return tf.stack([tp, fp, fn, tn], axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="rlmetric")
+class FBeta(CountReward):
+    """F-beta score ``(1 + b^2) tp / ((1 + b^2) tp + b^2 fn + fp)`` (``fbeta_score``)."""
+
+    default_name = "fbeta"
+
+    def __init__(
+        self,
+        beta: float = 1.0,
+        average: str = "binary",
+        num_classes: int | None = None,
+        zero_division: float = 0.0,
+        name: str | None = None,
+    ) -> None:
+        if not isinstance(beta, int | float) or not beta > 0 or not math.isfinite(beta):
+            raise ValueError(f"FBeta: beta must be a positive finite number; received {beta!r}.")
+        self.beta = float(beta)
+        super().__init__(average, num_classes, zero_division, name)
+
+    def group_scores(self, tp, fp, fn, tn):
+        beta2 = self.beta**2
+        numerator = (1.0 + beta2) * tp
+        return _safe_divide(numerator, numerator + beta2 * fn + fp, self.zero_division)
+
+    def get_config(self) -> dict:
+        return {"beta": self.beta, **super().get_config()}
+
+
+@keras.saving.register_keras_serializable(package="rlmetric")
+class F1(FBeta):
+    """F1 score ``2 tp / (2 tp + fp + fn)`` (``f1_score``)."""
+
+    default_name = "f1"
+
+    def __init__(
+        self,
+        average: str = "binary",
+        num_classes: int | None = None,
+        zero_division: float = 0.0,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(1.0, average, num_classes, zero_division, name)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.pop("beta")
+        return config
+
+
+@keras.saving.register_keras_serializable(package="rlmetric")
+class Dice(F1):
+    """Dice coefficient, ``2 |A n B| / (|A| + |B|)``: the same value as F1 on the same counts."""
+
+    default_name = "dice"
+
+
+@keras.saving.register_keras_serializable(package="rlmetric")
+class IoU(CountReward):
+    """Intersection over union (Jaccard index) ``tp / (tp + fp + fn)`` (``jaccard_score``)."""
+
+    default_name = "iou"
+
+    def group_scores(self, tp, fp, fn, tn):
+        return _safe_divide(tp, tp + fp + fn, self.zero_division)
+
+
+@keras.saving.register_keras_serializable(package="rlmetric")
+class Precision(CountReward):
+    """Precision ``tp / (tp + fp)`` (``precision_score``)."""
+
+    default_name = "precision"
+
+    def group_scores(self, tp, fp, fn, tn):
+        return _safe_divide(tp, tp + fp, self.zero_division)
+
+
+@keras.saving.register_keras_serializable(package="rlmetric")
+class Recall(CountReward):
+    """Recall ``tp / (tp + fn)`` (``recall_score``)."""
+
+    default_name = "recall"
+
+    def group_scores(self, tp, fp, fn, tn):
+        return _safe_divide(tp, tp + fn, self.zero_division)
+
+
+@keras.saving.register_keras_serializable(package="rlmetric")
+class Accuracy(CountReward):
+    """Fraction of correct decisions (``accuracy_score``).
+
+    Args:
+        subset: ``False`` scores every element (scikit-learn on raveled arrays, pixel accuracy);
+            ``True`` scores a row only if all its decisions are right (scikit-learn's
+            ``accuracy_score`` on multi-label ``[B, L]`` arrays).
+        num_classes: ``C`` for categorical decisions, else ``None``.
+    """
+
+    default_name = "accuracy"
+    supported_averages = ("micro",)
+
+    def __init__(
+        self, subset: bool = False, num_classes: int | None = None, name: str | None = None
+    ) -> None:
+        self.subset = bool(subset)
+        super().__init__("micro", num_classes, 0.0, name)
+
+    @property
+    def groups_are_rows(self) -> bool:
+        return self.subset
+
+    def layout(self, actions_shape: tf.TensorShape) -> str:
+        return LABELS if self.subset or self.num_classes is None else CLASSES
+
+    def counts(self, y_true: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
+        """``[K, G, 4]``: per-row counts with ``subset=True``, else per class or label."""
+        actions = tf.convert_to_tensor(actions)
+        y_true = tf.convert_to_tensor(y_true)
+        self._check(y_true, actions)
+        if self.subset:
+            if self.num_classes is not None:
+                return _categorical_counts(y_true, actions, self.num_classes, by_row=True)
+            return _bernoulli_counts(y_true, actions, actions.shape.rank, keep_rows=2)
+        if self.num_classes is not None:
+            return _categorical_counts(y_true, actions, self.num_classes, by_row=False)
+        return _bernoulli_counts(y_true, actions, actions.shape.rank, keep_rows=None)
+
+    def from_counts(self, counts: tf.Tensor, layout: str = LABELS) -> tf.Tensor:
+        tp, fp, fn, tn = tf.unstack(tf.convert_to_tensor(counts), num=4, axis=-1)
+        if self.subset:
+            return tf.reduce_mean(tf.cast(fp + fn == 0, tp.dtype), axis=-1)
+        if layout == CLASSES:  # every element is a true member of exactly one class
+            return tf.reduce_sum(tp, -1) / tf.reduce_sum(tp + fn, -1)
+        return tf.reduce_sum(tp + tn, -1) / tf.reduce_sum(tp + fp + fn + tn, -1)
+
+    def group_scores(self, tp, fp, fn, tn):
+        return _safe_divide(tp + tn, tp + fp + fn + tn, 0.0)
+
+    def get_config(self) -> dict:
+        return {"subset": self.subset, "num_classes": self.num_classes, "name": self.name}
+
+
+@keras.saving.register_keras_serializable(package="rlmetric")
+class MatthewsCorrCoef(CountReward):
+    """Matthews correlation coefficient (``matthews_corrcoef``), in ``[-1, 1]``.
+
+    Bernoulli decisions are pooled into one binary problem (scikit-learn on raveled arrays);
+    categorical decisions use the multi-class form. An undefined value (a constant prediction or
+    a constant truth) is 0, as in scikit-learn. Computed in float64: the numerator is a
+    difference of products of counts that float32 cannot resolve on large batches.
+    """
+
+    default_name = "mcc"
+    supported_averages = ("micro",)
+
+    def __init__(self, num_classes: int | None = None, name: str | None = None) -> None:
+        super().__init__("micro", num_classes, 0.0, name)
+
+    def layout(self, actions_shape: tf.TensorShape) -> str:
+        single = self.num_classes is not None or _is_single_target(actions_shape)
+        return CLASSES if single else LABELS
+
+    def from_counts(self, counts: tf.Tensor, layout: str = CLASSES) -> tf.Tensor:
+        counts = tf.cast(tf.convert_to_tensor(counts), tf.float64)
+        if layout != CLASSES:  # pooled labels -> the two classes of one binary problem
+            tp, fp, fn, tn = tf.unstack(tf.reduce_sum(counts, axis=1), num=4, axis=-1)
+            counts = tf.stack(
+                [tf.stack([tn, fn, fp, tp], -1), tf.stack([tp, fp, fn, tn], -1)], axis=1
+            )
+        tp, fp, fn, _ = tf.unstack(counts, num=4, axis=-1)
+        true_per_class = tp + fn
+        predicted_per_class = tp + fp
+        correct = tf.reduce_sum(tp, -1)
+        total = tf.reduce_sum(true_per_class, -1)
+        covariance = correct * total - tf.reduce_sum(predicted_per_class * true_per_class, -1)
+        predicted_spread = total**2 - tf.reduce_sum(predicted_per_class**2, -1)
+        true_spread = total**2 - tf.reduce_sum(true_per_class**2, -1)
+        denominator = tf.sqrt(predicted_spread * true_spread)
+        return tf.cast(_safe_divide(covariance, denominator, 0.0), tf.float32)
+
+    def group_scores(self, tp, fp, fn, tn):
+        raise NotImplementedError("MCC is not a per-group ratio; use from_counts.")
+
+    def get_config(self) -> dict:
+        return {"num_classes": self.num_classes, "name": self.name}
+
+
+class CallableReward(Reward):
+    """Wraps a TensorFlow function ``fn(y_true [B, ...], actions [K, B, ...]) -> [K]``."""
+
+    def __init__(self, fn: Callable[[tf.Tensor, tf.Tensor], tf.Tensor], name: str | None = None):
+        if not callable(fn):
+            raise TypeError(f"reward must be callable; received {fn!r}.")
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", "reward")
+
+    def __call__(self, y_true: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
+        return self.fn(y_true, actions)
+
+    def get_config(self) -> dict:
+        return {"fn": keras.saving.serialize_keras_object(self.fn), "name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict) -> CallableReward:
+        return cls(keras.saving.deserialize_keras_object(config["fn"]), config.get("name"))
+
+
+class NumpyReward(Reward):
+    """Scores each of the ``K`` decision sets with a Python function ``fn(y_true, y_pred)``.
+
+    Runs through ``tf.numpy_function``: slower than the TensorFlow rewards (a Python call per
+    sample set and step, and a host round trip), and not compatible with XLA
+    (``jit_compile=True``). Arrays reach ``fn`` as scikit-learn expects them: ``[B, L]`` multi-label
+    decisions stay 2-D, every other shape is raveled to 1-D.
+    """
+
+    xla_compatible = False
+
+    def __init__(self, fn: Callable[[np.ndarray, np.ndarray], float], name: str | None = None):
+        if not callable(fn):
+            raise TypeError(f"rewards.from_numpy expects a callable; received {fn!r}.")
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", "reward")
+
+    def _score_all(self, y_true: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        multilabel = actions.ndim == 3 and actions.shape[-1] > 1
+        if not multilabel:
+            y_true = y_true.reshape(-1)
+            actions = actions.reshape(actions.shape[0], -1)
+        return np.asarray([self.fn(y_true, sample) for sample in actions], dtype=np.float32)
+
+    def __call__(self, y_true: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
+        actions = tf.convert_to_tensor(actions)
+        scores = tf.numpy_function(
+            self._score_all, [tf.convert_to_tensor(y_true), actions], tf.float32, stateful=False
+        )
+        return tf.reshape(scores, tf.shape(actions)[:1])
+
+    def get_config(self) -> dict:
+        raise TypeError(
+            f"The reward {self.name!r} wraps a Python function (rewards.from_numpy) and cannot be "
+            "serialized; save the wrapped Keras model (trainer.model.save(...)) instead."
+        )
+
+
+def from_numpy(
+    fn: Callable[[np.ndarray, np.ndarray], float], name: str | None = None
+) -> NumpyReward:
+    """Wraps a black-box ``fn(y_true, y_pred) -> float`` (e.g. ``sklearn.metrics.f1_score``).
+
+    Slower than the built-in rewards and not usable with ``jit_compile=True``.
+    """
+    return NumpyReward(fn, name)
+
+
+ALIASES: dict[str, Callable[[], Reward]] = {
+    "f1": F1,
+    "macro_f1": lambda: F1(average="macro", name="macro_f1"),
+    "micro_f1": lambda: F1(average="micro", name="micro_f1"),
+    "f2": lambda: FBeta(beta=2.0, name="f2"),
+    "iou": IoU,
+    "jaccard": lambda: IoU(name="jaccard"),
+    "miou": lambda: IoU(average="macro", name="miou"),
+    "dice": Dice,
+    "precision": Precision,
+    "recall": Recall,
+    "accuracy": Accuracy,
+    "mcc": MatthewsCorrCoef,
+    "matthews_corrcoef": lambda: MatthewsCorrCoef(name="matthews_corrcoef"),
+}
+
+
+def get(identifier: Any) -> Reward:
+    """A reward from an alias (see ``ALIASES``), a Reward, a config dict, or a TF callable
+    ``fn(y_true [B, ...], actions [K, B, ...]) -> [K]``."""
+    if callable(identifier) and not isinstance(identifier, Reward | type):
+        return CallableReward(identifier)
+    return resolve(identifier, ALIASES, Reward, "reward")

@@ -1,0 +1,523 @@
+"""PolicyGradientTrainer: train any logits-producing Keras model on a non-differentiable metric.
+
+The trainer only wires the small pieces together: a policy (the distribution over decisions
+that the logits parameterise), a reward (the metric), a baseline and a gradient estimator. It is
+a ``keras.Model`` that overrides ``train_step``/``test_step`` as in the Keras guide
+"Customizing what happens in fit()", so ``compile``/``fit``/``evaluate``/callbacks/``tf.data``
+work as usual.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from rlmetric import baselines as baselines_lib
+from rlmetric import estimators as estimators_lib
+from rlmetric import policies as policies_lib
+from rlmetric import rewards as rewards_lib
+from rlmetric.metrics import RewardMetric
+
+__all__ = ["PolicyGradientTrainer", "NonFiniteError"]
+
+_PREFLIGHT_ROWS = 64
+_NONFINITE_WHAT = {1: "reward", 2: "loss", 3: "gradient"}
+
+
+class NonFiniteError(FloatingPointError):
+    """Raised when a reward, the loss or a gradient is NaN or infinite during training.
+
+    The step that produced it did not update the weights.
+    """
+
+
+class _MetricList:
+    """Holds metrics created after construction outside Keras' attribute tracking, which
+    refuses new state once the trainer is built; the trainer lists them in ``metrics``."""
+
+    def __init__(self) -> None:
+        self.items: list[keras.metrics.Metric] = []
+
+
+class _NonFiniteGuard(keras.callbacks.Callback):
+    """Stops ``fit`` with :class:`NonFiniteError` after a step that saw a non-finite value."""
+
+    def on_train_begin(self, logs=None):
+        self.model._nonfinite.assign([-1, 0])
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.model._raise_if_nonfinite()
+
+
+@keras.saving.register_keras_serializable(package="rlmetric")
+class PolicyGradientTrainer(keras.Model):
+    """Trains ``model`` (which outputs logits) to maximise ``E[reward]`` with a score-function
+    gradient.
+
+    Each training step runs the model once on the batch, draws ``num_samples`` (``K``) sets of
+    decisions from the policy, scores every set with the reward (e.g. the batch F1), turns the
+    scores into advantages with the baseline, and follows the estimator's gradient.
+
+    Args:
+        model: a Keras model whose outputs are logits: ``[B]``, ``[B, 1]``, ``[B, L]`` or
+            ``[B, H, W, 1]`` for ``policy="bernoulli"``; ``[B, C]`` or ``[B, H, W, C]`` for
+            ``policy="categorical"``. It stays a plain Keras model (``model.save`` works).
+        reward: a :mod:`rlmetric.rewards` object, an alias (``"f1"``, ``"macro_f1"``,
+            ``"iou"``, ``"miou"``, ``"dice"``, ``"precision"``, ``"recall"``, ``"accuracy"``,
+            ``"mcc"``, ...) or a TensorFlow callable ``reward(y_true [B, ...], actions [K, B, ...])
+            -> [K]``. Its ``name`` names the metric in the logs (``f1``, ``val_f1``).
+        policy: ``"bernoulli"``, ``"categorical"`` or a :mod:`rlmetric.policies` object.
+        baseline: ``"leave_one_out"`` (default), ``"none"``, ``"moving_average"``,
+            ``"greedy"``, ``"group_norm"`` or a :mod:`rlmetric.baselines` object.
+        num_samples: ``K``, decision sets drawn per batch (``>= 2`` for leave-one-out).
+        estimator: ``"reinforce"`` or a :mod:`rlmetric.estimators` object.
+        entropy_weight: weight of the mean per-element policy entropy bonus.
+        crossentropy_weight: weight of the supervised cross-entropy mixed into the loss (a
+            warm start or a hybrid objective); 0 trains on the reward alone.
+        seed: seed of the action sampling (``None``: a random one).
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        reward: Any = "f1",
+        policy: Any = "bernoulli",
+        baseline: Any = "leave_one_out",
+        num_samples: int = 8,
+        estimator: Any = "reinforce",
+        entropy_weight: float = 0.0,
+        crossentropy_weight: float = 0.0,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not isinstance(model, keras.Model):
+            raise TypeError(
+                f"model must be a keras.Model that outputs logits; received {type(model).__name__}."
+            )
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int | np.integer):
+            raise TypeError(f"num_samples must be an int; received {num_samples!r}.")
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1; received num_samples={num_samples}.")
+        for arg, value in (
+            ("entropy_weight", entropy_weight),
+            ("crossentropy_weight", crossentropy_weight),
+        ):
+            if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{arg} must be a finite number >= 0; received {arg}={value!r}.")
+        self.model = model
+        self.policy = policies_lib.get(policy)
+        self.reward = rewards_lib.get(reward)
+        self.baseline = baselines_lib.get(baseline)
+        self.estimator = estimators_lib.get(estimator)
+        self.num_samples = int(num_samples)
+        self.entropy_weight = float(entropy_weight)
+        self.crossentropy_weight = float(crossentropy_weight)
+        self.seed = seed
+        self.estimator.check(
+            policy=self.policy, reward=self.reward, baseline=self.baseline, num_samples=num_samples
+        )
+
+        self._seed_generator = keras.random.SeedGenerator(seed, name="action_seed")
+        initial_state = np.asarray(self.baseline.initial_state(), np.float32)
+        self._baseline_state = self.add_weight(
+            shape=initial_state.shape,
+            initializer=keras.initializers.Constant(initial_state),
+            trainable=False,
+            name="baseline_state",
+        )
+        # (training step, what) of the first non-finite value seen; -1 while there is none.
+        self._nonfinite = self.add_weight(
+            shape=(2,),
+            initializer=keras.initializers.Constant([-1, 0]),
+            dtype="int64",
+            trainable=False,
+            name="nonfinite_step",
+        )
+        self._loss_tracker_pg = keras.metrics.Mean(name="loss")
+        self._reward_tracker = keras.metrics.Mean(name="reward")
+        self._entropy_tracker = keras.metrics.Mean(name="entropy")
+        self._advantage_std_tracker = keras.metrics.Mean(name="advantage_std")
+        self._reward_metrics = _MetricList()
+        self._extra_rewards: list[rewards_lib.Reward] = []
+        self._logits_shape: tf.TensorShape | None = None
+        self._gradient_function = None
+        try:
+            output_shape = model.output_shape
+        except (AttributeError, ValueError):  # a subclassed model that is not built yet
+            output_shape = None
+        if isinstance(output_shape, tuple) and all(
+            d is None or isinstance(d, int) for d in output_shape
+        ):
+            self._setup_outputs(tf.TensorShape(output_shape))
+
+    # -- wiring -------------------------------------------------------------------------------
+    def _setup_outputs(self, logits_shape: tf.TensorShape) -> None:
+        """Checks the logits against the policy and creates the reward metrics (once)."""
+        logits_shape = tf.TensorShape(logits_shape)
+        if self._logits_shape is not None:
+            if not self._logits_shape[1:].is_compatible_with(logits_shape[1:]):
+                raise ValueError(
+                    f"The model returned logits of shape {logits_shape}, but earlier of shape "
+                    f"{self._logits_shape}."
+                )
+            return
+        self.policy.check_logits(logits_shape)
+        self.reward = self._fit_reward_to_logits(self.reward, logits_shape, "reward")
+        self._logits_shape = logits_shape
+        self._create_reward_metrics()
+
+    def _create_reward_metrics(self) -> None:
+        if self._logits_shape is None:
+            return
+        action_shape = self.policy.action_shape(self._logits_shape)
+        rewards = [self.reward] + [
+            self._fit_reward_to_logits(r, self._logits_shape, "metrics")
+            for r in self._extra_rewards
+        ]
+        names = [r.name for r in rewards]
+        if len(set(names)) != len(names):
+            raise ValueError(f"Metric names must be unique; received {names}.")
+        self._reward_metrics.items = [RewardMetric(r, action_shape) for r in rewards]
+
+    def _fit_reward_to_logits(
+        self, reward: rewards_lib.Reward, logits_shape: tf.TensorShape, arg: str
+    ) -> rewards_lib.Reward:
+        """Fills in ``num_classes`` of a count reward for a categorical policy, or refuses a
+        reward whose ``num_classes`` contradicts the logits."""
+        if not isinstance(reward, rewards_lib.CountReward):
+            return reward
+        categorical = isinstance(self.policy, policies_lib.Categorical)
+        if categorical:
+            num_classes = logits_shape[-1]
+            if reward.num_classes is None and num_classes is not None:
+                return type(reward).from_config({**reward.get_config(), "num_classes": num_classes})
+            if reward.num_classes is not None and num_classes not in (None, reward.num_classes):
+                raise ValueError(
+                    f"{arg}={reward!r} has num_classes={reward.num_classes}, but the model "
+                    f"returns logits of shape {logits_shape} ({num_classes} classes)."
+                )
+        elif reward.num_classes is not None:
+            raise ValueError(
+                f"{arg}={reward!r} sets num_classes, which is for policy='categorical'; the "
+                f"policy is {self.policy.name!r}. Leave num_classes=None for Bernoulli decisions."
+            )
+        return reward
+
+    @property
+    def metrics(self) -> list[keras.metrics.Metric]:
+        return [
+            self._loss_tracker_pg,
+            self._reward_tracker,
+            *self._reward_metrics.items,
+            self._entropy_tracker,
+            self._advantage_std_tracker,
+        ]
+
+    def compile(
+        self,
+        optimizer: Any = "adam",
+        metrics: list | None = None,
+        jit_compile: Any = "auto",
+        loss: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        """Configures training. ``metrics``: extra rewards (objects or aliases such as
+        ``["precision", "recall"]``) reported on the greedy decisions, over whole sets in
+        ``evaluate``. Other arguments are ``keras.Model.compile``'s (no ``loss``: the loss is the
+        estimator's surrogate)."""
+        if loss is not None:
+            raise ValueError(
+                "PolicyGradientTrainer.compile does not take a loss: the loss is the "
+                "policy-gradient surrogate of the reward. Use crossentropy_weight=... to mix in "
+                f"the supervised loss. Received loss={loss!r}."
+            )
+        extra = [rewards_lib.get(m) for m in (metrics or [])]
+        not_xla = [r.name for r in [self.reward, *extra] if not r.xla_compatible]
+        if not_xla:
+            if jit_compile is True:
+                raise ValueError(
+                    f"jit_compile=True cannot run the reward(s) {not_xla}: they call Python "
+                    "through tf.numpy_function (rewards.from_numpy), which XLA cannot compile. "
+                    "Use jit_compile=False, or a TensorFlow reward."
+                )
+            jit_compile = False
+        self._extra_rewards = extra
+        self._create_reward_metrics()
+        super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
+
+    # -- the Keras model ----------------------------------------------------------------------
+    def build(self, input_shape: Any) -> None:
+        if not self.model.built:
+            self.model.build(input_shape)
+        self.built = True
+
+    def call(self, inputs: Any, training: bool | None = None) -> tf.Tensor:
+        return self.model(inputs, training=training)
+
+    def _next_seed(self) -> tf.Tensor:
+        return tf.cast(self._seed_generator.next(), tf.int32)
+
+    def _replica_mean(self, values: tf.Tensor) -> tf.Tensor:
+        """Local mean divided by the replica count: summed over replicas, the global mean."""
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        return tf.reduce_mean(tf.cast(values, tf.float32)) / replicas
+
+    def _forward(self, x: Any, y: Any, training: bool) -> tuple[tf.Tensor, tf.Tensor]:
+        logits = self(x, training=training)
+        if self._logits_shape is None:
+            self._setup_outputs(logits.shape)
+        self.policy.check_logits(logits.shape)
+        return logits, self.policy.format_labels(y, logits.shape)
+
+    def train_step(self, data: Any) -> dict[str, tf.Tensor]:
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        _reject_sample_weight(sample_weight)
+        seed = self._next_seed()
+        with tf.GradientTape() as tape:
+            logits, labels = self._forward(x, y, training=True)
+            estimate = self.estimator(
+                logits,
+                labels,
+                policy=self.policy,
+                reward=self.reward,
+                baseline=self.baseline,
+                baseline_state=self._baseline_state.value,
+                num_samples=self.num_samples,
+                seed=seed,
+            )
+            entropy = self.policy.entropy(logits)
+            loss = estimate.loss
+            if self.entropy_weight:
+                loss -= self.entropy_weight * self._replica_mean(entropy)
+            if self.crossentropy_weight:
+                crossentropy = self.policy.crossentropy(logits, labels)
+                loss += self.crossentropy_weight * self._replica_mean(crossentropy)
+            if self.losses:
+                loss += tf.add_n(self.losses)
+        gradients = tape.gradient(loss, self.trainable_variables)
+        self._apply_if_finite(estimate, loss, gradients)
+
+        self._loss_tracker_pg.update_state(loss)
+        self._reward_tracker.update_state(tf.reduce_mean(estimate.rewards))
+        self._reward_metrics.items[0].update_state(labels, self.policy.greedy(logits))
+        for metric in self._reward_metrics.items[1:]:
+            metric.update_state(labels, self.policy.greedy(logits))
+        self._entropy_tracker.update_state(tf.reduce_mean(entropy))
+        self._advantage_std_tracker.update_state(tf.math.reduce_std(estimate.advantages))
+        return {m.name: m.result() for m in self.metrics}
+
+    def _apply_if_finite(self, estimate, loss, gradients) -> None:
+        """Applies the update only if rewards, loss and gradients are all finite; otherwise
+        records the step so that ``fit`` stops with :class:`NonFiniteError`."""
+        reward_ok = tf.reduce_all(tf.math.is_finite(estimate.rewards))
+        loss_ok = tf.math.is_finite(loss)
+        gradients_ok = tf.reduce_all(
+            [tf.reduce_all(tf.math.is_finite(g)) for g in gradients if g is not None]
+        )
+        finite = reward_ok & loss_ok & gradients_ok
+        clean_so_far = self._nonfinite[0] < 0
+        step = tf.cast(self.optimizer.iterations, tf.int64)
+
+        def apply():
+            self.optimizer.apply(gradients, self.trainable_variables)
+            self._baseline_state.assign(estimate.baseline_state)
+            return tf.constant(True)
+
+        tf.cond(finite & clean_so_far, apply, lambda: tf.constant(False))
+        what = tf.where(reward_ok, tf.where(loss_ok, 3, 2), 1)
+        first_failure = tf.logical_not(finite) & clean_so_far
+        self._nonfinite.assign(
+            tf.where(first_failure, tf.stack([step, tf.cast(what, tf.int64)]), self._nonfinite)
+        )
+
+    def _raise_if_nonfinite(self) -> None:
+        step, what = (int(v) for v in keras.ops.convert_to_numpy(self._nonfinite))
+        if step >= 0:
+            raise NonFiniteError(
+                f"Non-finite {_NONFINITE_WHAT.get(what, 'value')} at training step {step} "
+                "(optimizer iteration, counted from 0): training stopped and that step did not "
+                "update the weights. Check the reward for NaN/inf outputs (e.g. a division by "
+                "zero) and the model for exploding logits."
+            )
+
+    def test_step(self, data: Any) -> dict[str, tf.Tensor]:
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        _reject_sample_weight(sample_weight)
+        logits, labels = self._forward(x, y, training=False)
+        greedy = self.policy.greedy(logits)
+        for metric in self._reward_metrics.items:
+            metric.update_state(labels, greedy)
+        self._entropy_tracker.update_state(tf.reduce_mean(self.policy.entropy(logits)))
+        reported = [*self._reward_metrics.items, self._entropy_tracker]
+        return {m.name: m.result() for m in reported}
+
+    # -- Keras entry points with checks before training -----------------------------------------
+    def fit(
+        self,
+        x: Any = None,
+        y: Any = None,
+        batch_size: int | None = None,
+        epochs: int = 1,
+        verbose: Any = "auto",
+        callbacks: list | None = None,
+        validation_split: float = 0.0,
+        validation_data: Any = None,
+        **kwargs: Any,
+    ) -> keras.callbacks.History:
+        """``keras.Model.fit``; the data are checked against the model and the reward first."""
+        for arg in ("class_weight", "sample_weight"):
+            if kwargs.get(arg) is not None:
+                raise ValueError(
+                    f"PolicyGradientTrainer.fit does not support {arg}: a batch metric such as "
+                    "F1 has no per-example weights. Weight the metric itself instead."
+                )
+        self._preflight(x, y, "x", "y")
+        if isinstance(validation_data, tuple | list) and len(validation_data) >= 2:
+            self._preflight(validation_data[0], validation_data[1], "validation x", "validation y")
+        elif validation_data is not None:
+            self._preflight(validation_data, None, "validation_data", "validation y")
+        callbacks = [*(callbacks or []), _NonFiniteGuard()]
+        return super().fit(
+            x,
+            y,
+            batch_size=batch_size,
+            epochs=epochs,
+            verbose=verbose,
+            callbacks=callbacks,
+            validation_split=validation_split,
+            validation_data=validation_data,
+            **kwargs,
+        )
+
+    def evaluate(self, x: Any = None, y: Any = None, **kwargs: Any) -> Any:
+        """``keras.Model.evaluate``: the metrics of the greedy decisions over the whole set."""
+        self._preflight(x, y, "x", "y")
+        return super().evaluate(x, y, **kwargs)
+
+    def predict_actions(self, x: Any, batch_size: int | None = None) -> np.ndarray:
+        """Greedy decisions for ``x``: 0/1 (Bernoulli) or class ids (categorical), ``[N, ...]``."""
+        logits = self.predict(x, batch_size=batch_size, verbose=0)
+        return keras.ops.convert_to_numpy(self.policy.greedy(tf.convert_to_tensor(logits)))
+
+    def estimate_gradient(self, x: Any, y: Any) -> list[np.ndarray]:
+        """One draw of the estimator's estimate of ``grad E[reward]`` (the ascent direction) on
+        the batch ``(x, y)``, aligned with ``model.trainable_variables``.
+
+        Only the reward term: no entropy bonus, cross-entropy or regularisation. The model runs
+        in inference mode and the baseline state is read, not updated.
+        """
+        x = tf.nest.map_structure(tf.convert_to_tensor, x)
+        y = tf.convert_to_tensor(y)
+        self._preflight(x, y, "x", "y")
+        if self._gradient_function is None:
+            self._gradient_function = tf.function(self._reward_gradient, reduce_retracing=True)
+        gradients = self._gradient_function(x, y)
+        return [keras.ops.convert_to_numpy(g) for g in gradients]
+
+    def _reward_gradient(self, x: Any, y: tf.Tensor) -> list[tf.Tensor]:
+        variables = self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            logits, labels = self._forward(x, y, training=False)
+            estimate = self.estimator(
+                logits,
+                labels,
+                policy=self.policy,
+                reward=self.reward,
+                baseline=self.baseline,
+                baseline_state=self._baseline_state.value,
+                num_samples=self.num_samples,
+                seed=self._next_seed(),
+            )
+        gradients = tape.gradient(estimate.loss, variables)
+        return [
+            -g if g is not None else tf.zeros_like(v)
+            for g, v in zip(gradients, variables, strict=True)
+        ]
+
+    # -- checks before training ---------------------------------------------------------------
+    def _preflight(self, x: Any, y: Any, x_name: str, y_name: str) -> None:
+        """Runs the model on the first rows and checks logits, labels and reward eagerly, so
+        that bad input fails with a clear message before any weight changes."""
+        first = _first_rows(x, y)
+        if first is None:
+            return
+        x_rows, y_rows, all_labels = first
+        if y_rows is None:
+            raise ValueError(
+                f"{y_name} is missing: PolicyGradientTrainer needs labels to compute the reward."
+            )
+        logits = tf.convert_to_tensor(self.model(x_rows, training=False))
+        self._setup_outputs(logits.shape)
+        self.policy.check_logits(logits.shape)
+        labels = self.policy.format_labels(tf.convert_to_tensor(y_rows), logits.shape)
+        self.policy.check_label_values(
+            all_labels if all_labels is not None else y_rows, logits.shape, y_name
+        )
+        actions = self.policy.sample(logits, self.num_samples, seed=0)
+        scores = estimators_lib.score_samples(self.reward, labels, actions)
+        if not np.all(np.isfinite(keras.ops.convert_to_numpy(scores))):
+            raise ValueError(
+                f"Reward {self.reward.name!r} returned non-finite values "
+                f"{keras.ops.convert_to_numpy(scores)} on the first rows of {y_name}."
+            )
+
+    # -- serialization ------------------------------------------------------------------------
+    def get_config(self) -> dict:
+        serialize = keras.saving.serialize_keras_object
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "model": serialize(self.model),
+            "reward": serialize(self.reward),
+            "policy": serialize(self.policy),
+            "baseline": serialize(self.baseline),
+            "estimator": serialize(self.estimator),
+            "num_samples": self.num_samples,
+            "entropy_weight": self.entropy_weight,
+            "crossentropy_weight": self.crossentropy_weight,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects: dict | None = None) -> PolicyGradientTrainer:
+        config = dict(config)
+        for key in ("model", "reward", "policy", "baseline", "estimator"):
+            if isinstance(config.get(key), dict):
+                config[key] = keras.saving.deserialize_keras_object(
+                    config[key], custom_objects=custom_objects
+                )
+        return cls(**config)
+
+
+def _reject_sample_weight(sample_weight: Any) -> None:
+    if sample_weight is not None:
+        raise ValueError(
+            "PolicyGradientTrainer does not support sample weights: a batch metric such as F1 "
+            "has no per-example weights."
+        )
+
+
+def _first_rows(x: Any, y: Any) -> tuple[Any, Any, Any] | None:
+    """The first rows of ``(x, y)`` (arrays, tensors or a ``tf.data.Dataset`` of ``(x, y)``),
+    and all of ``y`` when it is an in-memory array; ``None`` for other inputs (generators,
+    ``PyDataset``), which are checked at the first step instead."""
+    if isinstance(x, tf.data.Dataset):
+        for element in x.take(1):
+            if isinstance(element, tuple | list) and len(element) >= 2:
+                return element[0], element[1], None
+            return element, None, None
+        raise ValueError("The dataset passed as x is empty.")
+    leaves = tf.nest.flatten(x)
+    if not leaves or not all(isinstance(a, np.ndarray | tf.Tensor) for a in leaves):
+        return None
+    x_rows = tf.nest.map_structure(lambda a: a[:_PREFLIGHT_ROWS], x)
+    if y is None:
+        return x_rows, None, None
+    if not isinstance(y, np.ndarray | tf.Tensor):
+        y = np.asarray(y)
+    return x_rows, y[:_PREFLIGHT_ROWS], y
