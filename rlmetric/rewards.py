@@ -256,6 +256,7 @@ class CountReward(Reward):
 
 def _is_single_target(actions_shape: tf.TensorShape) -> bool:
     """One binary decision per example or pixel: actions ``[K, B]`` or ``[K, B, ..., 1]``."""
+    actions_shape = tf.TensorShape(actions_shape)
     rank = actions_shape.rank
     return rank is not None and (rank == 2 or actions_shape[-1] == 1)
 

@@ -1,0 +1,131 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from rlmetric import policies
+
+tfd = tfp.distributions
+
+
+@pytest.mark.parametrize("shape", [(6,), (6, 1), (6, 3), (2, 4, 4, 1)])
+def test_bernoulli_sample_shapes_and_frequencies(shape):
+    rng = np.random.default_rng(0)
+    logits = tf.constant(rng.normal(size=shape).astype(np.float32))
+    policy = policies.Bernoulli()
+    actions = policy.sample(logits, 4000, seed=[1, 2])
+    assert actions.shape == (4000, *shape) and actions.dtype == tf.int32
+    frequency = tf.reduce_mean(tf.cast(actions, tf.float32), 0).numpy()
+    # each frequency is a mean of 4000 Bernoulli draws: standard error <= 0.008
+    np.testing.assert_allclose(frequency, tf.sigmoid(logits).numpy(), atol=0.04)
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (2, 3, 3, 4)])
+def test_categorical_sample_shapes_and_frequencies(shape):
+    rng = np.random.default_rng(1)
+    logits = tf.constant(rng.normal(size=shape).astype(np.float32))
+    policy = policies.Categorical()
+    actions = policy.sample(logits, 4000, seed=[3, 4])
+    assert actions.shape == (4000, *shape[:-1])
+    frequency = tf.reduce_mean(tf.one_hot(actions, shape[-1]), 0).numpy()
+    np.testing.assert_allclose(frequency, tf.nn.softmax(logits).numpy(), atol=0.04)
+
+
+def test_sampling_is_reproducible_from_the_seed():
+    logits = tf.zeros([50])
+    policy = policies.Bernoulli()
+    a = policy.sample(logits, 3, seed=[5, 6]).numpy()
+    b = policy.sample(logits, 3, seed=[5, 6]).numpy()
+    c = policy.sample(logits, 3, seed=[5, 7]).numpy()
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize(
+    "policy, logits_shape, reference",
+    [
+        (policies.Bernoulli(), (7, 3), lambda l: tfd.Bernoulli(logits=l)),
+        (policies.Categorical(), (7, 4), lambda l: tfd.Categorical(logits=l)),
+        (policies.Categorical(), (2, 3, 3, 5), lambda l: tfd.Categorical(logits=l)),
+    ],
+)
+def test_log_prob_entropy_mode_match_tfp(policy, logits_shape, reference):
+    rng = np.random.default_rng(2)
+    logits = tf.constant(rng.normal(size=logits_shape).astype(np.float32) * 2)
+    actions = policy.sample(logits, 6, seed=[0, 1])
+    dist = reference(logits)
+    np.testing.assert_allclose(
+        policy.log_prob(logits, actions).numpy(), dist.log_prob(actions).numpy(), atol=1e-5
+    )
+    np.testing.assert_allclose(
+        policy.log_prob(logits, actions[0]).numpy(), dist.log_prob(actions[0]).numpy(), atol=1e-5
+    )
+    np.testing.assert_allclose(policy.entropy(logits).numpy(), dist.entropy().numpy(), atol=1e-5)
+    np.testing.assert_array_equal(policy.greedy(logits).numpy(), dist.mode().numpy())
+
+
+def test_categorical_crossentropy_is_minus_log_prob_of_labels():
+    logits = tf.constant([[1.0, 2.0, 0.5], [0.0, 0.0, 3.0]])
+    labels = tf.constant([1, 0])
+    policy = policies.Categorical()
+    np.testing.assert_allclose(
+        policy.crossentropy(logits, labels).numpy(),
+        -policy.log_prob(logits, labels).numpy(),
+        atol=1e-6,
+    )
+
+
+def test_sampling_runs_under_xla():
+    fn = tf.function(lambda l, s: policies.Categorical().sample(l, 8, seed=s), jit_compile=True)
+    actions = fn(tf.zeros([4, 8, 8, 3]), tf.constant([1, 2]))
+    assert actions.shape == (8, 4, 8, 8)
+
+
+@pytest.mark.parametrize(
+    "policy, y_shape, logits_shape, expected",
+    [
+        (policies.Bernoulli(), (8,), (8, 1), (8, 1)),
+        (policies.Bernoulli(), (8, 1), (8,), (8,)),
+        (policies.Bernoulli(), (2, 4, 4), (2, 4, 4, 1), (2, 4, 4, 1)),
+        (policies.Categorical(), (8, 1), (8, 3), (8,)),
+        (policies.Categorical(), (8, 3), (8, 3), (8,)),  # one-hot
+        (policies.Categorical(), (2, 4, 4), (2, 4, 4, 3), (2, 4, 4)),
+    ],
+)
+def test_format_labels_accepts_the_usual_shapes(policy, y_shape, logits_shape, expected):
+    labels = policy.format_labels(np.zeros(y_shape, np.int32), tf.TensorShape(logits_shape))
+    assert tuple(labels.shape) == expected and labels.dtype == tf.int32
+
+
+def test_format_labels_rejects_mismatch_with_shapes_in_message():
+    with pytest.raises(
+        ValueError, match=r"Labels of shape \(8, 2\).*logits of shape \(8, 3\).*\(8,\)"
+    ):
+        policies.Categorical().format_labels(np.zeros((8, 2)), tf.TensorShape((8, 3)))
+    with pytest.raises(ValueError, match=r"Labels of shape \(8, 4\).*logits of shape \(8, 1\)"):
+        policies.Bernoulli().format_labels(np.zeros((8, 4)), tf.TensorShape((8, 1)))
+
+
+def test_label_values_are_checked():
+    with pytest.raises(ValueError, match=r"y must hold binary labels.*\[0, 1, 2\]"):
+        policies.Bernoulli().check_label_values(np.array([0, 1, 2]), (3, 1), "y")
+    with pytest.raises(ValueError, match=r"class ids in \[0, 3\).*\[0, 3\]"):
+        policies.Categorical().check_label_values(np.array([0, 3]), (2, 3), "y")
+    with pytest.raises(ValueError, match=r"not one-hot"):
+        policies.Categorical().check_label_values(np.array([[1, 1, 0]]), (1, 3), "y")
+    policies.Bernoulli().check_label_values(np.array([True, False]), (2,), "y")
+
+
+def test_check_logits():
+    with pytest.raises(ValueError, match=r"at least 2 classes.*\(None, 1\).*bernoulli"):
+        policies.Categorical().check_logits(tf.TensorShape((None, 1)))
+    with pytest.raises(ValueError, match=r"\[B, C\] or \[B, H, W, C\].*\(None,\)"):
+        policies.Categorical().check_logits(tf.TensorShape((None,)))
+
+
+def test_get_aliases_and_errors():
+    assert isinstance(policies.get("bernoulli"), policies.Bernoulli)
+    assert isinstance(policies.get("Categorical"), policies.Categorical)
+    with pytest.raises(
+        ValueError, match=r"Unknown policy 'gaussian'.*\['bernoulli', 'categorical'\]"
+    ):
+        policies.get("gaussian")

@@ -1,0 +1,273 @@
+"""Reward values against scikit-learn on randomized inputs and edge cases (tolerance 1e-6)."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from sklearn import metrics as skm
+
+from rlmetric import rewards
+
+TOL = 1e-6
+K = 5
+
+SKLEARN = {
+    "f1": (lambda **kw: rewards.F1(**kw), skm.f1_score),
+    "f2": (
+        lambda **kw: rewards.FBeta(beta=2.0, **kw),
+        lambda *a, **kw: skm.fbeta_score(*a, beta=2.0, **kw),
+    ),
+    "f0.5": (
+        lambda **kw: rewards.FBeta(beta=0.5, **kw),
+        lambda *a, **kw: skm.fbeta_score(*a, beta=0.5, **kw),
+    ),
+    "iou": (lambda **kw: rewards.IoU(**kw), skm.jaccard_score),
+    "dice": (lambda **kw: rewards.Dice(**kw), skm.f1_score),
+    "precision": (lambda **kw: rewards.Precision(**kw), skm.precision_score),
+    "recall": (lambda **kw: rewards.Recall(**kw), skm.recall_score),
+}
+
+
+def _random_binary_cases(rng, shape):
+    """(y_true [B, ...], actions [K, B, ...]) pairs: random rates plus the edge cases."""
+    cases = []
+    for rate in (0.0, 0.03, 0.3, 0.7, 1.0):
+        y = (rng.random(shape) < rate).astype(np.int32)
+        random_actions = (rng.random((K, *shape)) < rng.random((K,) + (1,) * len(shape))).astype(
+            np.int32
+        )
+        edge = np.stack([np.zeros(shape), np.ones(shape), y, 1 - y], 0).astype(np.int32)
+        cases.append((y, random_actions))
+        cases.append((y, edge))
+    return cases
+
+
+def _check(reward, y, actions, reference):
+    got = reward(tf.constant(y), tf.constant(actions)).numpy()
+    assert got.shape == (actions.shape[0],)
+    want = np.array([reference(y, a) for a in actions])
+    np.testing.assert_allclose(got, want, atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("metric", sorted(SKLEARN))
+@pytest.mark.parametrize("average", ["binary", "micro", "macro"])
+@pytest.mark.parametrize("zero_division", [0.0, 1.0])
+@pytest.mark.parametrize("shape", [(40,), (40, 1), (3, 5, 4, 1)])
+def test_binary_target_matches_sklearn(metric, average, zero_division, shape):
+    make, reference = SKLEARN[metric]
+    reward = make(average=average, zero_division=zero_division)
+    rng = np.random.default_rng(hash((metric, average, shape)) % 2**32)
+
+    def ref(y, a):
+        return reference(y.ravel(), a.ravel(), average=average, zero_division=zero_division)
+
+    for y, actions in _random_binary_cases(rng, shape):
+        _check(reward, y, actions, ref)
+
+
+@pytest.mark.parametrize("metric", sorted(SKLEARN))
+@pytest.mark.parametrize("average", ["micro", "macro", "samples"])
+@pytest.mark.parametrize("zero_division", [0.0, 1.0])
+def test_multilabel_matches_sklearn(metric, average, zero_division):
+    make, reference = SKLEARN[metric]
+    reward = make(average=average, zero_division=zero_division)
+    rng = np.random.default_rng(7)
+
+    def ref(y, a):
+        return reference(y, a, average=average, zero_division=zero_division)
+
+    for y, actions in _random_binary_cases(rng, (30, 4)):
+        _check(reward, y, actions, ref)
+
+
+def test_multilabel_binary_average_pools_every_element():
+    rng = np.random.default_rng(3)
+    y = (rng.random((20, 3)) < 0.4).astype(np.int32)
+    actions = (rng.random((K, 20, 3)) < 0.5).astype(np.int32)
+    _check(rewards.F1(), y, actions, lambda t, a: skm.f1_score(t.ravel(), a.ravel()))
+    _check(
+        rewards.F1(average="micro"), y, actions, lambda t, a: skm.f1_score(t, a, average="micro")
+    )
+
+
+def _random_class_cases(rng, shape, num_classes):
+    cases = []
+    for concentration in (0.2, 1.0, 5.0):
+        probs = rng.dirichlet([concentration] * num_classes)
+        y = rng.choice(num_classes, size=shape, p=probs).astype(np.int32)
+        actions = rng.integers(0, num_classes, size=(K, *shape)).astype(np.int32)
+        cases.append((y, actions))
+    y = np.zeros(shape, np.int32)  # only class 0 in the labels
+    edge = np.stack([np.zeros(shape), np.full(shape, num_classes - 1), y, (y + 1) % num_classes])
+    cases.append((y, edge.astype(np.int32)))
+    return cases
+
+
+@pytest.mark.parametrize("metric", sorted(SKLEARN))
+@pytest.mark.parametrize("average", ["micro", "macro"])
+@pytest.mark.parametrize("zero_division", [0.0, 1.0])
+@pytest.mark.parametrize("shape", [(50,), (2, 6, 5)])
+def test_categorical_matches_sklearn(metric, average, zero_division, shape):
+    make, reference = SKLEARN[metric]
+    reward = make(average=average, num_classes=4, zero_division=zero_division)
+    rng = np.random.default_rng(11)
+
+    def ref(y, a):
+        return reference(y.ravel(), a.ravel(), average=average, zero_division=zero_division)
+
+    for y, actions in _random_class_cases(rng, shape, 4):
+        _check(reward, y, actions, ref)
+
+
+@pytest.mark.parametrize("metric", sorted(SKLEARN))
+def test_two_class_categorical_binary_is_positive_class(metric):
+    make, reference = SKLEARN[metric]
+    reward = make(average="binary", num_classes=2)
+    rng = np.random.default_rng(5)
+    for y, actions in _random_class_cases(rng, (40,), 2):
+        _check(reward, y, actions, lambda t, a: reference(t, a, average="binary"))
+
+
+@pytest.mark.parametrize("shape", [(60,), (60, 1), (2, 4, 4, 1), (20, 3)])
+def test_mcc_bernoulli_matches_sklearn_on_raveled(shape):
+    rng = np.random.default_rng(2)
+    for y, actions in _random_binary_cases(rng, shape):
+        _check(
+            rewards.MatthewsCorrCoef(),
+            y,
+            actions,
+            lambda t, a: skm.matthews_corrcoef(t.ravel(), a.ravel()),
+        )
+
+
+@pytest.mark.parametrize("shape", [(60,), (2, 5, 5)])
+def test_mcc_categorical_matches_sklearn(shape):
+    rng = np.random.default_rng(4)
+    reward = rewards.MatthewsCorrCoef(num_classes=4)
+    for y, actions in _random_class_cases(rng, shape, 4):
+        _check(reward, y, actions, lambda t, a: skm.matthews_corrcoef(t.ravel(), a.ravel()))
+
+
+def test_mcc_is_exact_on_large_counts():
+    # float32 products of counts of ~1e6 elements lose the numerator; the float64 path must not.
+    rng = np.random.default_rng(0)
+    y = (rng.random(2_000_000) < 0.5).astype(np.int32)
+    actions = np.where(rng.random((2, y.size)) < 0.9, y, 1 - y).astype(np.int32)
+    _check(rewards.MatthewsCorrCoef(), y, actions, skm.matthews_corrcoef)
+
+
+@pytest.mark.parametrize("shape", [(50,), (50, 1), (3, 4, 4, 1), (30, 4)])
+def test_accuracy_elementwise_matches_sklearn_on_raveled(shape):
+    rng = np.random.default_rng(8)
+    for y, actions in _random_binary_cases(rng, shape):
+        _check(
+            rewards.Accuracy(), y, actions, lambda t, a: skm.accuracy_score(t.ravel(), a.ravel())
+        )
+
+
+def test_accuracy_subset_matches_sklearn_multilabel():
+    rng = np.random.default_rng(9)
+    for y, actions in _random_binary_cases(rng, (30, 3)):
+        _check(rewards.Accuracy(subset=True), y, actions, skm.accuracy_score)
+
+
+@pytest.mark.parametrize("shape", [(50,), (2, 5, 5)])
+def test_accuracy_categorical_matches_sklearn(shape):
+    rng = np.random.default_rng(10)
+    for y, actions in _random_class_cases(rng, shape, 4):
+        _check(
+            rewards.Accuracy(num_classes=4),
+            y,
+            actions,
+            lambda t, a: skm.accuracy_score(t.ravel(), a.ravel()),
+        )
+
+
+def test_counts_add_up_across_batches():
+    """Counts of two halves summed give the metric of the whole (what evaluate relies on)."""
+    rng = np.random.default_rng(12)
+    y = (rng.random(100) < 0.2).astype(np.int32)
+    actions = (rng.random((K, 100)) < 0.3).astype(np.int32)
+    for reward in (rewards.F1(), rewards.IoU(average="macro"), rewards.MatthewsCorrCoef()):
+        layout = reward.layout(actions.shape)
+        halves = reward.counts(y[:37], actions[:, :37]) + reward.counts(y[37:], actions[:, 37:])
+        np.testing.assert_allclose(
+            reward.from_counts(halves, layout).numpy(), reward(y, actions).numpy(), atol=TOL
+        )
+
+
+def test_runs_under_xla():
+    reward = rewards.IoU(average="macro", num_classes=3)
+    fn = tf.function(lambda y, a: reward(y, a), jit_compile=True)
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, (4, 8, 8)).astype(np.int32)
+    actions = rng.integers(0, 3, (K, 4, 8, 8)).astype(np.int32)
+    np.testing.assert_allclose(fn(y, actions).numpy(), reward(y, actions).numpy(), atol=TOL)
+
+
+def test_from_numpy_wraps_sklearn():
+    rng = np.random.default_rng(13)
+    y = (rng.random(64) < 0.3).astype(np.int32)
+    actions = (rng.random((K, 64)) < 0.4).astype(np.int32)
+    wrapped = rewards.from_numpy(skm.f1_score)
+    assert wrapped.name == "f1_score" and not wrapped.xla_compatible
+    np.testing.assert_allclose(
+        wrapped(y, actions).numpy(), rewards.F1()(y, actions).numpy(), atol=TOL
+    )
+    multilabel = (rng.random((K, 16, 3)) < 0.5).astype(np.int32)
+    y_multi = (rng.random((16, 3)) < 0.5).astype(np.int32)
+    macro = rewards.from_numpy(lambda t, p: skm.f1_score(t, p, average="macro"))
+    np.testing.assert_allclose(
+        macro(y_multi, multilabel).numpy(),
+        rewards.F1(average="macro")(y_multi, multilabel).numpy(),
+        atol=TOL,
+    )
+
+
+def test_aliases_and_names():
+    assert rewards.get("f1").name == "f1"
+    assert isinstance(rewards.get("iou"), rewards.IoU)
+    assert rewards.get("miou").average == "macro"
+    assert isinstance(rewards.get("mcc"), rewards.MatthewsCorrCoef)
+    with pytest.raises(ValueError, match=r"Unknown reward 'f_one'.*'dice'.*'f1'"):
+        rewards.get("f_one")
+
+
+def test_config_round_trip():
+    import keras
+
+    for reward in (
+        rewards.FBeta(beta=2.0, average="macro", zero_division=1.0),
+        rewards.F1(num_classes=3, average="micro", name="micro_f1"),
+        rewards.Accuracy(subset=True),
+        rewards.MatthewsCorrCoef(num_classes=4),
+    ):
+        restored = keras.saving.deserialize_keras_object(
+            keras.saving.serialize_keras_object(reward)
+        )
+        assert type(restored) is type(reward) and restored.get_config() == reward.get_config()
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: rewards.F1(average="weighted"), r"average='weighted' is not supported.*'binary'"),
+        (lambda: rewards.F1(zero_division=0.5), r"zero_division must be 0.0 or 1.0.*0.5"),
+        (lambda: rewards.F1(num_classes=1), r"num_classes must be an integer >= 2.*1"),
+        (lambda: rewards.FBeta(beta=-1.0), r"beta must be a positive finite number.*-1.0"),
+    ],
+)
+def test_bad_arguments_are_named(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_bad_inputs_are_named():
+    y = np.zeros(10, np.int32)
+    with pytest.raises(ValueError, match=r"y_true of shape \(9,\) does not match actions of shape"):
+        rewards.F1()(np.zeros(9, np.int32), np.zeros((2, 10), np.int32))
+    with pytest.raises(ValueError, match=r"average='samples' is only defined for multi-label"):
+        rewards.F1(average="samples")(y, np.zeros((2, 10), np.int32))
+    with pytest.raises(ValueError, match=r"average='binary' needs 2 classes but num_classes=3"):
+        rewards.F1(num_classes=3)(y, np.zeros((2, 10), np.int32))
+    with pytest.raises(ValueError, match=r"actions of shape \[K, B, \.\.\.\]"):
+        rewards.F1()(y, np.zeros(10, np.int32))
