@@ -43,9 +43,9 @@ def test_sampling_is_reproducible_from_the_seed():
 @pytest.mark.parametrize(
     "policy, logits_shape, reference",
     [
-        (policies.Bernoulli(), (7, 3), lambda l: tfd.Bernoulli(logits=l)),
-        (policies.Categorical(), (7, 4), lambda l: tfd.Categorical(logits=l)),
-        (policies.Categorical(), (2, 3, 3, 5), lambda l: tfd.Categorical(logits=l)),
+        (policies.Bernoulli(), (7, 3), lambda z: tfd.Bernoulli(logits=z)),
+        (policies.Categorical(), (7, 4), lambda z: tfd.Categorical(logits=z)),
+        (policies.Categorical(), (2, 3, 3, 5), lambda z: tfd.Categorical(logits=z)),
     ],
 )
 def test_log_prob_entropy_mode_match_tfp(policy, logits_shape, reference):
@@ -75,7 +75,7 @@ def test_categorical_crossentropy_is_minus_log_prob_of_labels():
 
 
 def test_sampling_runs_under_xla():
-    fn = tf.function(lambda l, s: policies.Categorical().sample(l, 8, seed=s), jit_compile=True)
+    fn = tf.function(lambda z, s: policies.Categorical().sample(z, 8, seed=s), jit_compile=True)
     actions = fn(tf.zeros([4, 8, 8, 3]), tf.constant([1, 2]))
     assert actions.shape == (8, 4, 8, 8)
 
