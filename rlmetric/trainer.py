@@ -154,6 +154,10 @@ class PolicyGradientTrainer(keras.Model):
             d is None or isinstance(d, int) for d in output_shape
         ):
             self._setup_outputs(tf.TensorShape(output_shape))
+        if model.built:
+            # The trainer's own state exists already; a built model makes the whole trainer
+            # ready for load_weights without a call on data.
+            self.built = True
 
     # -- wiring -------------------------------------------------------------------------------
     def _setup_outputs(self, logits_shape: tf.TensorShape) -> None:
@@ -336,7 +340,7 @@ class PolicyGradientTrainer(keras.Model):
         )
 
     def _raise_if_nonfinite(self) -> None:
-        step, what = (int(v) for v in keras.ops.convert_to_numpy(self._nonfinite))
+        step, what = (int(v) for v in self._nonfinite.numpy())
         if step >= 0:
             raise NonFiniteError(
                 f"Non-finite {_NONFINITE_WHAT.get(what, 'value')} at training step {step} "
@@ -413,8 +417,8 @@ class PolicyGradientTrainer(keras.Model):
         """
         x = tf.nest.map_structure(tf.convert_to_tensor, x)
         y = tf.convert_to_tensor(y)
-        self._preflight(x, y, "x", "y")
         if self._gradient_function is None:
+            self._preflight(x, y, "x", "y")
             self._gradient_function = tf.function(self._reward_gradient, reduce_retracing=True)
         gradients = self._gradient_function(x, y)
         return [keras.ops.convert_to_numpy(g) for g in gradients]
@@ -467,6 +471,21 @@ class PolicyGradientTrainer(keras.Model):
             )
 
     # -- serialization ------------------------------------------------------------------------
+    def get_compile_config(self) -> dict:
+        config = super().get_compile_config()
+        if config:
+            config["metrics"] = [
+                keras.saving.serialize_keras_object(r) for r in self._extra_rewards
+            ]
+        return config
+
+    def compile_from_config(self, config: dict) -> None:
+        config = keras.saving.deserialize_keras_object(dict(config))
+        config.pop("loss", None)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
     def get_config(self) -> dict:
         serialize = keras.saving.serialize_keras_object
         return {

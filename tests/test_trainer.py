@@ -1,0 +1,295 @@
+"""PolicyGradientTrainer end to end: fit/evaluate/callbacks/saving/errors on small data."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from sklearn.metrics import f1_score, jaccard_score
+
+import rlmetric
+from rlmetric import PolicyGradientTrainer, baselines, diagnostics, policies, rewards
+
+
+def mlp(inputs=30, outputs=1, bias=0.0):
+    return keras.Sequential(
+        [
+            keras.Input((inputs,)),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(outputs, bias_initializer=keras.initializers.Constant(bias)),
+        ]
+    )
+
+
+def make_trainer(**kwargs):
+    kwargs.setdefault("seed", 0)
+    model = kwargs.pop("model", None) or mlp()
+    trainer = PolicyGradientTrainer(model, **kwargs)
+    trainer.compile(optimizer=keras.optimizers.Adam(3e-3))
+    return trainer
+
+
+def test_fit_raises_test_f1_on_breast_cancer(cancer):
+    x_train, x_test, y_train, y_test = cancer
+    # a negative output bias makes the untrained model predict (almost) no positives
+    trainer = make_trainer(model=mlp(bias=-3.0), reward="f1", num_samples=8)
+    before = trainer.evaluate(x_test, y_test, return_dict=True, verbose=0)["f1"]
+    history = trainer.fit(x_train, y_train, batch_size=64, epochs=12, verbose=0)
+    after = trainer.evaluate(x_test, y_test, return_dict=True, verbose=0)["f1"]
+    assert after > before + 0.3 and after > 0.85, (before, after)
+    for key in ("loss", "reward", "f1", "entropy", "advantage_std"):
+        assert key in history.history and np.all(np.isfinite(history.history[key]))
+    assert history.history["reward"][-1] > history.history["reward"][0]
+
+
+def test_evaluate_is_the_metric_of_the_whole_set_not_a_batch_mean(cancer):
+    x_train, x_test, y_train, y_test = cancer
+    trainer = make_trainer(reward="f1")
+    trainer.compile(
+        optimizer="adam", metrics=["precision", rewards.IoU(average="macro", name="miou")]
+    )
+    logs = trainer.evaluate(x_test, y_test, batch_size=16, return_dict=True, verbose=0)
+    predicted = trainer.predict_actions(x_test).ravel()
+    assert set(predicted) <= {0, 1}
+    np.testing.assert_allclose(logs["f1"], f1_score(y_test, predicted), atol=1e-6)
+    np.testing.assert_allclose(
+        logs["miou"], jaccard_score(y_test, predicted, average="macro"), atol=1e-6
+    )
+
+
+def test_categorical_policy_on_three_classes():
+    from sklearn.datasets import load_iris
+
+    x, y = load_iris(return_X_y=True)
+    x = ((x - x.mean(0)) / x.std(0)).astype("float32")
+    trainer = make_trainer(
+        model=mlp(inputs=4, outputs=3), reward="macro_f1", policy="categorical", baseline="greedy"
+    )
+    assert trainer.reward.num_classes == 3  # filled in from the logits
+    before = trainer.evaluate(x, y, return_dict=True, verbose=0)["macro_f1"]
+    trainer.fit(x, y, batch_size=50, epochs=30, verbose=0)
+    after = trainer.evaluate(x, y, return_dict=True, verbose=0)["macro_f1"]
+    predicted = trainer.predict_actions(x)
+    assert predicted.shape == (150,) and after > max(before + 0.2, 0.8), (before, after)
+    np.testing.assert_allclose(after, f1_score(y, predicted, average="macro"), atol=1e-6)
+
+
+def test_segmentation_with_tf_data_and_xla():
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(32, 8, 8, 1)).astype("float32")
+    masks = (images > 0.5).astype("int32")  # the object is where the pixel is bright
+    net = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(1, 3, padding="same")])
+    trainer = PolicyGradientTrainer(net, reward="iou", seed=0)
+    trainer.compile(optimizer=keras.optimizers.Adam(0.05), jit_compile=True)
+    data = tf.data.Dataset.from_tensor_slices((images, masks)).batch(8)
+    before = trainer.evaluate(data, return_dict=True, verbose=0)["iou"]
+    trainer.fit(data, epochs=8, verbose=0)
+    after = trainer.evaluate(data, return_dict=True, verbose=0)["iou"]
+    assert after > before + 0.2, (before, after)
+    predicted = trainer.predict_actions(images)
+    assert predicted.shape == (32, 8, 8, 1)
+    np.testing.assert_allclose(after, jaccard_score(masks.ravel(), predicted.ravel()), atol=1e-6)
+
+
+def test_estimate_gradient_is_unbiased_through_the_model():
+    """Mean of trainer.estimate_gradient vs the exact gradient of E[F1] w.r.t. the weights."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(6, 3)).astype("float32")
+    y = np.array([1, 0, 1, 1, 0, 0], "int32")
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    trainer = PolicyGradientTrainer(model, reward="f1", num_samples=4, seed=3)
+    with tf.GradientTape() as tape:
+        logits = model(x)
+        value = diagnostics.expected_reward(policies.Bernoulli(), rewards.F1(), logits, y[:, None])
+    exact = [g.numpy() for g in tape.gradient(value, model.trainable_variables)]
+    draws = [trainer.estimate_gradient(x, y) for _ in range(1000)]
+    for i, exact_part in enumerate(exact):
+        parts = np.stack([d[i] for d in draws])
+        standard_error = parts.std(0) / np.sqrt(len(parts)) + 1e-7
+        assert np.all(np.abs(parts.mean(0) - exact_part) < 4.5 * standard_error)
+        assert parts.shape[1:] == model.trainable_variables[i].shape
+
+
+def test_callbacks_early_stopping_and_checkpoint(cancer, tmp_path):
+    x_train, x_test, y_train, y_test = cancer
+    trainer = make_trainer()
+    path = str(tmp_path / "best.keras")
+    history = trainer.fit(
+        x_train,
+        y_train,
+        batch_size=128,
+        epochs=50,
+        verbose=0,
+        validation_data=(x_test, y_test),
+        callbacks=[
+            keras.callbacks.EarlyStopping("val_f1", mode="max", patience=2),
+            keras.callbacks.ModelCheckpoint(
+                path, monitor="val_f1", mode="max", save_best_only=True
+            ),
+        ],
+    )
+    assert "val_f1" in history.history and "val_entropy" in history.history
+    epochs = len(history.history["val_f1"])
+    best = int(np.argmax(history.history["val_f1"]))
+    assert epochs < 50 and epochs - 1 - best >= 2  # stopped by patience, not by the epoch limit
+    restored = keras.models.load_model(path)
+    assert isinstance(restored, PolicyGradientTrainer)
+    np.testing.assert_allclose(
+        restored.evaluate(x_test, y_test, return_dict=True, verbose=0)["f1"],
+        max(history.history["val_f1"]),
+        atol=1e-6,
+    )
+
+
+def test_save_and_load_round_trips(cancer, tmp_path):
+    x_train, x_test, y_train, _ = cancer
+    trainer = make_trainer(
+        reward=rewards.FBeta(beta=2.0, name="f2"),
+        baseline=baselines.MovingAverage(decay=0.8),
+        entropy_weight=0.01,
+        crossentropy_weight=0.1,
+        num_samples=4,
+    )
+    trainer.fit(x_train, y_train, batch_size=64, epochs=1, verbose=0)
+    logits = trainer.predict(x_test, verbose=0)
+
+    # the wrapped model is a plain Keras model
+    trainer.model.save(tmp_path / "m.keras")
+    plain = keras.models.load_model(tmp_path / "m.keras")
+    assert type(plain) is keras.Sequential
+    np.testing.assert_allclose(plain.predict(x_test, verbose=0), logits, atol=1e-6)
+
+    # the whole trainer, config and weights
+    trainer.save(tmp_path / "t.keras")
+    restored = keras.models.load_model(tmp_path / "t.keras")
+    assert json.dumps(restored.get_config()) == json.dumps(trainer.get_config())
+    assert (
+        restored.compiled
+        and restored.optimizer.iterations.numpy() == trainer.optimizer.iterations.numpy()
+    )
+    assert isinstance(restored.baseline, baselines.MovingAverage) and restored.baseline.decay == 0.8
+    np.testing.assert_allclose(restored.predict(x_test, verbose=0), logits, atol=1e-6)
+    np.testing.assert_allclose(restored._baseline_state.numpy(), trainer._baseline_state.numpy())
+
+    # weights-only checkpoints into a trainer rebuilt from the config
+    trainer.save_weights(tmp_path / "t.weights.h5")
+    rebuilt = PolicyGradientTrainer.from_config(trainer.get_config())
+    rebuilt.load_weights(tmp_path / "t.weights.h5")
+    np.testing.assert_allclose(rebuilt.predict(x_test, verbose=0), logits, atol=1e-6)
+    rebuilt.compile(optimizer="adam")
+    rebuilt.fit(x_train, y_train, batch_size=64, epochs=1, verbose=0)  # still trains
+
+
+def test_nonfinite_reward_stops_before_the_weights_change(cancer):
+    x_train, _, y_train, _ = cancer
+    # a batch with positives, then an all-negative batch
+    x = np.concatenate([x_train[:64], x_train[y_train == 0][:64]])
+    y = np.concatenate([y_train[:64], y_train[y_train == 0][:64]])
+    assert y[:64].sum() > 0 and y[64:].sum() == 0
+
+    def unguarded_recall(y_true, actions):
+        tp = tf.reduce_sum(
+            tf.cast(actions, tf.float32) * tf.cast(y_true, tf.float32)[None], axis=[1, 2]
+        )
+        return tp / tf.reduce_sum(tf.cast(y_true, tf.float32))  # 0 / 0 = NaN without positives
+
+    trainer = make_trainer(reward=rewards.CallableReward(unguarded_recall, name="recall"))
+    initial = [w.numpy().copy() for w in trainer.model.weights]
+    seen = []
+    record = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: seen.append(
+            [w.numpy().copy() for w in trainer.model.weights]
+        )
+    )
+    with pytest.raises(rlmetric.NonFiniteError, match=r"Non-finite reward at training step 1 "):
+        trainer.fit(x, y, batch_size=64, epochs=2, shuffle=False, verbose=0, callbacks=[record])
+    assert len(seen) == 2  # stopped right after the bad step
+    assert any(
+        not np.array_equal(a, b) for a, b in zip(initial, seen[0], strict=True)
+    )  # step 0 trained
+    for after_good, after_bad in zip(seen[0], seen[1], strict=True):
+        np.testing.assert_array_equal(after_good, after_bad)  # step 1 changed nothing
+
+
+def test_from_numpy_reward_trains_and_refuses_xla(cancer):
+    from sklearn.metrics import f1_score as sk_f1
+
+    x_train, _, y_train, _ = cancer
+    trainer = PolicyGradientTrainer(mlp(), reward=rewards.from_numpy(sk_f1, name="f1"), seed=0)
+    with pytest.raises(ValueError, match=r"jit_compile=True cannot run the reward\(s\) \['f1'\]"):
+        trainer.compile(optimizer="adam", jit_compile=True)
+    trainer.compile(optimizer="adam")
+    history = trainer.fit(x_train[:128], y_train[:128], batch_size=64, epochs=1, verbose=0)
+    assert np.isfinite(history.history["reward"][0])
+
+
+# -- errors, all raised before any weight update ---------------------------------------------
+
+
+def test_label_shape_mismatch_is_named(cancer):
+    x_train, _, y_train, _ = cancer
+    trainer = make_trainer()
+    with pytest.raises(ValueError, match=r"Labels of shape \(64, 2\).*logits of shape \(64, 1\)"):
+        trainer.fit(x_train, np.stack([y_train, y_train], 1), epochs=1, verbose=0)
+
+
+def test_non_binary_labels_are_named(cancer):
+    x_train, _, y_train, _ = cancer
+    trainer = make_trainer()
+    y_bad = y_train.copy()
+    y_bad[-1] = 2  # beyond the first rows: the whole array is checked
+    with pytest.raises(ValueError, match=r"y must hold binary labels.*\[0, 1, 2\]"):
+        trainer.fit(x_train, y_bad, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"validation y must hold binary labels"):
+        trainer.fit(x_train, y_train, validation_data=(x_train, y_bad), epochs=1, verbose=0)
+
+
+def test_too_few_samples_for_leave_one_out():
+    with pytest.raises(ValueError, match=r"needs num_samples >= 2; received num_samples=1"):
+        PolicyGradientTrainer(mlp(), baseline="leave_one_out", num_samples=1)
+    PolicyGradientTrainer(mlp(), baseline="greedy", num_samples=1)  # fine without LOO
+
+
+def test_logits_that_do_not_fit_the_policy():
+    with pytest.raises(ValueError, match=r"at least 2 classes.*\(None, 1\)"):
+        PolicyGradientTrainer(mlp(outputs=1), policy="categorical")
+    with pytest.raises(
+        ValueError, match=r"num_classes=4, but the model returns logits of shape \(None, 3\)"
+    ):
+        PolicyGradientTrainer(
+            mlp(outputs=3), policy="categorical", reward=rewards.F1(num_classes=4, average="macro")
+        )
+    with pytest.raises(ValueError, match=r"sets num_classes, which is for policy='categorical'"):
+        PolicyGradientTrainer(mlp(outputs=1), reward=rewards.F1(num_classes=2))
+
+
+def test_reward_of_wrong_shape_fails_before_training(cancer):
+    x_train, _, y_train, _ = cancer
+    trainer = make_trainer(
+        reward=lambda y_true, actions: tf.reduce_mean(tf.cast(actions, tf.float32))
+    )
+    with pytest.raises(ValueError, match=r"returned shape \(\).*\[K\]"):
+        trainer.fit(x_train, y_train, epochs=1, verbose=0)
+
+
+def test_unknown_aliases_list_the_known_ones():
+    with pytest.raises(ValueError, match=r"Unknown reward 'f-1'.*'f1'"):
+        PolicyGradientTrainer(mlp(), reward="f-1")
+    with pytest.raises(ValueError, match=r"Unknown baseline 'avg'.*'moving_average'"):
+        PolicyGradientTrainer(mlp(), baseline="avg")
+    with pytest.raises(ValueError, match=r"Unknown policy 'normal'.*'bernoulli'"):
+        PolicyGradientTrainer(mlp(), policy="normal")
+
+
+def test_bad_arguments():
+    with pytest.raises(TypeError, match=r"model must be a keras.Model"):
+        PolicyGradientTrainer(lambda x: x)
+    with pytest.raises(ValueError, match=r"entropy_weight must be a finite number >= 0.*-1"):
+        PolicyGradientTrainer(mlp(), entropy_weight=-1)
+    with pytest.raises(ValueError, match=r"does not take a loss"):
+        PolicyGradientTrainer(mlp()).compile(optimizer="adam", loss="binary_crossentropy")
+    with pytest.raises(ValueError, match=r"does not support sample_weight"):
+        make_trainer().fit(
+            np.zeros((4, 30), "float32"), np.zeros(4), sample_weight=np.ones(4), verbose=0
+        )
