@@ -35,7 +35,10 @@ trainer = PolicyGradientTrainer(
 )
 trainer.compile(
     optimizer=keras.optimizers.Adam(3e-3),
-    metrics=[rewards.F1(average="micro", name="micro_f1"), rewards.F1(average="samples", name="samples_f1")],
+    metrics=[
+        rewards.F1(average="micro", name="micro_f1"),
+        rewards.F1(average="samples", name="samples_f1"),
+    ],
 )
 before = trainer.evaluate(x_test, y_test, return_dict=True, verbose=0)
 trainer.fit(x_train, y_train, batch_size=128, epochs=30, verbose=2)

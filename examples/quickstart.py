@@ -42,9 +42,7 @@ trainer.fit(
     epochs=60,
     validation_data=(x_val, y_val),
     callbacks=[
-        keras.callbacks.EarlyStopping(
-            "val_f1", mode="max", patience=10, restore_best_weights=True
-        )
+        keras.callbacks.EarlyStopping("val_f1", mode="max", patience=10, restore_best_weights=True)
     ],
     verbose=2,
 )

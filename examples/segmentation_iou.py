@@ -51,4 +51,6 @@ train = tf.data.Dataset.from_tensor_slices((x_train, y_train)).shuffle(512, seed
 before = trainer.evaluate(x_test, y_test, return_dict=True, verbose=0)
 trainer.fit(train, epochs=15, verbose=2)
 after = trainer.evaluate(x_test, y_test, return_dict=True, verbose=0)
-print(f"test IoU before: {before['iou']:.3f}  after: {after['iou']:.3f}  (Dice {after['dice']:.3f})")
+print(
+    f"test IoU before: {before['iou']:.3f}  after: {after['iou']:.3f}  (Dice {after['dice']:.3f})"
+)
