@@ -24,7 +24,7 @@ from rlmetric.metrics import RewardMetric
 
 __all__ = ["PolicyGradientTrainer", "NonFiniteError"]
 
-_PREFLIGHT_ROWS = 64
+_PREFLIGHT_ROWS = 32
 _NONFINITE_WHAT = {1: "reward", 2: "loss", 3: "gradient"}
 
 
@@ -308,9 +308,9 @@ class PolicyGradientTrainer(keras.Model):
 
         self._loss_tracker_pg.update_state(loss)
         self._reward_tracker.update_state(tf.reduce_mean(estimate.rewards))
-        self._reward_metrics.items[0].update_state(labels, self.policy.greedy(logits))
-        for metric in self._reward_metrics.items[1:]:
-            metric.update_state(labels, self.policy.greedy(logits))
+        greedy = self.policy.greedy(logits)
+        for metric in self._reward_metrics.items:
+            metric.update_state(labels, greedy)
         self._entropy_tracker.update_state(tf.reduce_mean(entropy))
         self._advantage_std_tracker.update_state(tf.math.reduce_std(estimate.advantages))
         return {m.name: m.result() for m in self.metrics}
