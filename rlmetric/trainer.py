@@ -278,22 +278,27 @@ class PolicyGradientTrainer(keras.Model):
         self.policy.check_logits(logits.shape)
         return logits, self.policy.format_labels(y, logits.shape)
 
+    def _estimate(
+        self, logits: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor
+    ) -> estimators_lib.EstimatorOutput:
+        return self.estimator(
+            logits,
+            labels,
+            policy=self.policy,
+            reward=self.reward,
+            baseline=self.baseline,
+            baseline_state=self._baseline_state.value,
+            num_samples=self.num_samples,
+            seed=seed,
+        )
+
     def train_step(self, data: Any) -> dict[str, tf.Tensor]:
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         _reject_sample_weight(sample_weight)
         seed = self._next_seed()
         with tf.GradientTape() as tape:
             logits, labels = self._forward(x, y, training=True)
-            estimate = self.estimator(
-                logits,
-                labels,
-                policy=self.policy,
-                reward=self.reward,
-                baseline=self.baseline,
-                baseline_state=self._baseline_state.value,
-                num_samples=self.num_samples,
-                seed=seed,
-            )
+            estimate = self._estimate(logits, labels, seed)
             entropy = self.policy.entropy(logits)
             loss = estimate.loss
             if self.entropy_weight:
@@ -427,16 +432,7 @@ class PolicyGradientTrainer(keras.Model):
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
             logits, labels = self._forward(x, y, training=False)
-            estimate = self.estimator(
-                logits,
-                labels,
-                policy=self.policy,
-                reward=self.reward,
-                baseline=self.baseline,
-                baseline_state=self._baseline_state.value,
-                num_samples=self.num_samples,
-                seed=self._next_seed(),
-            )
+            estimate = self._estimate(logits, labels, self._next_seed())
         gradients = tape.gradient(estimate.loss, variables)
         return [
             -g if g is not None else tf.zeros_like(v)
