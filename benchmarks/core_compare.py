@@ -99,65 +99,67 @@ def run(task: str, method: str, seed: int, epochs: int):
     return f1_score(y_test, predicted, zero_division=0.0), seconds, best.curve
 
 
-def step_cost(batch: int = 256, num_samples: int = 8, steps: int = 200, repeats: int = 5):
-    """Ratios of a policy-gradient step to a BCE step on MLP 30-64-1, measured in one run."""
+def step_cost(batch: int = 256, num_samples: int = 8, steps: int = 300, rounds: int = 9):
+    """Ratios of a policy-gradient step to a BCE step on MLP 30-64-1, measured in one run.
+
+    The two are timed in alternating rounds and the median of the per-round ratios is reported,
+    so that load from other processes on a shared machine hits both alike.
+    """
     rng = np.random.default_rng(0)
     x = rng.normal(size=(batch * 20, 30)).astype("float32")
     y = (rng.random(batch * 20) < 0.3).astype("int32")
-
-    def bce_model():
-        keras.utils.set_random_seed(0)
-        model = mlp(30)
-        model.compile(
-            optimizer="adam",
-            loss=keras.losses.BinaryCrossentropy(from_logits=True),
-            steps_per_execution=20,
-        )
-        return model
-
-    def pg_model():
-        keras.utils.set_random_seed(0)
-        trainer = PolicyGradientTrainer(mlp(30), reward="f1", num_samples=num_samples, seed=0)
-        trainer.compile(optimizer="adam", steps_per_execution=20)
-        return trainer
+    keras.utils.set_random_seed(0)
+    bce = mlp(30)
+    bce.compile(
+        optimizer="adam",
+        loss=keras.losses.BinaryCrossentropy(from_logits=True),
+        steps_per_execution=20,
+    )
+    pg = PolicyGradientTrainer(mlp(30), reward="f1", num_samples=num_samples, seed=0)
+    pg.compile(optimizer="adam", steps_per_execution=20)
+    xb, yb = tf.constant(x[:batch]), tf.constant(y[:batch])
 
     def through_fit(model):
-        model.fit(x, y, batch_size=batch, epochs=1, verbose=0)  # trace and warm up
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
-            times.append((time.perf_counter() - start) / 20)
-        return float(np.median(times))
+        start = time.perf_counter()
+        model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
+        return (time.perf_counter() - start) / 20
 
-    def in_graph(model):
-        xb, yb = tf.constant(x[:batch]), tf.constant(y[:batch])
-
+    def in_graph_loop(model):
         @tf.function
         def loop():
             for _ in tf.range(steps):
                 model.train_step((xb, yb))
 
-        loop()
-        times = []
-        for _ in range(repeats):
+        def timed():
             start = time.perf_counter()
             loop()
-            times.append((time.perf_counter() - start) / steps)
-        return float(np.median(times))
+            return (time.perf_counter() - start) / steps
 
-    bce, pg = bce_model(), pg_model()
-    # interleave the two so that machine noise hits both alike
-    fit_bce, fit_pg = through_fit(bce), through_fit(pg)
-    graph_bce, graph_pg = in_graph(bce), in_graph(pg)
-    return {
-        "fit_ratio": fit_pg / fit_bce,
-        "graph_ratio": graph_pg / graph_bce,
-        "fit_bce_ms": fit_bce * 1e3,
-        "fit_pg_ms": fit_pg * 1e3,
-        "graph_bce_ms": graph_bce * 1e3,
-        "graph_pg_ms": graph_pg * 1e3,
+        return timed
+
+    graph = {"bce": in_graph_loop(bce), "pg": in_graph_loop(pg)}
+    for model in (bce, pg):  # trace and warm up
+        through_fit(model)
+    for timed in graph.values():
+        timed()
+    times = {key: [] for key in ("fit_bce", "fit_pg", "graph_bce", "graph_pg")}
+    for _ in range(rounds):
+        times["fit_bce"].append(through_fit(bce))
+        times["fit_pg"].append(through_fit(pg))
+        times["graph_bce"].append(graph["bce"]())
+        times["graph_pg"].append(graph["pg"]())
+    fit_ratios = np.divide(times["fit_pg"], times["fit_bce"])
+    graph_ratios = np.divide(times["graph_pg"], times["graph_bce"])
+    result = {
+        "fit_ratio": float(np.median(fit_ratios)),
+        "fit_ratio_q25": float(np.quantile(fit_ratios, 0.25)),
+        "fit_ratio_q75": float(np.quantile(fit_ratios, 0.75)),
+        "graph_ratio": float(np.median(graph_ratios)),
+        "graph_ratio_q25": float(np.quantile(graph_ratios, 0.25)),
+        "graph_ratio_q75": float(np.quantile(graph_ratios, 0.75)),
     }
+    result.update({f"{key}_ms": float(np.median(v)) * 1e3 for key, v in times.items()})
+    return result
 
 
 def main() -> None:
@@ -211,8 +213,12 @@ def main() -> None:
         writer.writeheader()
         writer.writerow(cost)
     print("\nStep cost, MLP 30-64-1, batch 256, K=8 (policy-gradient step / BCE step, one run):")
-    print(f"  through fit (steps_per_execution=20): {cost['fit_ratio']:.2f}x")
-    print(f"  in-graph train_step only:             {cost['graph_ratio']:.2f}x")
+    for label, key in (
+        ("through fit (steps_per_execution=20)", "fit"),
+        ("in-graph train_step", "graph"),
+    ):
+        quartiles = f"{cost[key + '_ratio_q25']:.2f}-{cost[key + '_ratio_q75']:.2f}"
+        print(f"  {label:38s} {cost[key + '_ratio']:.2f}x (quartiles {quartiles})")
 
     try:
         import matplotlib
