@@ -293,3 +293,37 @@ def test_bad_arguments():
         make_trainer().fit(
             np.zeros((4, 30), "float32"), np.zeros(4), sample_weight=np.ones(4), verbose=0
         )
+
+
+def zero_reward(y_true, actions):
+    return tf.zeros(tf.shape(actions)[:1])
+
+
+def test_crossentropy_weight_adds_the_supervised_loss(cancer):
+    """With a constant reward the policy-gradient term vanishes, so a step with
+    crossentropy_weight=1 must equal a plain Keras BCE step from the same weights."""
+    x_train, _, y_train, _ = cancer
+    x, y = x_train[:64], y_train[:64]
+    reference = mlp()
+    trainer = PolicyGradientTrainer(
+        mlp(), reward=zero_reward, baseline="none", crossentropy_weight=1.0, seed=0
+    )
+    trainer.model.set_weights(reference.get_weights())
+    reference.compile(keras.optimizers.SGD(0.1), keras.losses.BinaryCrossentropy(from_logits=True))
+    trainer.compile(keras.optimizers.SGD(0.1))
+    reference.fit(x, y, batch_size=64, epochs=1, shuffle=False, verbose=0)
+    trainer.fit(x, y, batch_size=64, epochs=1, shuffle=False, verbose=0)
+    for expected, got in zip(reference.get_weights(), trainer.model.get_weights(), strict=True):
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_entropy_weight_raises_the_policy_entropy(cancer):
+    x_train, _, y_train, _ = cancer
+    trainer = PolicyGradientTrainer(
+        mlp(bias=-3.0), reward=zero_reward, baseline="none", entropy_weight=1.0, seed=0
+    )
+    trainer.compile(keras.optimizers.Adam(1e-2))
+    before = trainer.evaluate(x_train, y_train, return_dict=True, verbose=0)["entropy"]
+    trainer.fit(x_train, y_train, batch_size=64, epochs=3, verbose=0)
+    after = trainer.evaluate(x_train, y_train, return_dict=True, verbose=0)["entropy"]
+    assert after > before + 0.2 and after <= np.log(2) + 1e-6, (before, after)
