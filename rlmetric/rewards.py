@@ -213,24 +213,109 @@ class CountReward(Reward):
         return _bernoulli_counts(y_true, actions, rank, keep)
 
     def from_counts(self, counts: tf.Tensor, layout: str = CLASSES) -> tf.Tensor:
-        """Scores from counts: ``[K, G, 4]`` -> ``[K]``. ``layout`` is :meth:`layout`'s answer."""
+        """Scores from counts ``[..., G, 4]`` -> ``[...]``; ``layout`` as :meth:`layout` says."""
         counts = tf.convert_to_tensor(counts)
-        tp, fp, fn, tn = tf.unstack(counts, num=4, axis=-1)  # each [K, G]
-        if self.average == "binary":
-            if layout == CLASSES:
-                tp, fp, fn, tn = (c[:, 1:2] for c in (tp, fp, fn, tn))
-            else:
-                tp, fp, fn, tn = (tf.reduce_sum(c, -1, keepdims=True) for c in (tp, fp, fn, tn))
-            return self.group_scores(tp, fp, fn, tn)[:, 0]
-        if self.average == "micro":
-            pooled = (tf.reduce_sum(c, -1, keepdims=True) for c in (tp, fp, fn, tn))
-            return self.group_scores(*pooled)[:, 0]
+        group_ids = tf.range(tf.shape(counts)[-2])
+        statistics = self.group_statistics(counts, group_ids, layout)
+        return self.from_statistics(tf.reduce_sum(statistics, axis=-2), layout)
+
+    def group_statistics(self, counts: tf.Tensor, group_ids: tf.Tensor, layout: str) -> tf.Tensor:
+        """Per-group statistics that add up over groups: ``[..., G, 4]`` -> ``[..., G, S]``.
+
+        The reward is :meth:`from_statistics` of their sum over the groups. ``group_ids`` (``[G]``
+        or broadcastable to ``[..., G]``) says which group each row of counts belongs to. Changing
+        one decision changes at most three groups, so the local-expectation estimator updates
+        these sums instead of recomputing every group.
+        """
+        tp, fp, fn, tn = tf.unstack(counts, num=4, axis=-1)
+        if self.average == "micro" or (self.average == "binary" and layout != CLASSES):
+            return counts  # pooled counts
+        if self.average == "binary":  # the positive class of a two-class layout
+            return counts * tf.cast(group_ids == 1, counts.dtype)[..., None]
         scores = self.group_scores(tp, fp, fn, tn)
-        if self.average == "macro" and layout == CLASSES:
-            present = tf.cast(tp + fp + fn > 0, scores.dtype)
-            total = tf.reduce_sum(present, axis=-1)
-            return _safe_divide(tf.reduce_sum(scores * present, -1), total, self.zero_division)
-        return tf.reduce_mean(scores, axis=-1)
+        if self.average == "macro" and layout == CLASSES:  # classes that occur
+            weights = tf.cast(tp + fp + fn > 0, scores.dtype)
+        else:
+            weights = tf.ones_like(scores)
+        return tf.stack([scores * weights, weights], axis=-1)
+
+    def from_statistics(self, statistics: tf.Tensor, layout: str) -> tf.Tensor:
+        """The reward from summed :meth:`group_statistics`: ``[..., S]`` -> ``[...]``."""
+        if self.average in ("micro", "binary"):
+            return self.group_scores(*tf.unstack(statistics, num=4, axis=-1))
+        total, weight = tf.unstack(statistics, num=2, axis=-1)
+        return _safe_divide(total, weight, self.zero_division)
+
+    def local_rewards(self, y_true: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
+        """The reward of every sample set with one element's decision replaced by each value.
+
+        Args:
+            y_true: ``[B, ...]`` labels in the action shape.
+            actions: ``[K, B, ...]`` decisions.
+
+        Returns:
+            ``[K, N, V]``: entry ``(k, n, v)`` is the reward of sample set ``k`` with element
+            ``n`` (of the ``N`` elements of ``[B, ...]``, row-major) set to ``v``, the other
+            decisions unchanged; ``V`` is 2 for Bernoulli decisions and ``C`` for categorical.
+            Computed from the counts by updating the at most three groups each change touches,
+            so memory is ``O(K * N * V)``.
+        """
+        y_true = tf.convert_to_tensor(y_true)
+        actions = tf.convert_to_tensor(actions)
+        layout = self.layout(actions.shape)
+        if self.groups_are_rows and self.num_classes is not None:
+            raise ValueError(
+                f"Reward {self.name!r}: local rewards are not available for row-wise rewards of "
+                "categorical decisions."
+            )
+        counts = self.counts(y_true, actions)  # [K, G, 4]
+        num_groups = tf.shape(counts)[1]
+        base = tf.reduce_sum(self.group_statistics(counts, tf.range(num_groups), layout), axis=1)
+        num_sets = tf.shape(actions)[0]
+        labels = tf.reshape(tf.cast(y_true, tf.int32), [1, -1, 1, 1])  # [1, N, 1, 1]
+        before = tf.reshape(tf.cast(actions, tf.int32), [num_sets, -1, 1, 1])  # [K, N, 1, 1]
+        num_elements = tf.shape(before)[1]
+        if layout == CLASSES:
+            values = tf.reshape(tf.range(num_groups), [1, 1, -1, 1])  # [1, 1, V, 1]
+            shape = [num_sets, num_elements, num_groups, 1]
+            # the groups a change from `before` to `value` touches: the true, old and new class
+            groups = tf.concat([tf.broadcast_to(g, shape) for g in (labels, before, values)], -1)
+            active = tf.concat(
+                [
+                    tf.ones(shape, tf.bool),
+                    tf.broadcast_to(before != labels, shape),
+                    tf.broadcast_to((values != labels) & (values != before), shape),
+                ],
+                axis=-1,
+            )
+            is_true, was_predicted = groups == labels, groups == before
+            is_predicted = groups == values
+        else:
+            values = tf.reshape(tf.range(2), [1, 1, 2, 1])
+            element = tf.range(num_elements)
+            if self.groups_are_rows:
+                group = element // (num_elements // tf.shape(y_true)[0])
+            else:
+                group = element % num_groups  # the label axis is the last one
+            shape = [num_sets, num_elements, 2, 1]
+            groups = tf.broadcast_to(tf.reshape(group, [1, -1, 1, 1]), shape)
+            active = tf.ones(shape, tf.bool)
+            is_true = tf.broadcast_to(labels == 1, shape)
+            was_predicted = tf.broadcast_to(before == 1, shape)
+            is_predicted = tf.broadcast_to(values == 1, shape)
+
+        def confusion_cell(truth, predicted):  # one-hot over (tp, fp, fn, tn)
+            index = (1 - tf.cast(truth, tf.int32)) + 2 * (1 - tf.cast(predicted, tf.int32))
+            return tf.one_hot(index, 4, dtype=counts.dtype)
+
+        delta = confusion_cell(is_true, is_predicted) - confusion_cell(is_true, was_predicted)
+        flat_groups = tf.reshape(groups, [num_sets, -1])
+        old = tf.reshape(tf.gather(counts, flat_groups, batch_dims=1), tf.shape(delta))
+        change = self.group_statistics(old + delta, groups, layout) - self.group_statistics(
+            old, groups, layout
+        )
+        change = tf.reduce_sum(change * tf.cast(active, change.dtype)[..., None], axis=3)
+        return self.from_statistics(base[:, None, None, :] + change, layout)
 
     def group_scores(self, tp: tf.Tensor, fp: tf.Tensor, fn: tf.Tensor, tn: tf.Tensor) -> tf.Tensor:
         """The metric of each group from its counts, each ``[K, G]`` -> ``[K, G]``."""
@@ -455,16 +540,17 @@ class Accuracy(CountReward):
             return _categorical_counts(y_true, actions, self.num_classes, by_row=False)
         return _bernoulli_counts(y_true, actions, actions.shape.rank, keep_rows=None)
 
-    def from_counts(self, counts: tf.Tensor, layout: str = LABELS) -> tf.Tensor:
-        tp, fp, fn, tn = tf.unstack(tf.convert_to_tensor(counts), num=4, axis=-1)
-        if self.subset:
-            return tf.reduce_mean(tf.cast(fp + fn == 0, tp.dtype), axis=-1)
+    def group_statistics(self, counts, group_ids, layout):
+        tp, fp, fn, tn = tf.unstack(counts, num=4, axis=-1)
+        if self.subset:  # rows with no wrong decision
+            return tf.stack([tf.cast(fp + fn == 0, tp.dtype), tf.ones_like(tp)], axis=-1)
         if layout == CLASSES:  # every element is a true member of exactly one class
-            return tf.reduce_sum(tp, -1) / tf.reduce_sum(tp + fn, -1)
-        return tf.reduce_sum(tp + tn, -1) / tf.reduce_sum(tp + fp + fn + tn, -1)
+            return tf.stack([tp, tp + fn], axis=-1)
+        return tf.stack([tp + tn, tp + fp + fn + tn], axis=-1)
 
-    def group_scores(self, tp, fp, fn, tn):
-        return _safe_divide(tp + tn, tp + fp + fn + tn, 0.0)
+    def from_statistics(self, statistics, layout):
+        correct, total = tf.unstack(statistics, num=2, axis=-1)
+        return _safe_divide(correct, total, 0.0)
 
     def get_config(self) -> dict:
         return {"subset": self.subset, "num_classes": self.num_classes, "name": self.name}
@@ -490,26 +576,39 @@ class MatthewsCorrCoef(CountReward):
         single = self.num_classes is not None or _is_single_target(actions_shape)
         return CLASSES if single else LABELS
 
-    def from_counts(self, counts: tf.Tensor, layout: str = CLASSES) -> tf.Tensor:
-        counts = tf.cast(tf.convert_to_tensor(counts), tf.float64)
-        if layout != CLASSES:  # pooled labels -> the two classes of one binary problem
-            tp, fp, fn, tn = tf.unstack(tf.reduce_sum(counts, axis=1), num=4, axis=-1)
-            counts = tf.stack(
-                [tf.stack([tn, fn, fp, tp], -1), tf.stack([tp, fp, fn, tn], -1)], axis=1
-            )
+    def group_statistics(self, counts, group_ids, layout):
+        counts = tf.cast(counts, tf.float64)
+        if layout != CLASSES:
+            return counts  # pooled into one binary problem
         tp, fp, fn, _ = tf.unstack(counts, num=4, axis=-1)
-        true_per_class = tp + fn
-        predicted_per_class = tp + fp
-        correct = tf.reduce_sum(tp, -1)
-        total = tf.reduce_sum(true_per_class, -1)
-        covariance = correct * total - tf.reduce_sum(predicted_per_class * true_per_class, -1)
-        predicted_spread = total**2 - tf.reduce_sum(predicted_per_class**2, -1)
-        true_spread = total**2 - tf.reduce_sum(true_per_class**2, -1)
-        denominator = tf.sqrt(predicted_spread * true_spread)
-        return tf.cast(_safe_divide(covariance, denominator, 0.0), tf.float32)
+        true_count, predicted_count = tp + fn, tp + fp
+        return tf.stack(
+            [
+                tp,
+                true_count,
+                predicted_count * true_count,
+                predicted_count**2,
+                true_count**2,
+            ],
+            axis=-1,
+        )
 
-    def group_scores(self, tp, fp, fn, tn):
-        raise NotImplementedError("MCC is not a per-group ratio; use from_counts.")
+    def from_statistics(self, statistics, layout):
+        statistics = tf.cast(statistics, tf.float64)
+        if layout != CLASSES:  # the classes 1 and 0 of the pooled binary problem
+            tp, fp, fn, tn = tf.unstack(statistics, num=4, axis=-1)
+            correct, total = tp + tn, tp + fp + fn + tn
+            true_1, predicted_1, true_0, predicted_0 = tp + fn, tp + fp, tn + fp, tn + fn
+            cross = predicted_1 * true_1 + predicted_0 * true_0
+            predicted_squares = predicted_1**2 + predicted_0**2
+            true_squares = true_1**2 + true_0**2
+        else:
+            correct, total, cross, predicted_squares, true_squares = tf.unstack(
+                statistics, num=5, axis=-1
+            )
+        covariance = correct * total - cross
+        denominator = tf.sqrt((total**2 - predicted_squares) * (total**2 - true_squares))
+        return tf.cast(_safe_divide(covariance, denominator, 0.0), tf.float32)
 
     def get_config(self) -> dict:
         return {"num_classes": self.num_classes, "name": self.name}

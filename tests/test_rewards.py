@@ -271,3 +271,49 @@ def test_bad_inputs_are_named():
         rewards.F1(num_classes=3)(y, np.zeros((2, 10), np.int32))
     with pytest.raises(ValueError, match=r"actions of shape \[K, B, \.\.\.\]"):
         rewards.F1()(y, np.zeros(10, np.int32))
+
+
+LOCAL_CASES = [
+    ("f1-binary", lambda: rewards.F1(), (12,), None),
+    ("iou-macro", lambda: rewards.IoU(average="macro"), (6, 1), None),
+    (
+        "precision-micro",
+        lambda: rewards.Precision(average="micro", zero_division=1.0),
+        (2, 3, 2, 1),
+        None,
+    ),
+    ("f2-multilabel-macro", lambda: rewards.FBeta(beta=2.0, average="macro"), (5, 3), None),
+    ("recall-multilabel-binary", lambda: rewards.Recall(), (4, 3), None),
+    ("f1-samples", lambda: rewards.F1(average="samples"), (4, 3), None),
+    ("accuracy", lambda: rewards.Accuracy(), (10,), None),
+    ("accuracy-multilabel", lambda: rewards.Accuracy(), (4, 3), None),
+    ("accuracy-subset", lambda: rewards.Accuracy(subset=True), (4, 3), None),
+    ("mcc", lambda: rewards.MatthewsCorrCoef(), (10,), None),
+    ("mcc-multilabel", lambda: rewards.MatthewsCorrCoef(), (4, 3), None),
+    ("f1-categorical-macro", lambda: rewards.F1(average="macro", num_classes=4), (9,), 4),
+    ("iou-categorical-micro", lambda: rewards.IoU(average="micro", num_classes=3), (2, 2, 3), 3),
+    ("dice-categorical-binary", lambda: rewards.Dice(num_classes=2), (8,), 2),
+    ("accuracy-categorical", lambda: rewards.Accuracy(num_classes=3), (9,), 3),
+    ("mcc-categorical", lambda: rewards.MatthewsCorrCoef(num_classes=3), (2, 5), 3),
+]
+
+
+@pytest.mark.parametrize(
+    "name, make, shape, num_classes", LOCAL_CASES, ids=[c[0] for c in LOCAL_CASES]
+)
+def test_local_rewards_equal_rescoring_with_one_decision_changed(name, make, shape, num_classes):
+    reward = make()
+    rng = np.random.default_rng(21)
+    values = num_classes or 2
+    for _ in range(3):
+        y = rng.integers(0, values, size=shape).astype(np.int32)
+        actions = rng.integers(0, values, size=(3, *shape)).astype(np.int32)
+        got = reward.local_rewards(y, actions).numpy()
+        num_elements = int(np.prod(shape))
+        assert got.shape == (3, num_elements, values)
+        changed = np.repeat(actions.reshape(3, 1, 1, -1), num_elements, 1).repeat(values, 2)
+        element = np.arange(num_elements)
+        for value in range(values):
+            changed[:, element, value, element] = value
+        want = reward(y, changed.reshape(-1, *shape)).numpy().reshape(3, num_elements, values)
+        np.testing.assert_allclose(got, want, atol=1e-5)
