@@ -24,6 +24,8 @@ __all__ = [
     "Estimator",
     "EstimatorOutput",
     "Reinforce",
+    "LocalExpectation",
+    "DisARM",
     "score_function_surrogate",
     "get",
     "ALIASES",
@@ -34,8 +36,8 @@ class EstimatorOutput(NamedTuple):
     """What one estimator call returns (all tensors)."""
 
     loss: tf.Tensor  #: scalar surrogate; its gradient is an estimate of ``-grad E[R]``
-    rewards: tf.Tensor  #: ``[K]`` reward of each sample set
-    advantages: tf.Tensor  #: ``[K]`` advantages after the baseline
+    rewards: tf.Tensor  #: ``[K]`` reward of each sample set (``[2K]`` for antithetic pairs)
+    advantages: tf.Tensor  #: ``[K]`` the scalar credit of each sample set (for logging)
     baseline_state: tf.Tensor  #: the baseline's next state
     actions: tf.Tensor  #: ``[K, B, ...]`` the sampled decisions
 
@@ -150,7 +152,96 @@ class Reinforce(Estimator):
         return EstimatorOutput(loss, rewards, advantages, new_state, actions)
 
 
-ALIASES = {"reinforce": Reinforce, "score_function": Reinforce}
+@keras.saving.register_keras_serializable(package="rlmetric")
+class LocalExpectation(Estimator):
+    """Local expectation gradients for rewards computed from confusion counts.
+
+    For every element ``i`` and sample set ``k`` the reward is recomputed, from the counts, for
+    each value ``v`` of ``a_i`` with the other decisions of the set held fixed
+    (:meth:`rlmetric.rewards.CountReward.local_rewards`). Then
+    ``sum_v grad p_i(v) R_k(v, a_{k,-i})`` is, averaged over ``k``, an unbiased estimate of
+    ``d E[R] / d logits_i`` that needs no baseline: each decision is credited with its own exact
+    effect instead of sharing one scalar advantage with the whole batch. The baseline argument is
+    ignored. Cost: ``O(K * N * V)`` for ``N`` elements and ``V`` values.
+    """
+
+    name = "local"
+
+    def check(self, *, policy, reward, baseline, num_samples):
+        if not isinstance(reward, rewards_lib.CountReward):
+            raise ValueError(
+                f"estimator='local' needs a reward computed from confusion counts "
+                f"(rlmetric.rewards.CountReward: F1, FBeta, IoU, Dice, Precision, Recall, "
+                f"Accuracy, MatthewsCorrCoef); reward {getattr(reward, 'name', reward)!r} is "
+                f"{type(reward).__name__}. Use estimator='reinforce' (any reward, any policy) or "
+                "estimator='disarm' (any reward, Bernoulli policy)."
+            )
+
+    def __call__(
+        self, logits, y_true, *, policy, reward, baseline, baseline_state, num_samples, seed=None
+    ):
+        actions = policy.sample(tf.stop_gradient(logits), num_samples, seed=seed)  # [K, B, ...]
+        local = tf.stop_gradient(reward.local_rewards(y_true, actions))  # [K, N, V]
+        rewards = reward(y_true, actions)  # [K]
+        # subtracting the mean over values changes nothing in the gradient (sum_v grad p = 0)
+        # but keeps the loss value near zero
+        local -= tf.reduce_mean(local, axis=-1, keepdims=True)
+        probs = policy.value_probs(logits)  # [B, ..., V]
+        probs = tf.reshape(probs, [1, -1, tf.shape(probs)[-1]])  # [1, N, V]
+        per_set = tf.reduce_sum(tf.cast(local, probs.dtype) * probs, axis=[1, 2])  # [K]
+        loss = -tf.reduce_mean(per_set)
+        advantages = rewards - tf.reduce_mean(rewards)
+        return EstimatorOutput(loss, rewards, advantages, baseline_state, actions)
+
+
+@keras.saving.register_keras_serializable(package="rlmetric")
+class DisARM(Estimator):
+    """DisARM (Dong, Mnih & Tucker, 2020) for Bernoulli policies and any reward.
+
+    Each of the ``K`` sample sets is an antithetic pair: ``b = 1[u < sigmoid(l)]`` and
+    ``b~ = 1[1 - u < sigmoid(l)]`` from the same uniform noise ``u``; the estimate for logit
+    ``l_i`` is ``1/2 (R(b) - R(b~)) (-1)^{b~_i} 1[b_i != b~_i] sigmoid(|l_i|)``, averaged over
+    the pairs. Unbiased, and the pair difference removes the need for a baseline (the baseline
+    argument is ignored). The reward is called on ``2K`` sets; ``rewards`` holds all of them
+    (``[2K]``: the ``b`` sets, then the ``b~`` sets).
+    """
+
+    name = "disarm"
+
+    def check(self, *, policy, reward, baseline, num_samples):
+        if not isinstance(policy, policies_lib.Bernoulli):
+            raise ValueError(
+                f"estimator='disarm' needs policy='bernoulli'; the policy is "
+                f"{getattr(policy, 'name', policy)!r}. Use estimator='reinforce' or 'local'."
+            )
+
+    def __call__(
+        self, logits, y_true, *, policy, reward, baseline, baseline_state, num_samples, seed=None
+    ):
+        logits = tf.convert_to_tensor(logits)
+        fixed_logits = tf.stop_gradient(logits)
+        shape = tf.concat([[num_samples], tf.shape(logits)], axis=0)
+        uniform = policies_lib.stateless_uniform(shape, seed, logits.dtype)
+        noise = tf.math.log(uniform) - tf.math.log1p(-uniform)  # logistic noise
+        first = tf.cast(noise < fixed_logits, tf.int32)
+        second = tf.cast(-noise < fixed_logits, tf.int32)  # the antithetic draw, from 1 - u
+        actions = tf.concat([first, second], axis=0)
+        rewards = score_samples(reward, y_true, actions)  # [2K]
+        difference = 0.5 * (rewards[:num_samples] - rewards[num_samples:])  # [K]
+        sign = 1.0 - 2.0 * tf.cast(second, logits.dtype)
+        weights = sign * tf.cast(first != second, logits.dtype) * tf.sigmoid(tf.abs(fixed_logits))
+        weights *= tf.reshape(difference, [-1] + [1] * logits.shape.rank)
+        loss = -tf.reduce_sum(weights * logits[None]) / tf.cast(num_samples, logits.dtype)
+        return EstimatorOutput(loss, rewards, difference, baseline_state, actions)
+
+
+ALIASES = {
+    "reinforce": Reinforce,
+    "score_function": Reinforce,
+    "local": LocalExpectation,
+    "local_expectation": LocalExpectation,
+    "disarm": DisARM,
+}
 
 
 def get(identifier: Any) -> Estimator:

@@ -25,7 +25,7 @@ from rlmetric._registry import resolve
 
 tfd = tfp.distributions
 
-__all__ = ["Policy", "Bernoulli", "Categorical", "get", "ALIASES"]
+__all__ = ["Policy", "Bernoulli", "Categorical", "get", "stateless_uniform", "ALIASES"]
 
 
 def _as_seed(seed: Any) -> tf.Tensor:
@@ -37,7 +37,8 @@ def _as_seed(seed: Any) -> tf.Tensor:
     return tf.cast(seed, tf.int32)
 
 
-def _uniform(shape: Any, seed: Any, dtype: tf.DType) -> tf.Tensor:
+def stateless_uniform(shape: Any, seed: Any, dtype: tf.DType = tf.float32) -> tf.Tensor:
+    """Philox uniform draws in ``(0, 1)`` (never exactly 0) from a ``[2]`` seed."""
     tiny = np.finfo(dtype.as_numpy_dtype).tiny
     return tf.random.stateless_uniform(
         shape, seed=_as_seed(seed), minval=tiny, maxval=1.0, dtype=dtype, alg="philox"
@@ -97,6 +98,11 @@ class Policy:
 
     def greedy(self, logits: tf.Tensor) -> tf.Tensor:
         """The mode of every element: logits ``[B, ...]`` -> int32 ``[B, ...]``."""
+        raise NotImplementedError
+
+    def value_probs(self, logits: tf.Tensor) -> tf.Tensor:
+        """Probability of each value of each element: logits ``[B, ...]`` -> ``[*action, V]``
+        (``V = 2`` for Bernoulli, ``C`` for categorical), differentiable."""
         raise NotImplementedError
 
     def entropy(self, logits: tf.Tensor) -> tf.Tensor:
@@ -184,7 +190,7 @@ class Bernoulli(Policy):
     def sample(self, logits: tf.Tensor, num_samples: int, seed: Any = None) -> tf.Tensor:
         logits = tf.convert_to_tensor(logits)
         shape = tf.concat([[num_samples], tf.shape(logits)], axis=0)
-        uniform = _uniform(shape, seed, logits.dtype)
+        uniform = stateless_uniform(shape, seed, logits.dtype)
         # u < sigmoid(l)  <=>  log(u) - log(1 - u) < l: exact, and no sigmoid saturation.
         return tf.cast(tf.math.log(uniform) - tf.math.log1p(-uniform) < logits, tf.int32)
 
@@ -193,6 +199,10 @@ class Bernoulli(Policy):
 
     def greedy(self, logits: tf.Tensor) -> tf.Tensor:
         return tf.cast(logits > 0, tf.int32)
+
+    def value_probs(self, logits: tf.Tensor) -> tf.Tensor:
+        probability = tf.sigmoid(logits)
+        return tf.stack([1.0 - probability, probability], axis=-1)
 
     def entropy(self, logits: tf.Tensor) -> tf.Tensor:
         return self.distribution(logits).entropy()
@@ -240,7 +250,7 @@ class Categorical(Policy):
     def sample(self, logits: tf.Tensor, num_samples: int, seed: Any = None) -> tf.Tensor:
         logits = tf.convert_to_tensor(logits)
         shape = tf.concat([[num_samples], tf.shape(logits)], axis=0)
-        gumbel = -tf.math.log(-tf.math.log(_uniform(shape, seed, logits.dtype)))
+        gumbel = -tf.math.log(-tf.math.log(stateless_uniform(shape, seed, logits.dtype)))
         return tf.argmax(logits + gumbel, axis=-1, output_type=tf.int32)
 
     def log_prob(self, logits: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
@@ -258,6 +268,9 @@ class Categorical(Policy):
 
     def greedy(self, logits: tf.Tensor) -> tf.Tensor:
         return tf.argmax(logits, axis=-1, output_type=tf.int32)
+
+    def value_probs(self, logits: tf.Tensor) -> tf.Tensor:
+        return tf.nn.softmax(logits, axis=-1)
 
     def entropy(self, logits: tf.Tensor) -> tf.Tensor:
         return self.distribution(logits).entropy()

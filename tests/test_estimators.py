@@ -44,9 +44,11 @@ def exact_gradient(policy, logits, y, reward):
     return tape.gradient(value, logits).numpy()
 
 
-def gradient_draws(policy, logits, y, reward, baseline, state, num_samples=4, draws=DRAWS):
+def gradient_draws(
+    policy, logits, y, reward, baseline, state, num_samples=4, draws=DRAWS, estimator=None
+):
     """[draws, *logits.shape] independent estimates of grad E[R] (ascent direction)."""
-    estimator = estimators.Reinforce()
+    estimator = estimator or estimators.Reinforce()
 
     def one(seed):
         with tf.GradientTape() as tape:
@@ -104,6 +106,62 @@ def test_leave_one_out_and_greedy_reduce_variance(case):
     assert variance["greedy"] < 0.8 * variance["none"], variance
 
 
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_local_expectation_is_unbiased(case):
+    policy, logits, y, reward = CASES[case]
+    exact = exact_gradient(policy, logits, y, reward)
+    draws = gradient_draws(
+        policy, logits, y, reward, baselines.NoBaseline(), tf.zeros([0]),
+        estimator=estimators.LocalExpectation(),
+    )
+    z = z_scores(draws, exact)
+    assert z.max() < SIGMAS, f"mean {draws.mean(0)} vs exact {exact}: z = {z}"
+
+
+@pytest.mark.parametrize("case", [c for c in sorted(CASES) if c.startswith("bernoulli")])
+def test_disarm_is_unbiased(case):
+    policy, logits, y, reward = CASES[case]
+    exact = exact_gradient(policy, logits, y, reward)
+    draws = gradient_draws(
+        policy, logits, y, reward, baselines.NoBaseline(), tf.zeros([0]),
+        estimator=estimators.DisARM(),
+    )
+    z = z_scores(draws, exact)
+    assert z.max() < SIGMAS, f"mean {draws.mean(0)} vs exact {exact}: z = {z}"
+
+
+@pytest.mark.parametrize("case", ["bernoulli-f1", "bernoulli-mcc", "categorical-iou-macro"])
+def test_local_and_disarm_have_lower_variance_than_leave_one_out(case):
+    policy, logits, y, reward = CASES[case]
+    loo = gradient_draws(policy, logits, y, reward, baselines.LeaveOneOut(), tf.zeros([0]), draws=1000)
+    local = gradient_draws(
+        policy, logits, y, reward, baselines.NoBaseline(), tf.zeros([0]), draws=1000,
+        estimator=estimators.LocalExpectation(),
+    )
+    assert local.var(0).sum() < 0.5 * loo.var(0).sum()
+    if isinstance(policy, policies.Bernoulli):
+        disarm = gradient_draws(
+            policy, logits, y, reward, baselines.NoBaseline(), tf.zeros([0]), draws=1000,
+            estimator=estimators.DisARM(),
+        )
+        assert disarm.var(0).sum() < 0.8 * loo.var(0).sum()
+
+
+def test_local_refuses_rewards_without_counts():
+    with pytest.raises(ValueError, match=r"estimator='local' needs a reward computed from confusion counts.*'reinforce'.*'disarm'"):
+        estimators.LocalExpectation().check(
+            policy=policies.Bernoulli(), reward=rewards.CallableReward(lambda y, a: a, name="custom"),
+            baseline=baselines.NoBaseline(), num_samples=4,
+        )
+
+
+def test_disarm_refuses_categorical_policies():
+    with pytest.raises(ValueError, match=r"estimator='disarm' needs policy='bernoulli'"):
+        estimators.DisARM().check(
+            policy=policies.Categorical(), reward=rewards.F1(), baseline=baselines.NoBaseline(), num_samples=4
+        )
+
+
 def test_score_function_surrogate_gradient():
     log_probs = tf.Variable([[0.0, -1.0], [-2.0, -0.5]])  # [K=2, B=2]
     with tf.GradientTape() as tape:
@@ -141,5 +199,7 @@ def test_check_refuses_too_few_samples_for_leave_one_out():
 
 def test_get_aliases_and_errors():
     assert isinstance(estimators.get("reinforce"), estimators.Reinforce)
+    assert isinstance(estimators.get("local"), estimators.LocalExpectation)
+    assert isinstance(estimators.get("disarm"), estimators.DisARM)
     with pytest.raises(ValueError, match=r"Unknown estimator 'rebar'.*'reinforce'"):
         estimators.get("rebar")
