@@ -1,16 +1,18 @@
-"""Exact references for checking gradient estimators on problems small enough to enumerate."""
+"""Checking gradient estimators: exact references by enumeration, and variance / SNR measures."""
 
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from rlmetric import policies as policies_lib
 from rlmetric import rewards as rewards_lib
 
-__all__ = ["all_actions", "expected_reward"]
+__all__ = ["all_actions", "expected_reward", "gradient_stats", "GradientSNR"]
 
 _MAX_CONFIGURATIONS = 1 << 16
 
@@ -52,3 +54,92 @@ def expected_reward(
     log_probs = policy.log_prob(logits, actions)
     joint = tf.reduce_sum(tf.reshape(log_probs, [tf.shape(actions)[0], -1]), axis=1)
     return tf.reduce_sum(tf.exp(joint) * scores)
+
+
+def _default_combinations(trainer: Any) -> list[tuple[str, str]]:
+    combinations = [
+        ("reinforce", name) for name in ("none", "leave_one_out", "greedy", "group_norm")
+    ]
+    if trainer.num_samples < 2:
+        combinations = [c for c in combinations if c[1] not in ("leave_one_out", "group_norm")]
+    if isinstance(trainer.reward, rewards_lib.CountReward):
+        combinations.append(("local", "none"))
+    if isinstance(trainer.policy, policies_lib.Bernoulli):
+        combinations.append(("disarm", "none"))
+    return combinations
+
+
+def _summarize(draws: list[list[np.ndarray]]) -> dict[str, Any]:
+    per_parameter = [np.stack(parts) for parts in zip(*draws, strict=True)]  # [draws, ...] each
+    mean = [p.mean(0) for p in per_parameter]
+    variance = [p.var(0) for p in per_parameter]
+    flat_mean = np.concatenate([m.ravel() for m in mean])
+    flat_std = np.sqrt(np.concatenate([v.ravel() for v in variance]))
+    informative = flat_std > 0
+    snr = np.abs(flat_mean[informative]) / flat_std[informative]
+    return {
+        "variance": float(sum(v.sum() for v in variance)),
+        "snr": float(snr.mean()) if snr.size else float("nan"),
+        "mean": mean,
+        "per_parameter_variance": variance,
+    }
+
+
+def gradient_stats(
+    trainer: Any,
+    x: Any,
+    y: Any,
+    draws: int = 100,
+    combinations: list[tuple[str, str]] | None = None,
+    seed: int = 0,
+) -> dict[str, dict[str, Any]]:
+    """Gradient variance and signal-to-noise ratio of estimators on one batch.
+
+    Every ``(estimator, baseline)`` pair runs on ``trainer.model`` with the trainer's reward,
+    policy and ``num_samples``, ``draws`` times on the batch ``(x, y)``.
+
+    Args:
+        trainer: a :class:`rlmetric.PolicyGradientTrainer` (its model and settings are used; its
+            own state is not changed).
+        combinations: ``(estimator, baseline)`` aliases; by default REINFORCE with each baseline,
+            plus ``local`` for count rewards and ``disarm`` for Bernoulli policies.
+
+    Returns:
+        ``{"estimator/baseline": {"variance": total variance summed over every parameter,
+        "snr": mean over parameters of |mean| / std, "mean": per-variable mean gradient,
+        "per_parameter_variance": per-variable variance}}``.
+    """
+    from rlmetric.trainer import PolicyGradientTrainer
+
+    results = {}
+    for estimator, baseline in combinations or _default_combinations(trainer):
+        probe = PolicyGradientTrainer(
+            trainer.model,
+            reward=trainer.reward,
+            policy=trainer.policy,
+            baseline=baseline,
+            estimator=estimator,
+            num_samples=trainer.num_samples,
+            seed=seed,
+        )
+        samples = [probe.estimate_gradient(x, y) for _ in range(draws)]
+        results[f"{estimator}/{baseline}"] = _summarize(samples)
+    return results
+
+
+class GradientSNR(keras.callbacks.Callback):
+    """Logs ``gradient_snr`` (and ``gradient_variance``) of the trainer's own estimator on a
+    fixed batch at the end of every ``every``-th epoch, for the History and progress bar."""
+
+    def __init__(self, x: Any, y: Any, draws: int = 20, every: int = 1) -> None:
+        super().__init__()
+        self.x, self.y, self.draws, self.every = x, y, draws, every
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is None or (epoch + 1) % self.every:
+            return
+        summary = _summarize(
+            [self.model.estimate_gradient(self.x, self.y) for _ in range(self.draws)]
+        )
+        logs["gradient_snr"] = summary["snr"]
+        logs["gradient_variance"] = summary["variance"]

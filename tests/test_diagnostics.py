@@ -23,3 +23,48 @@ def test_expected_reward_matches_monte_carlo():
     samples = reward(y, policy.sample(logits, 20000, seed=[0, 0])).numpy()
     # the Monte Carlo mean of 20000 rewards in [0, 1] has standard error < 0.004
     assert abs(samples.mean() - exact) < 0.015
+
+
+def _trainer(**kwargs):
+    import keras
+
+    from rlmetric import PolicyGradientTrainer
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    return PolicyGradientTrainer(model, num_samples=4, seed=0, **kwargs)
+
+
+def test_gradient_stats_orders_the_estimators():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = (x[:, 0] + 0.5 * rng.normal(size=64) > 0).astype("int32")
+    stats = diagnostics.gradient_stats(_trainer(reward="f1"), x, y, draws=150)
+    assert set(stats) == {
+        "reinforce/none",
+        "reinforce/leave_one_out",
+        "reinforce/greedy",
+        "reinforce/group_norm",
+        "local/none",
+        "disarm/none",
+    }
+    variance = {k: v["variance"] for k, v in stats.items()}
+    assert variance["reinforce/leave_one_out"] < variance["reinforce/none"]
+    assert variance["local/none"] < 0.1 * variance["reinforce/leave_one_out"], variance
+    assert stats["local/none"]["snr"] > stats["reinforce/leave_one_out"]["snr"]
+    assert [m.shape for m in stats["local/none"]["mean"]] == [(4, 1), (1,)]
+
+
+def test_gradient_snr_callback_logs_each_epoch():
+    import keras
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    trainer = _trainer(reward="f1", estimator="local")
+    trainer.compile(optimizer=keras.optimizers.Adam(1e-2))
+    history = trainer.fit(
+        x, y, epochs=2, verbose=0, callbacks=[diagnostics.GradientSNR(x, y, draws=5)]
+    )
+    assert len(history.history["gradient_snr"]) == 2
+    assert all(np.isfinite(history.history["gradient_variance"]))

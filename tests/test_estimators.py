@@ -111,7 +111,12 @@ def test_local_expectation_is_unbiased(case):
     policy, logits, y, reward = CASES[case]
     exact = exact_gradient(policy, logits, y, reward)
     draws = gradient_draws(
-        policy, logits, y, reward, baselines.NoBaseline(), tf.zeros([0]),
+        policy,
+        logits,
+        y,
+        reward,
+        baselines.NoBaseline(),
+        tf.zeros([0]),
         estimator=estimators.LocalExpectation(),
     )
     z = z_scores(draws, exact)
@@ -123,7 +128,12 @@ def test_disarm_is_unbiased(case):
     policy, logits, y, reward = CASES[case]
     exact = exact_gradient(policy, logits, y, reward)
     draws = gradient_draws(
-        policy, logits, y, reward, baselines.NoBaseline(), tf.zeros([0]),
+        policy,
+        logits,
+        y,
+        reward,
+        baselines.NoBaseline(),
+        tf.zeros([0]),
         estimator=estimators.DisARM(),
     )
     z = z_scores(draws, exact)
@@ -133,32 +143,54 @@ def test_disarm_is_unbiased(case):
 @pytest.mark.parametrize("case", ["bernoulli-f1", "bernoulli-mcc", "categorical-iou-macro"])
 def test_local_and_disarm_have_lower_variance_than_leave_one_out(case):
     policy, logits, y, reward = CASES[case]
-    loo = gradient_draws(policy, logits, y, reward, baselines.LeaveOneOut(), tf.zeros([0]), draws=1000)
+    loo = gradient_draws(
+        policy, logits, y, reward, baselines.LeaveOneOut(), tf.zeros([0]), draws=1000
+    )
     local = gradient_draws(
-        policy, logits, y, reward, baselines.NoBaseline(), tf.zeros([0]), draws=1000,
+        policy,
+        logits,
+        y,
+        reward,
+        baselines.NoBaseline(),
+        tf.zeros([0]),
+        draws=1000,
         estimator=estimators.LocalExpectation(),
     )
     assert local.var(0).sum() < 0.5 * loo.var(0).sum()
     if isinstance(policy, policies.Bernoulli):
         disarm = gradient_draws(
-            policy, logits, y, reward, baselines.NoBaseline(), tf.zeros([0]), draws=1000,
+            policy,
+            logits,
+            y,
+            reward,
+            baselines.NoBaseline(),
+            tf.zeros([0]),
+            draws=1000,
             estimator=estimators.DisARM(),
         )
         assert disarm.var(0).sum() < 0.8 * loo.var(0).sum()
 
 
 def test_local_refuses_rewards_without_counts():
-    with pytest.raises(ValueError, match=r"estimator='local' needs a reward computed from confusion counts.*'reinforce'.*'disarm'"):
+    with pytest.raises(
+        ValueError,
+        match=r"estimator='local' needs a reward computed from confusion counts.*'disarm'",
+    ):
         estimators.LocalExpectation().check(
-            policy=policies.Bernoulli(), reward=rewards.CallableReward(lambda y, a: a, name="custom"),
-            baseline=baselines.NoBaseline(), num_samples=4,
+            policy=policies.Bernoulli(),
+            reward=rewards.CallableReward(lambda y, a: a, name="custom"),
+            baseline=baselines.NoBaseline(),
+            num_samples=4,
         )
 
 
 def test_disarm_refuses_categorical_policies():
     with pytest.raises(ValueError, match=r"estimator='disarm' needs policy='bernoulli'"):
         estimators.DisARM().check(
-            policy=policies.Categorical(), reward=rewards.F1(), baseline=baselines.NoBaseline(), num_samples=4
+            policy=policies.Categorical(),
+            reward=rewards.F1(),
+            baseline=baselines.NoBaseline(),
+            num_samples=4,
         )
 
 
