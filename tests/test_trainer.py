@@ -327,3 +327,33 @@ def test_entropy_weight_raises_the_policy_entropy(cancer):
     trainer.fit(x_train, y_train, batch_size=64, epochs=3, verbose=0)
     after = trainer.evaluate(x_train, y_train, return_dict=True, verbose=0)["entropy"]
     assert after > before + 0.2 and after <= np.log(2) + 1e-6, (before, after)
+
+
+@pytest.mark.parametrize("estimator", ["local", "disarm"])
+def test_lower_variance_estimators_train_through_fit(cancer, estimator):
+    x_train, x_test, y_train, y_test = cancer
+    trainer = make_trainer(model=mlp(bias=-3.0), reward="f1", estimator=estimator, num_samples=4)
+    before = trainer.evaluate(x_test, y_test, return_dict=True, verbose=0)["f1"]
+    trainer.fit(x_train, y_train, batch_size=64, epochs=6, verbose=0)
+    after = trainer.evaluate(x_test, y_test, return_dict=True, verbose=0)["f1"]
+    assert after > before + 0.3 and after > 0.85, (before, after)
+
+
+def test_local_estimator_on_per_pixel_classes_with_xla():
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(16, 6, 6, 1)).astype("float32")
+    masks = np.digitize(images[..., 0], [-0.5, 0.5]).astype("int32")  # 3 classes by brightness
+    net = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(3, 1)])
+    trainer = PolicyGradientTrainer(
+        net, reward="miou", policy="categorical", estimator="local", num_samples=4, seed=0
+    )
+    trainer.compile(optimizer=keras.optimizers.Adam(0.1), jit_compile=True)
+    before = trainer.evaluate(images, masks, return_dict=True, verbose=0)["miou"]
+    trainer.fit(images, masks, batch_size=8, epochs=10, verbose=0)
+    after = trainer.evaluate(images, masks, return_dict=True, verbose=0)["miou"]
+    assert after > before + 0.2, (before, after)
+
+
+def test_local_estimator_refuses_a_reward_without_counts():
+    with pytest.raises(ValueError, match=r"estimator='local' needs a reward computed from"):
+        PolicyGradientTrainer(mlp(), reward=zero_reward, estimator="local")
