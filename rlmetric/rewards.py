@@ -257,8 +257,12 @@ class CountReward(Reward):
             ``[K, N, V]``: entry ``(k, n, v)`` is the reward of sample set ``k`` with element
             ``n`` (of the ``N`` elements of ``[B, ...]``, row-major) set to ``v``, the other
             decisions unchanged; ``V`` is 2 for Bernoulli decisions and ``C`` for categorical.
-            Computed from the counts by updating the at most three groups each change touches,
-            so memory is ``O(K * N * V)``.
+
+        A change touches at most three groups' counts (the true, old and new class; or the
+        element's label or row), and its effect depends only on the group, the label, the old
+        and the new value. So the rewards are tabulated once per sample set for every such case
+        (``C^3`` classes cases, or ``8 G`` label/row cases) and gathered for the elements:
+        ``O(K * N * V)`` memory and time beyond the counts.
         """
         y_true = tf.convert_to_tensor(y_true)
         actions = tf.convert_to_tensor(actions)
@@ -270,52 +274,63 @@ class CountReward(Reward):
             )
         counts = self.counts(y_true, actions)  # [K, G, 4]
         num_groups = tf.shape(counts)[1]
-        base = tf.reduce_sum(self.group_statistics(counts, tf.range(num_groups), layout), axis=1)
+        statistics = self.group_statistics(counts, tf.range(num_groups), layout)  # [K, G, S]
+        base = tf.reduce_sum(statistics, axis=1)  # [K, S]
         num_sets = tf.shape(actions)[0]
-        labels = tf.reshape(tf.cast(y_true, tf.int32), [1, -1, 1, 1])  # [1, N, 1, 1]
-        before = tf.reshape(tf.cast(actions, tf.int32), [num_sets, -1, 1, 1])  # [K, N, 1, 1]
+        labels = tf.reshape(tf.cast(y_true, tf.int32), [1, -1])  # [1, N]
+        before = tf.reshape(tf.cast(actions, tf.int32), [num_sets, -1])  # [K, N]
         num_elements = tf.shape(before)[1]
-        if layout == CLASSES:
-            values = tf.reshape(tf.range(num_groups), [1, 1, -1, 1])  # [1, 1, V, 1]
-            shape = [num_sets, num_elements, num_groups, 1]
-            # the groups a change from `before` to `value` touches: the true, old and new class
-            groups = tf.concat([tf.broadcast_to(g, shape) for g in (labels, before, values)], -1)
+
+        if layout == CLASSES:  # cases (label, old, new) over C classes; slots: those classes
+            num_values = num_groups
+            cases = tf.reshape(tf.range(num_values**3), [-1, 1])
+            label_case = cases // (num_values * num_values)
+            old_case = cases // num_values % num_values
+            new_case = cases % num_values
+            slots = tf.concat([label_case, old_case, new_case], axis=1)  # [T, 3] group ids
             active = tf.concat(
                 [
-                    tf.ones(shape, tf.bool),
-                    tf.broadcast_to(before != labels, shape),
-                    tf.broadcast_to((values != labels) & (values != before), shape),
+                    tf.ones_like(label_case, tf.bool),
+                    old_case != label_case,
+                    (new_case != label_case) & (new_case != old_case),
                 ],
-                axis=-1,
+                axis=1,
             )
-            is_true, was_predicted = groups == labels, groups == before
-            is_predicted = groups == values
-        else:
-            values = tf.reshape(tf.range(2), [1, 1, 2, 1])
-            element = tf.range(num_elements)
+            is_true, was_predicted, is_predicted = (
+                slots == label_case,
+                slots == old_case,
+                slots == new_case,
+            )
+            element_case = (labels * num_values + before) * num_values  # [K, N], + new value
+        else:  # cases (group, label, old, new) with binary values; one slot: the group
+            num_values = 2
+            cases = tf.reshape(tf.range(num_groups * 8), [-1, 1])
+            slots = cases // 8
+            label_case, old_case, new_case = cases // 4 % 2, cases // 2 % 2, cases % 2
+            active = tf.ones_like(slots, tf.bool)
+            is_true, was_predicted, is_predicted = label_case == 1, old_case == 1, new_case == 1
+            element = tf.range(num_elements)[None]
             if self.groups_are_rows:
                 group = element // (num_elements // tf.shape(y_true)[0])
             else:
                 group = element % num_groups  # the label axis is the last one
-            shape = [num_sets, num_elements, 2, 1]
-            groups = tf.broadcast_to(tf.reshape(group, [1, -1, 1, 1]), shape)
-            active = tf.ones(shape, tf.bool)
-            is_true = tf.broadcast_to(labels == 1, shape)
-            was_predicted = tf.broadcast_to(before == 1, shape)
-            is_predicted = tf.broadcast_to(values == 1, shape)
+            element_case = ((group * 2 + labels) * 2 + before) * 2
 
         def confusion_cell(truth, predicted):  # one-hot over (tp, fp, fn, tn)
             index = (1 - tf.cast(truth, tf.int32)) + 2 * (1 - tf.cast(predicted, tf.int32))
             return tf.one_hot(index, 4, dtype=counts.dtype)
 
         delta = confusion_cell(is_true, is_predicted) - confusion_cell(is_true, was_predicted)
-        flat_groups = tf.reshape(groups, [num_sets, -1])
-        old = tf.reshape(tf.gather(counts, flat_groups, batch_dims=1), tf.shape(delta))
-        change = self.group_statistics(old + delta, groups, layout) - self.group_statistics(
-            old, groups, layout
+        old_counts = tf.gather(counts, slots, axis=1)  # [K, T, slots, 4]
+        change = (
+            self.group_statistics(old_counts + delta[None], slots, layout)
+            - tf.gather(statistics, slots, axis=1)
+        ) * tf.cast(active, statistics.dtype)[None, :, :, None]
+        table = self.from_statistics(base[:, None] + tf.reduce_sum(change, axis=2), layout)
+        indices = element_case[..., None] + tf.range(num_values)  # [K, N, V]
+        return tf.gather(
+            table, tf.broadcast_to(indices, [num_sets, num_elements, num_values]), batch_dims=1
         )
-        change = tf.reduce_sum(change * tf.cast(active, change.dtype)[..., None], axis=3)
-        return self.from_statistics(base[:, None, None, :] + change, layout)
 
     def group_scores(self, tp: tf.Tensor, fp: tf.Tensor, fn: tf.Tensor, tn: tf.Tensor) -> tf.Tensor:
         """The metric of each group from its counts, each ``[K, G]`` -> ``[K, G]``."""
