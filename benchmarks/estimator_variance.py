@@ -8,7 +8,8 @@ baseline, the cosine similarity of the mean of 10 draws with a reference gradien
 many draws of the local-expectation estimator, which is unbiased), and the in-graph step time
 relative to a cross-entropy step on the same model and batch.
 
-Run: python benchmarks/estimator_variance.py [--draws N] [--out DIR]   (writes DIR/estimator_variance.csv)
+Run: python benchmarks/estimator_variance.py [--draws N] [--out DIR]
+Writes DIR/estimator_variance.csv.
 """
 
 from __future__ import annotations
@@ -171,13 +172,15 @@ def main() -> None:
         rows += problem_rows
         print(f"\n{problem_rows[0]['problem']}, K=8, {args.draws} draws each")
         print(
-            "| estimator | baseline | variance vs REINFORCE/none | cosine(mean of 10, ref) | step time vs CE |"
+            "| estimator | baseline | variance vs REINFORCE/none "
+            "| cosine(mean of 10, ref) | step time vs CE |"
         )
         print("|---|---|---|---|---|")
         for row in problem_rows:
             print(
-                f"| {row['estimator']} | {row['baseline']} | {row['variance_vs_reinforce_none']:.2e} "
-                f"| {row['cosine_mean_of_10']:.3f} | {row['step_time_vs_cross_entropy']:.2f}x |",
+                f"| {row['estimator']} | {row['baseline']} "
+                f"| {row['variance_vs_reinforce_none']:.2e} | {row['cosine_mean_of_10']:.3f} "
+                f"| {row['step_time_vs_cross_entropy']:.2f}x |",
                 flush=True,
             )
     with open(out / "estimator_variance.csv", "w", newline="") as f:
