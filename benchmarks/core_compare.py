@@ -1,9 +1,11 @@
-"""Binary cross-entropy vs PolicyGradientTrainer on F1, and the cost of a policy-gradient step.
+"""Cross-entropy and soft-F1 vs PolicyGradientTrainer on F1, and the cost of a policy-gradient step.
 
-For each task and seed, the same MLP (inputs-64-1) is trained on the same split with binary
-cross-entropy (decisions: logit > 0) and with PolicyGradientTrainer on F1 (leave-one-out
-baseline, K=8); both keep the weights of the epoch with the best validation F1, and the table
-reports test F1 as mean +- std over the seeds. The step-cost part times, in one run, a training
+For each task and seed, the same MLP (inputs-64-1) is trained on the same split by each method:
+``bce`` (binary cross-entropy), ``soft-f1`` (sigmoid-F1 surrogate on the batch), ``pg-f1``
+(PolicyGradientTrainer, REINFORCE with the leave-one-out baseline, K=8) and ``pg-local`` (the
+local-expectation estimator, K=8). Decisions are ``logit > 0`` for all; every run keeps the
+weights of the epoch with the best validation F1, and the table reports test F1 as
+mean +- std over the seeds. The step-cost part times, in one run, a training
 step of each on the same model and batch (batch 256, K=8): through ``fit`` and in-graph only.
 
 Run: python benchmarks/core_compare.py [--quick] [--seeds N] [--out DIR]
@@ -23,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from sklearn.datasets import load_breast_cancer, load_digits  # noqa: E402
+from sklearn.datasets import load_breast_cancer, load_digits, make_classification  # noqa: E402
 from sklearn.metrics import f1_score  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
@@ -38,6 +40,16 @@ def load_task(name: str, seed: int):
     elif name == "digits9-f1":
         x, y = load_digits(return_X_y=True)
         y = (y == 9).astype(int)  # one-vs-rest, ~10% positive
+    elif name == "imbalanced-f1":
+        x, y = make_classification(
+            n_samples=10_000,
+            n_features=20,
+            n_informative=8,
+            weights=[0.97],
+            flip_y=0.01,
+            class_sep=1.0,
+            random_state=seed,
+        )
     else:
         raise ValueError(f"unknown task {name!r}")
     x_train, x_test, y_train, y_test = train_test_split(
@@ -77,22 +89,45 @@ class BestValidationF1(keras.callbacks.Callback):
             self.best, self.best_weights = score, self.target.get_weights()
 
 
+BATCH_SIZE = {"cancer-f1": 64, "digits9-f1": 64, "imbalanced-f1": 256}
+
+
+def soft_f1_loss(y_true, logits):
+    """1 - F1 computed on probabilities over the batch (the sigmoid-F1 surrogate)."""
+    y_true = tf.cast(tf.reshape(y_true, [-1]), tf.float32)
+    probability = tf.sigmoid(tf.reshape(logits, [-1]))
+    tp = tf.reduce_sum(probability * y_true)
+    fp = tf.reduce_sum(probability * (1.0 - y_true))
+    fn = tf.reduce_sum((1.0 - probability) * y_true)
+    return 1.0 - 2.0 * tp / (2.0 * tp + fp + fn + 1e-7)
+
+
 def run(task: str, method: str, seed: int, epochs: int):
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = load_task(task, seed)
     keras.utils.set_random_seed(seed)
     model = mlp(x_train.shape[1])
     best = BestValidationF1(x_val, y_val, model)
+    batch_size = BATCH_SIZE[task]
     start = time.perf_counter()
-    if method == "bce":
-        model.compile(
-            optimizer=keras.optimizers.Adam(3e-3),
-            loss=keras.losses.BinaryCrossentropy(from_logits=True),
+    if method in ("bce", "soft-f1"):
+        loss = (
+            soft_f1_loss
+            if method == "soft-f1"
+            else keras.losses.BinaryCrossentropy(from_logits=True)
         )
-        model.fit(x_train, y_train, batch_size=64, epochs=epochs, verbose=0, callbacks=[best])
+        model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=loss)
+        model.fit(
+            x_train, y_train, batch_size=batch_size, epochs=epochs, verbose=0, callbacks=[best]
+        )
     else:
-        trainer = PolicyGradientTrainer(model, reward="f1", num_samples=8, seed=seed)
+        estimator = {"pg-f1": "reinforce", "pg-local": "local"}[method]
+        trainer = PolicyGradientTrainer(
+            model, reward="f1", estimator=estimator, num_samples=8, seed=seed
+        )
         trainer.compile(optimizer=keras.optimizers.Adam(3e-3))
-        trainer.fit(x_train, y_train, batch_size=64, epochs=epochs, verbose=0, callbacks=[best])
+        trainer.fit(
+            x_train, y_train, batch_size=batch_size, epochs=epochs, verbose=0, callbacks=[best]
+        )
     seconds = time.perf_counter() - start
     model.set_weights(best.best_weights)
     predicted = (model.predict(x_test, verbose=0).ravel() > 0).astype(int)
@@ -167,6 +202,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer epochs (CI / make bench)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--tasks", default="cancer-f1,digits9-f1")
+    parser.add_argument("--methods", default="bce,soft-f1,pg-f1,pg-local")
     parser.add_argument("--out", default="bench_out")
     args = parser.parse_args()
     epochs = 25 if args.quick else 60
@@ -175,7 +211,7 @@ def main() -> None:
 
     rows, curves = [], {}
     for task in args.tasks.split(","):
-        for method in ("bce", "pg-f1"):
+        for method in args.methods.split(","):
             for seed in range(args.seeds):
                 f1, seconds, curve = run(task, method, seed, epochs)
                 rows.append(
@@ -231,7 +267,7 @@ def main() -> None:
     tasks = list(dict.fromkeys(task for task, _ in curves))
     fig, axes = plt.subplots(1, len(tasks) + 1, figsize=(5 * (len(tasks) + 1), 4))
     for ax, task in zip(axes, tasks, strict=False):
-        for method in ("bce", "pg-f1"):
+        for method in args.methods.split(","):
             curve = np.mean(curves[(task, method)], axis=0)
             ax.plot(np.arange(1, len(curve) + 1), curve, label=method)
         ax.set(title=f"{task}: validation F1", xlabel="epoch", ylabel="F1")
@@ -239,7 +275,8 @@ def main() -> None:
     labels = [f"{t}\n{m}" for t, m in summary]
     means = [v[0] for v in summary.values()]
     stds = [v[1] for v in summary.values()]
-    axes[-1].bar(range(len(labels)), means, yerr=stds, capsize=4, color=["C0", "C1"] * len(tasks))
+    colors = [f"C{args.methods.split(',').index(m)}" for _, m in summary]
+    axes[-1].bar(range(len(labels)), means, yerr=stds, capsize=4, color=colors)
     axes[-1].set_xticks(range(len(labels)), labels, fontsize=8)
     axes[-1].set(title="test F1 (mean +- std)", ylim=(min(means) - 0.1, 1.0))
     fig.tight_layout()
