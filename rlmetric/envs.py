@@ -85,7 +85,9 @@ class MetricEnv(gym.Env):
         reward = rewards_lib.get(reward)
         if policy == "categorical" and isinstance(reward, rewards_lib.CountReward):
             if reward.num_classes is None:
-                reward = type(reward).from_config({**reward.get_config(), "num_classes": num_classes})
+                reward = type(reward).from_config(
+                    {**reward.get_config(), "num_classes": num_classes}
+                )
         self.reward = reward
         self.observation_space = gym.spaces.Box(
             -np.inf, np.inf, shape=(batch_size, *x.shape[1:]), dtype=np.float32

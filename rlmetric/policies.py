@@ -25,7 +25,15 @@ from rlmetric._registry import resolve
 
 tfd = tfp.distributions
 
-__all__ = ["Policy", "Bernoulli", "Categorical", "get", "stateless_uniform", "ALIASES"]
+__all__ = [
+    "Policy",
+    "Bernoulli",
+    "Categorical",
+    "Gaussian",
+    "get",
+    "stateless_uniform",
+    "ALIASES",
+]
 
 
 def _as_seed(seed: Any) -> tf.Tensor:
@@ -309,7 +317,69 @@ class Categorical(Policy):
             )
 
 
-ALIASES = {"bernoulli": Bernoulli, "categorical": Categorical}
+@keras.saving.register_keras_serializable(package="rlmetric")
+class Gaussian(Policy):
+    """A diagonal Gaussian over continuous actions, for gymnasium ``Box`` spaces.
+
+    Logits ``[B, ..., 2 d]`` hold the means and the log standard deviations of ``d`` action
+    dimensions (first half, second half); the log standard deviations are clipped to
+    ``[min_log_std, max_log_std]``. Actions are ``[B, ..., d]`` floats; ``greedy`` is the mean.
+    """
+
+    name = "gaussian"
+
+    def __init__(self, min_log_std: float = -5.0, max_log_std: float = 2.0) -> None:
+        self.min_log_std, self.max_log_std = float(min_log_std), float(max_log_std)
+
+    def check_logits(self, logits_shape: tf.TensorShape) -> None:
+        logits_shape = tf.TensorShape(logits_shape)
+        last = logits_shape[-1] if logits_shape.rank else None
+        if logits_shape.rank is not None and (logits_shape.rank < 2 or (last and last % 2)):
+            raise ValueError(
+                "policy='gaussian' expects logits [B, 2 d]: d means, then d log standard "
+                f"deviations; the model returned logits of shape {logits_shape}."
+            )
+
+    def action_shape(self, logits_shape: tf.TensorShape) -> tf.TensorShape:
+        logits_shape = tf.TensorShape(logits_shape)
+        last = logits_shape[-1]
+        return logits_shape[:-1].concatenate([None if last is None else last // 2])
+
+    def _mean_and_log_std(self, logits: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        mean, log_std = tf.split(tf.convert_to_tensor(logits), 2, axis=-1)
+        return mean, tf.clip_by_value(log_std, self.min_log_std, self.max_log_std)
+
+    def distribution(self, logits: tf.Tensor) -> tfd.Distribution:
+        mean, log_std = self._mean_and_log_std(logits)
+        return tfd.Normal(mean, tf.exp(log_std))
+
+    def sample(self, logits: tf.Tensor, num_samples: int, seed: Any = None) -> tf.Tensor:
+        mean, log_std = self._mean_and_log_std(logits)
+        shape = tf.concat([[num_samples], tf.shape(mean)], axis=0)
+        noise = tf.random.stateless_normal(
+            shape, seed=_as_seed(seed), dtype=mean.dtype, alg="philox"
+        )
+        return mean + tf.exp(log_std) * noise
+
+    def log_prob(self, logits: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
+        return self.distribution(logits).log_prob(tf.cast(actions, logits.dtype))
+
+    def greedy(self, logits: tf.Tensor) -> tf.Tensor:
+        return self._mean_and_log_std(logits)[0]
+
+    def entropy(self, logits: tf.Tensor) -> tf.Tensor:
+        return self.distribution(logits).entropy()
+
+    def check_label_values(self, y_true, logits_shape, arg):
+        raise ValueError(
+            "policy='gaussian' is for gymnasium Box action spaces (fit_env), not labels."
+        )
+
+    def get_config(self) -> dict:
+        return {"min_log_std": self.min_log_std, "max_log_std": self.max_log_std}
+
+
+ALIASES = {"bernoulli": Bernoulli, "categorical": Categorical, "gaussian": Gaussian}
 
 
 def get(identifier: Any) -> Policy:

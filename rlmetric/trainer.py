@@ -408,6 +408,13 @@ class PolicyGradientTrainer(keras.Model):
         self._preflight(x, y, "x", "y")
         return super().evaluate(x, y, **kwargs)
 
+    def fit_env(self, env: Any, **kwargs: Any) -> keras.callbacks.History:
+        """Trains the model as a policy on a gymnasium env from its rewards (episodic
+        REINFORCE); see :func:`rlmetric.episodic.fit_env` for the arguments."""
+        from rlmetric.episodic import fit_env
+
+        return fit_env(self, env, **kwargs)
+
     def predict_actions(self, x: Any, batch_size: int | None = None) -> np.ndarray:
         """Greedy decisions for ``x``: 0/1 (Bernoulli) or class ids (categorical), ``[N, ...]``."""
         logits = self.predict(x, batch_size=batch_size, verbose=0)
