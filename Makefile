@@ -29,6 +29,8 @@ examples: $(STAMP)
 	$(BIN)/python examples/quickstart.py
 	$(BIN)/python examples/multilabel_f1.py
 	$(BIN)/python examples/segmentation_iou.py
+	$(BIN)/python examples/cartpole.py
+	$(BIN)/python examples/metric_env.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -4,7 +4,16 @@ import os as _os
 
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from rlmetric import baselines, estimators, metrics, policies, rewards  # noqa: E402
+from rlmetric import (  # noqa: E402
+    baselines,
+    diagnostics,
+    envs,  # registers the gymnasium env rlmetric/Metric-v0
+    episodic,
+    estimators,
+    metrics,
+    policies,
+    rewards,
+)
 from rlmetric.trainer import NonFiniteError, PolicyGradientTrainer  # noqa: E402
 
 __version__ = "0.1.0"
@@ -13,6 +22,9 @@ __all__ = [
     "PolicyGradientTrainer",
     "NonFiniteError",
     "baselines",
+    "diagnostics",
+    "envs",
+    "episodic",
     "estimators",
     "metrics",
     "policies",

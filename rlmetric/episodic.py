@@ -54,17 +54,19 @@ class _SpaceAdapter:
             )
 
     def logits(self, outputs: tf.Tensor) -> tf.Tensor:
-        """Model outputs ``[B, prod(logits_shape)]`` (or already shaped) -> ``[B, *logits_shape]``."""
+        """Model outputs ``[B, prod(shape)]`` (or already shaped) -> ``[B, *logits_shape]``."""
         return tf.reshape(outputs, [-1, *self.logits_shape])
 
     def check_outputs(self, outputs_shape: tf.TensorShape) -> None:
         size = int(np.prod(outputs_shape[1:]))
         if size != int(np.prod(self.logits_shape)):
+            halves = (
+                ", means then log standard deviations" if self.policy.name == "gaussian" else ""
+            )
             raise ValueError(
                 f"The model returns outputs of shape {tuple(outputs_shape)}, but the action space "
                 f"{self.space} needs {int(np.prod(self.logits_shape))} outputs per observation "
-                f"(logits of shape {self.logits_shape} for a {self.policy.name} policy"
-                f"{', means then log standard deviations' if self.policy.name == 'gaussian' else ''})."
+                f"(logits of shape {self.logits_shape} for a {self.policy.name} policy{halves})."
             )
 
     def to_env(self, actions: np.ndarray) -> np.ndarray:

@@ -70,6 +70,7 @@ class PolicyGradientTrainer(keras.Model):
             ``"iou"``, ``"miou"``, ``"dice"``, ``"precision"``, ``"recall"``, ``"accuracy"``,
             ``"mcc"``, ...) or a TensorFlow callable ``reward(y_true [B, ...], actions [K, B, ...])
             -> [K]``. Its ``name`` names the metric in the logs (``f1``, ``val_f1``).
+            ``None`` for a trainer used only with :meth:`fit_env` (rewards from the env).
         policy: ``"bernoulli"``, ``"categorical"`` or a :mod:`rlmetric.policies` object.
         baseline: ``"leave_one_out"`` (default), ``"none"``, ``"moving_average"``,
             ``"greedy"``, ``"group_norm"`` or a :mod:`rlmetric.baselines` object.
@@ -111,16 +112,20 @@ class PolicyGradientTrainer(keras.Model):
                 raise ValueError(f"{arg} must be a finite number >= 0; received {arg}={value!r}.")
         self.model = model
         self.policy = policies_lib.get(policy)
-        self.reward = rewards_lib.get(reward)
+        self.reward = None if reward is None else rewards_lib.get(reward)
         self.baseline = baselines_lib.get(baseline)
         self.estimator = estimators_lib.get(estimator)
         self.num_samples = int(num_samples)
         self.entropy_weight = float(entropy_weight)
         self.crossentropy_weight = float(crossentropy_weight)
         self.seed = seed
-        self.estimator.check(
-            policy=self.policy, reward=self.reward, baseline=self.baseline, num_samples=num_samples
-        )
+        if self.reward is not None:
+            self.estimator.check(
+                policy=self.policy,
+                reward=self.reward,
+                baseline=self.baseline,
+                num_samples=num_samples,
+            )
 
         self._seed_generator = keras.random.SeedGenerator(seed, name="action_seed")
         initial_state = np.asarray(self.baseline.initial_state(), np.float32)
@@ -171,12 +176,14 @@ class PolicyGradientTrainer(keras.Model):
                 )
             return
         self.policy.check_logits(logits_shape)
-        self.reward = self._fit_reward_to_logits(self.reward, logits_shape, "reward")
         self._logits_shape = logits_shape
+        if self.reward is None:  # a trainer for fit_env only
+            return
+        self.reward = self._fit_reward_to_logits(self.reward, logits_shape, "reward")
         self._create_reward_metrics()
 
     def _create_reward_metrics(self) -> None:
-        if self._logits_shape is None:
+        if self._logits_shape is None or self.reward is None:
             return
         action_shape = self.policy.action_shape(self._logits_shape)
         rewards = [self.reward] + [
@@ -241,7 +248,7 @@ class PolicyGradientTrainer(keras.Model):
                 f"the supervised loss. Received loss={loss!r}."
             )
         extra = [rewards_lib.get(m) for m in (metrics or [])]
-        not_xla = [r.name for r in [self.reward, *extra] if not r.xla_compatible]
+        not_xla = [r.name for r in [self.reward, *extra] if r is not None and not r.xla_compatible]
         if not_xla:
             if jit_compile is True:
                 raise ValueError(
@@ -450,6 +457,11 @@ class PolicyGradientTrainer(keras.Model):
     def _preflight(self, x: Any, y: Any, x_name: str, y_name: str) -> None:
         """Runs the model on the first rows and checks logits, labels and reward eagerly, so
         that bad input fails with a clear message before any weight changes."""
+        if self.reward is None:
+            raise ValueError(
+                "This trainer was created with reward=None, for fit_env on gymnasium envs only; "
+                "pass a reward (e.g. reward='f1') to train or evaluate on labelled data."
+            )
         first = _first_rows(x, y)
         if first is None:
             return
