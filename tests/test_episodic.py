@@ -136,3 +136,19 @@ def test_a_trainer_without_reward_refuses_labelled_data():
         trainer.fit(np.zeros((4, 3), "float32"), np.zeros(4, "int32"), verbose=0)
     restored = PolicyGradientTrainer.from_config(trainer.get_config())
     assert restored.reward is None
+
+
+def test_value_model_baseline_is_trained_alongside():
+    keras.utils.set_random_seed(1)
+    env = gym.make_vec("CartPole-v1", num_envs=8, vectorization_mode="sync")
+    value_model = net(4, 1)
+    before = [w.numpy().copy() for w in value_model.weights]
+    trainer = compiled(net(4, 2))
+    history = trainer.fit_env(
+        env, episodes=80, value_model=value_model, value_weight=0.5, seed=1, verbose=0
+    )
+    assert np.mean(history.episode_returns[-16:]) > np.mean(history.episode_returns[:16])
+    changed = [
+        not np.allclose(b, w.numpy()) for b, w in zip(before, value_model.weights, strict=True)
+    ]
+    assert all(changed)
