@@ -89,8 +89,12 @@ class MetricEnv(gym.Env):
                     {**reward.get_config(), "num_classes": num_classes}
                 )
         self.reward = reward
-        self.observation_space = gym.spaces.Box(
-            -np.inf, np.inf, shape=(batch_size, *x.shape[1:]), dtype=np.float32
+        batch_shape = (batch_size, *x.shape[1:])
+        self.observation_space = gym.spaces.Box(  # bounded by the data's range per feature
+            np.broadcast_to(x.min(axis=0), batch_shape),
+            np.broadcast_to(x.max(axis=0), batch_shape),
+            shape=batch_shape,
+            dtype=np.float32,
         )
         self.x, self.y = x, y.astype(np.int32)
         self.batch_size = int(batch_size)

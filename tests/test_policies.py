@@ -125,7 +125,26 @@ def test_check_logits():
 def test_get_aliases_and_errors():
     assert isinstance(policies.get("bernoulli"), policies.Bernoulli)
     assert isinstance(policies.get("Categorical"), policies.Categorical)
+    assert isinstance(policies.get("gaussian"), policies.Gaussian)
     with pytest.raises(
-        ValueError, match=r"Unknown policy 'gaussian'.*\['bernoulli', 'categorical'\]"
+        ValueError, match=r"Unknown policy 'poisson'.*\['bernoulli', 'categorical', 'gaussian'\]"
     ):
-        policies.get("gaussian")
+        policies.get("poisson")
+
+
+def test_gaussian_policy_matches_tfp_and_samples_its_mean_and_scale():
+    logits = tf.constant([[0.5, -1.0, np.log(2.0), np.log(0.5)]])  # means, then log stds
+    policy = policies.Gaussian()
+    assert tuple(policy.action_shape(logits.shape)) == (1, 2)
+    actions = policy.sample(logits, 20000, seed=[0, 1])
+    np.testing.assert_allclose(actions.numpy().mean(0), [[0.5, -1.0]], atol=0.05)
+    np.testing.assert_allclose(actions.numpy().std(0), [[2.0, 0.5]], atol=0.05)
+    reference = tfd.Normal([[0.5, -1.0]], [[2.0, 0.5]])
+    np.testing.assert_allclose(
+        policy.log_prob(logits, actions[:5]).numpy(),
+        reference.log_prob(actions[:5]).numpy(),
+        atol=1e-5,
+    )
+    np.testing.assert_allclose(policy.greedy(logits).numpy(), [[0.5, -1.0]])
+    with pytest.raises(ValueError, match=r"logits \[B, 2 d\].*\(None, 3\)"):
+        policy.check_logits(tf.TensorShape((None, 3)))
