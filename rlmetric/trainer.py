@@ -229,6 +229,22 @@ class PolicyGradientTrainer(keras.Model):
             self._advantage_std_tracker,
         ]
 
+    def get_metrics_result(self) -> dict[str, Any]:
+        """The metrics' values, read outside the step (summed over replicas under
+        ``tf.distribute``). Training-only trackers that saw no update since the last reset (all
+        of them during ``evaluate``) are left out, so these keys match ``test_step``'s and Keras
+        reports these cross-replica values rather than the last step's per-replica ones."""
+        training_only = (
+            self._loss_tracker_pg,
+            self._reward_tracker,
+            self._advantage_std_tracker,
+        )
+        return {
+            metric.name: metric.result()
+            for metric in self.metrics
+            if not (metric in training_only and float(metric.count.numpy()) == 0)
+        }
+
     def compile(
         self,
         optimizer: Any = "adam",
@@ -335,21 +351,57 @@ class PolicyGradientTrainer(keras.Model):
         gradients_ok = tf.reduce_all(
             [tf.reduce_all(tf.math.is_finite(g)) for g in gradients if g is not None]
         )
+        replica = tf.distribute.get_replica_context()
+        if replica is not None and replica.num_replicas_in_sync > 1:
+            # every replica must take the same branch: finite only if finite everywhere
+            failures = tf.cast(tf.logical_not(reward_ok & loss_ok & gradients_ok), tf.int32)
+            all_finite = replica.all_reduce(tf.distribute.ReduceOp.SUM, failures) == 0
+            gradients_ok &= all_finite
         finite = reward_ok & loss_ok & gradients_ok
         clean_so_far = self._nonfinite[0] < 0
         step = tf.cast(self.optimizer.iterations, tf.int64)
-
-        def apply():
-            self.optimizer.apply(gradients, self.trainable_variables)
-            self._baseline_state.assign(estimate.baseline_state)
-            return tf.constant(True)
-
-        tf.cond(finite & clean_so_far, apply, lambda: tf.constant(False))
+        self._apply_if(finite & clean_so_far, gradients)
+        self._baseline_state.assign(
+            tf.where(finite & clean_so_far, estimate.baseline_state, self._baseline_state.value)
+        )
         what = tf.where(reward_ok, tf.where(loss_ok, 3, 2), 1)
         first_failure = tf.logical_not(finite) & clean_so_far
         self._nonfinite.assign(
             tf.where(first_failure, tf.stack([step, tf.cast(what, tf.int64)]), self._nonfinite)
         )
+
+    def _apply_if(self, condition: tf.Tensor, gradients: list) -> None:
+        """``optimizer.apply`` only where ``condition`` holds (the same on every replica).
+
+        Under a strategy that synchronises through ``merge_call`` the optimizer cannot run in a
+        ``tf.cond`` of the replica context, so the condition is taken in the cross-replica
+        context, as Keras' LossScaleOptimizer does.
+        """
+        variables = self.trainable_variables
+
+        def apply():
+            self.optimizer.apply(gradients, variables)
+
+        replica = tf.distribute.get_replica_context()
+        if (
+            replica is None
+            or replica.num_replicas_in_sync == 1
+            or tf.__internal__.distribute.strategy_supports_no_merge_call()
+        ):
+            tf.cond(condition, apply, lambda: None)
+            return
+
+        def cross_replica(distribution, condition, gradients):
+            take = distribution.experimental_local_results(condition)[0]
+
+            def apply_everywhere():
+                distribution.extended.call_for_each_replica(
+                    lambda g: self.optimizer.apply(g, variables), args=(gradients,)
+                )
+
+            tf.cond(take, apply_everywhere, lambda: None)
+
+        replica.merge_call(cross_replica, args=(condition, gradients))
 
     def _raise_if_nonfinite(self) -> None:
         step, what = (int(v) for v in self._nonfinite.numpy())
