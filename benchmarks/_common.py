@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import time
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -27,14 +29,26 @@ def in_graph_step_timer(model, x, y, steps: int = 100):
     return timed
 
 
-def median_ratios(timers: dict, reference: str, rounds: int = 7) -> dict[str, float]:
-    """Times every timer in alternating rounds and returns the median ratio of each to the
-    ``reference`` timer, so that load from other processes hits all of them alike."""
+def median_ratios(
+    timers: dict, reference: str, rounds: int = 7
+) -> dict[str, tuple[float, float, float]]:
+    """Times every timer in alternating rounds and returns, for each, the (median, first
+    quartile, third quartile) of its per-round ratio to the ``reference`` timer, so that load
+    from other processes hits all of them alike."""
     times = {name: [] for name in timers}
     for _ in range(rounds):
         for name, timer in timers.items():
             times[name].append(timer())
+    ratios = {name: np.divide(values, times[reference]) for name, values in times.items()}
     return {
-        name: float(np.median(np.divide(values, times[reference])))
-        for name, values in times.items()
+        name: tuple(float(np.quantile(r, q)) for q in (0.5, 0.25, 0.75))
+        for name, r in ratios.items()
     }
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    """Writes dict rows (all with the first row's keys) as CSV with a header."""
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)

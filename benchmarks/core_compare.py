@@ -15,16 +15,18 @@ Writes DIR/results.csv, DIR/step_cost.csv and DIR/test_f1.png.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
+import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from _common import in_graph_step_timer, median_ratios, write_csv  # noqa: E402
 from sklearn.datasets import load_breast_cancer, load_digits, make_classification  # noqa: E402
 from sklearn.metrics import f1_score  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
@@ -135,11 +137,8 @@ def run(task: str, method: str, seed: int, epochs: int):
 
 
 def step_cost(batch: int = 256, num_samples: int = 8, steps: int = 300, rounds: int = 9):
-    """Ratios of a policy-gradient step to a BCE step on MLP 30-64-1, measured in one run.
-
-    The two are timed in alternating rounds and the median of the per-round ratios is reported,
-    so that load from other processes on a shared machine hits both alike.
-    """
+    """Ratios of a policy-gradient step to a BCE step on MLP 30-64-1, measured in one run:
+    through ``fit`` (``steps_per_execution=20``) and in-graph (``train_step`` in a loop)."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(batch * 20, 30)).astype("float32")
     y = (rng.random(batch * 20) < 0.3).astype("int32")
@@ -152,48 +151,24 @@ def step_cost(batch: int = 256, num_samples: int = 8, steps: int = 300, rounds: 
     )
     pg = PolicyGradientTrainer(mlp(30), reward="f1", num_samples=num_samples, seed=0)
     pg.compile(optimizer="adam", steps_per_execution=20)
-    xb, yb = tf.constant(x[:batch]), tf.constant(y[:batch])
 
-    def through_fit(model):
-        start = time.perf_counter()
-        model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
-        return (time.perf_counter() - start) / 20
-
-    def in_graph_loop(model):
-        @tf.function
-        def loop():
-            for _ in tf.range(steps):
-                model.train_step((xb, yb))
-
+    def fit_timer(model):
         def timed():
             start = time.perf_counter()
-            loop()
-            return (time.perf_counter() - start) / steps
+            model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
+            return (time.perf_counter() - start) / 20
 
+        timed()  # trace and warm up
         return timed
 
-    graph = {"bce": in_graph_loop(bce), "pg": in_graph_loop(pg)}
-    for model in (bce, pg):  # trace and warm up
-        through_fit(model)
-    for timed in graph.values():
-        timed()
-    times = {key: [] for key in ("fit_bce", "fit_pg", "graph_bce", "graph_pg")}
-    for _ in range(rounds):
-        times["fit_bce"].append(through_fit(bce))
-        times["fit_pg"].append(through_fit(pg))
-        times["graph_bce"].append(graph["bce"]())
-        times["graph_pg"].append(graph["pg"]())
-    fit_ratios = np.divide(times["fit_pg"], times["fit_bce"])
-    graph_ratios = np.divide(times["graph_pg"], times["graph_bce"])
-    result = {
-        "fit_ratio": float(np.median(fit_ratios)),
-        "fit_ratio_q25": float(np.quantile(fit_ratios, 0.25)),
-        "fit_ratio_q75": float(np.quantile(fit_ratios, 0.75)),
-        "graph_ratio": float(np.median(graph_ratios)),
-        "graph_ratio_q25": float(np.quantile(graph_ratios, 0.25)),
-        "graph_ratio_q75": float(np.quantile(graph_ratios, 0.75)),
-    }
-    result.update({f"{key}_ms": float(np.median(v)) * 1e3 for key, v in times.items()})
+    result = {}
+    for key, make_timer in (
+        ("fit", fit_timer),
+        ("graph", lambda m: in_graph_step_timer(m, x[:batch], y[:batch], steps)),
+    ):
+        ratio = median_ratios({"bce": make_timer(bce), "pg": make_timer(pg)}, "bce", rounds)["pg"]
+        names = (f"{key}_ratio", f"{key}_ratio_q25", f"{key}_ratio_q75")
+        result.update(zip(names, ratio, strict=True))
     return result
 
 
@@ -228,10 +203,7 @@ def main() -> None:
                     f"{task:12s} {method:6s} seed {seed}: test F1 {f1:.4f} ({seconds:.1f} s)",
                     flush=True,
                 )
-    with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(out / "results.csv", rows)
 
     print(f"\n| task | method | test F1 (mean +- std, {args.seeds} seeds) | train time (s) |")
     print("|---|---|---|---|")
@@ -244,10 +216,7 @@ def main() -> None:
         print(f"| {task} | {method} | {score} | {np.mean(seconds):.1f} |")
 
     cost = step_cost()
-    with open(out / "step_cost.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(cost))
-        writer.writeheader()
-        writer.writerow(cost)
+    write_csv(out / "step_cost.csv", [cost])
     print("\nStep cost, MLP 30-64-1, batch 256, K=8 (policy-gradient step / BCE step, one run):")
     for label, key in (
         ("through fit (steps_per_execution=20)", "fit"),

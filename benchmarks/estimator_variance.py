@@ -15,7 +15,6 @@ Writes DIR/estimator_variance.csv.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 from pathlib import Path
@@ -25,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from _common import in_graph_step_timer, median_ratios  # noqa: E402
+from _common import in_graph_step_timer, median_ratios, write_csv  # noqa: E402
 from sklearn.datasets import load_breast_cancer  # noqa: E402
 
 from rlmetric import PolicyGradientTrainer, diagnostics  # noqa: E402
@@ -154,7 +153,7 @@ def measure(problem, draws: int, reference_draws: int, num_samples: int = 8):
     none_variance = rows[0]["variance"]
     for row in rows:
         row["variance_vs_reinforce_none"] = row["variance"] / none_variance
-        row["step_time_vs_cross_entropy"] = ratios[f"{row['estimator']}/{row['baseline']}"]
+        row["step_time_vs_cross_entropy"] = ratios[f"{row['estimator']}/{row['baseline']}"][0]
     return rows
 
 
@@ -183,10 +182,7 @@ def main() -> None:
                 f"| {row['step_time_vs_cross_entropy']:.2f}x |",
                 flush=True,
             )
-    with open(out / "estimator_variance.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(out / "estimator_variance.csv", rows)
     print(f"\nwrote {out / 'estimator_variance.csv'}")
 
 

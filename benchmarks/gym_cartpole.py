@@ -11,16 +11,18 @@ Writes DIR/gym_cartpole.csv and DIR/gym_cartpole.png (learning curves).
 from __future__ import annotations
 
 import argparse
-import csv
 import os
+import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import gymnasium as gym  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from _common import write_csv  # noqa: E402
 
 from rlmetric import PolicyGradientTrainer  # noqa: E402
 
@@ -72,10 +74,7 @@ def main() -> None:
         f"\nmedian episodes to solve: {np.median(episodes):.0f} (min {min(episodes)}, "
         f"max {max(episodes)}); median wall time {np.median(seconds):.1f} s"
     )
-    with open(out / "gym_cartpole.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(out / "gym_cartpole.csv", rows)
     try:
         import matplotlib
 
