@@ -81,6 +81,15 @@ class Reward:
         return cls(**config)
 
 
+def _sum_over_replicas(values: tf.Tensor) -> tf.Tensor:
+    """Sums over the replicas of a ``tf.distribute`` strategy inside ``strategy.run``; the
+    identity elsewhere (one replica, or the cross-replica context)."""
+    replica = tf.distribute.get_replica_context()
+    if replica is None or replica.num_replicas_in_sync == 1:
+        return values
+    return replica.all_reduce(tf.distribute.ReduceOp.SUM, values)
+
+
 def _safe_divide(numerator: tf.Tensor, denominator: tf.Tensor, zero_division: float) -> tf.Tensor:
     """``numerator / denominator`` where the denominator is positive, else ``zero_division``."""
     defined = denominator > 0
@@ -273,9 +282,13 @@ class CountReward(Reward):
                 "categorical decisions."
             )
         counts = self.counts(y_true, actions)  # [K, G, 4]
+        if not self.groups_are_rows:  # classes and labels: counts of the global batch
+            counts = _sum_over_replicas(counts)
         num_groups = tf.shape(counts)[1]
         statistics = self.group_statistics(counts, tf.range(num_groups), layout)  # [K, G, S]
         base = tf.reduce_sum(statistics, axis=1)  # [K, S]
+        if self.groups_are_rows:  # rows are local; their summed statistics are global
+            base = _sum_over_replicas(base)
         num_sets = tf.shape(actions)[0]
         labels = tf.reshape(tf.cast(y_true, tf.int32), [1, -1])  # [1, N]
         before = tf.reshape(tf.cast(actions, tf.int32), [num_sets, -1])  # [K, N]
@@ -337,9 +350,19 @@ class CountReward(Reward):
         raise NotImplementedError
 
     def __call__(self, y_true: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
-        """Scores ``K`` decision sets: ``y_true [B, ...]``, ``actions [K, B, ...]`` -> ``[K]``."""
+        """Scores ``K`` decision sets: ``y_true [B, ...]``, ``actions [K, B, ...]`` -> ``[K]``.
+
+        Inside ``strategy.run`` with several replicas, the score is that of the global batch:
+        the counts (or, for row-wise averages, the row statistics) are summed over replicas.
+        """
         actions = tf.convert_to_tensor(actions)
-        return self.from_counts(self.counts(y_true, actions), self.layout(actions.shape))
+        layout = self.layout(actions.shape)
+        counts = self.counts(y_true, actions)
+        if self.groups_are_rows:
+            group_ids = tf.range(tf.shape(counts)[1])
+            statistics = tf.reduce_sum(self.group_statistics(counts, group_ids, layout), axis=1)
+            return self.from_statistics(_sum_over_replicas(statistics), layout)
+        return self.from_counts(_sum_over_replicas(counts), layout)
 
     def get_config(self) -> dict:
         return {

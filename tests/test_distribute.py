@@ -9,6 +9,8 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
+
 SCRIPT = textwrap.dedent(
     """
     import json, os
@@ -55,3 +57,68 @@ def test_fit_and_evaluate_under_mirrored_strategy():
     assert report["after"] > report["before"] + 0.1, report
     # evaluate sums confusion counts over replicas and batches: the whole-set F1
     assert abs(report["after"] - report["sklearn_after"]) < 1e-6, report
+
+
+REWARD_SCRIPT = textwrap.dedent(
+    """
+    import json, os
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import numpy as np
+    from rlmetric import rewards
+
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+    strategy = tf.distribute.MirroredStrategy(devices)
+    rng = np.random.default_rng(0)
+    cases = {
+        "f1": (rewards.F1(), rng.integers(0, 2, (12,)), rng.integers(0, 2, (3, 12))),
+        "miou": (
+            rewards.IoU(average="macro", num_classes=3),
+            rng.integers(0, 3, (12, 2)),
+            rng.integers(0, 3, (3, 12, 2)),
+        ),
+        "samples_f1": (
+            rewards.F1(average="samples"),
+            rng.integers(0, 2, (12, 4)),
+            rng.integers(0, 2, (3, 12, 4)),
+        ),
+        "mcc": (rewards.MatthewsCorrCoef(), rng.integers(0, 2, (12,)), rng.integers(0, 2, (3, 12))),
+    }
+    report = {}
+    for name, (reward, y, actions) in cases.items():
+        y, actions = y.astype("int32"), actions.astype("int32")
+        def split(values, axis):
+            def part(context):
+                halves = np.split(values, 2, axis=axis)
+                return tf.constant(halves[context.replica_id_in_sync_group])
+
+            return strategy.experimental_distribute_values_from_function(part)
+
+        parts = (split(y, 0), split(actions, 1))
+        scores = strategy.run(tf.function(lambda t, a: reward(t, a)), args=parts)
+        local = strategy.run(tf.function(lambda t, a: reward.local_rewards(t, a)), args=parts)
+        results = strategy.experimental_local_results
+        scores = [s.numpy() for s in results(scores)]
+        local = np.concatenate([s.numpy() for s in results(local)], axis=1)
+        report[name] = {
+            "per_replica": [s.tolist() for s in scores],
+            "global": reward(y, actions).numpy().tolist(),
+            "local_error": float(np.abs(local - reward.local_rewards(y, actions).numpy()).max()),
+        }
+    print(json.dumps(report))
+    """
+)
+
+
+def test_rewards_are_those_of_the_global_batch_on_every_replica():
+    result = subprocess.run(
+        [sys.executable, "-c", REWARD_SCRIPT], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    for name, values in report.items():
+        for replica_scores in values["per_replica"]:
+            assert np.allclose(replica_scores, values["global"], atol=1e-6), (name, values)
+        assert values["local_error"] < 1e-5, (name, values)
