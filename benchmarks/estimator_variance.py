@@ -15,6 +15,7 @@ Writes DIR/estimator_variance.csv.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from pathlib import Path
@@ -111,8 +112,8 @@ def measure(problem, draws: int, reference_draws: int, num_samples: int = 8):
     baseline_model.compile(optimizer="adam", loss=cross_entropy)
     timers["cross-entropy"] = in_graph_step_timer(baseline_model, x, y)
     for estimator, baseline in combinations:
-        probe = PolicyGradientTrainer(
-            model,
+        trainer_for = functools.partial(
+            PolicyGradientTrainer,
             reward=reward,
             policy=policy,
             estimator=estimator,
@@ -120,6 +121,7 @@ def measure(problem, draws: int, reference_draws: int, num_samples: int = 8):
             num_samples=num_samples,
             seed=1,
         )
+        probe = trainer_for(model)
         if baseline == "moving_average":  # as after many batches at the current mean reward
             logits = model(x)
             labels = probe.policy.format_labels(y, logits.shape)
@@ -138,15 +140,7 @@ def measure(problem, draws: int, reference_draws: int, num_samples: int = 8):
                 "cosine_mean_of_10": float(np.mean([cosine(g, reference) for g in groups])),
             }
         )
-        step_trainer = PolicyGradientTrainer(
-            keras.models.clone_model(model),
-            reward=reward,
-            policy=policy,
-            estimator=estimator,
-            baseline=baseline,
-            num_samples=num_samples,
-            seed=1,
-        )
+        step_trainer = trainer_for(keras.models.clone_model(model))  # timed on its own copy
         step_trainer.compile(optimizer="adam")
         timers[f"{estimator}/{baseline}"] = in_graph_step_timer(step_trainer, x, y)
     ratios = median_ratios(timers, "cross-entropy")
