@@ -10,9 +10,11 @@ from rlmetric import (  # noqa: E402
     envs,  # registers the gymnasium env rlmetric/Metric-v0
     episodic,
     estimators,
+    layers,
     metrics,
     policies,
     rewards,
+    surrogates,
 )
 from rlmetric.trainer import NonFiniteError, PolicyGradientTrainer  # noqa: E402
 
@@ -26,8 +28,10 @@ __all__ = [
     "envs",
     "episodic",
     "estimators",
+    "layers",
     "metrics",
     "policies",
     "rewards",
+    "surrogates",
     "__version__",
 ]
