@@ -1,0 +1,407 @@
+"""Benchmark methods: how each competitor trains a task's model and turns outputs into decisions.
+
+Every method trains the task's body with its own head on the same split and keeps the weights
+of the epoch with the best validation metric (the same hard decisions as at test time). The
+policy-gradient methods use :class:`rlmetric.PolicyGradientTrainer` with ``K = 8`` samples; the
+surrogates are the losses of :mod:`rlmetric.surrogates` and :mod:`rlmetric.layers`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from rlmetric import layers, surrogates
+from rlmetric.bench.tasks import STEP_THRESHOLDS, Task
+from rlmetric.trainer import PolicyGradientTrainer
+
+__all__ = ["Method", "METHODS", "FitResult", "exact_level_reward"]
+
+NUM_SAMPLES = 8
+SIGMOID_KINDS = ("binary", "multilabel", "binary-seg")
+ALL_KINDS = SIGMOID_KINDS + ("multiclass-seg", "steps")
+
+
+@dataclass
+class FitResult:
+    """A trained model (best validation epoch) and what the run measured."""
+
+    model: keras.Model  # outputs of the head: logits, or the pre-step score
+    curve: list[float]  # validation metric after each epoch
+    seconds: float  # training time, validation passes excluded
+    step_seconds: float  # median over epochs (the first, which traces, left out) per step
+    decide: Callable[[np.ndarray], np.ndarray]
+    extra: dict = field(default_factory=dict)
+
+
+class _BestEpoch(keras.callbacks.Callback):
+    """Scores the validation set after every epoch with the method's hard decisions, keeps the
+    best weights, and times the epochs without its own validation passes."""
+
+    def __init__(self, task: Task, model: keras.Model, x_val, y_val, decide, steps_per_epoch):
+        super().__init__()
+        self.task, self.target, self.x_val, self.y_val = task, model, x_val, y_val
+        self.decide, self.steps_per_epoch = decide, steps_per_epoch
+        self.best, self.best_weights, self.curve, self.epoch_seconds = -math.inf, None, [], []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch_seconds.append(time.perf_counter() - self._start)
+        score = self.task.score(self.y_val, self.decide(predict(self.target, self.x_val)))
+        self.curve.append(score)
+        if score > self.best:
+            self.best, self.best_weights = score, self.target.get_weights()
+
+    def result(self, decide=None) -> FitResult:
+        self.target.set_weights(self.best_weights)
+        later = self.epoch_seconds[1:] or self.epoch_seconds
+        return FitResult(
+            self.target,
+            self.curve,
+            float(sum(self.epoch_seconds)),
+            float(np.median(later)) / self.steps_per_epoch,
+            decide or self.decide,
+        )
+
+
+def predict(model: keras.Model, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """The model's outputs on ``x`` by direct calls (no ``predict`` tracing per model)."""
+    parts = [
+        keras.ops.convert_to_numpy(model(x[i : i + batch_size], training=False))
+        for i in range(0, len(x), batch_size)
+    ]
+    return np.concatenate(parts)
+
+
+# --- heads and decisions -----------------------------------------------------------------------
+
+
+def _build(task: Task, x_train, y_train, seed: int, head: str = "classes") -> keras.Model:
+    """The task's body with the method's head; ``head`` picks the steps task's output: 5 level
+    logits (``classes``), a score for a step layer (``score``) or 4 step logits (``steps``)."""
+    keras.utils.set_random_seed(seed)  # same body weights for every method of a seed
+    body = task.body(x_train.shape[1:])
+    if task.kind == "binary-seg":
+        layer = keras.layers.Conv2D(1, 1)
+    elif task.kind == "multiclass-seg":
+        layer = keras.layers.Conv2D(task.classes, 1)
+    elif task.kind == "multilabel":
+        layer = keras.layers.Dense(y_train.shape[1])
+    elif task.kind == "steps":
+        layer = keras.layers.Dense({"classes": 5, "score": 1, "steps": 4}[head])
+    else:
+        layer = keras.layers.Dense(1)
+    return keras.Model(body.input, layer(body.output))
+
+
+def _threshold_decide(threshold=0.0):
+    def decide(outputs):
+        decisions = (outputs > threshold).astype("int32")
+        return decisions[..., 0] if decisions.shape[-1] == 1 and decisions.ndim == 2 else decisions
+
+    return decide
+
+
+def _argmax_decide(outputs):
+    return outputs.argmax(-1).astype("int32")
+
+
+def _level_decide(outputs):  # the hard staircase of the score: its level index
+    return np.digitize(outputs[..., 0], STEP_THRESHOLDS).astype("int32")
+
+
+def _count_decide(outputs):  # Bernoulli per step: the level is the number of steps taken
+    return (outputs > 0).sum(-1).astype("int32")
+
+
+def _default_decide(task: Task):
+    return _threshold_decide() if task.kind in SIGMOID_KINDS else _argmax_decide
+
+
+def _steps_per_epoch(task: Task, n: int) -> int:
+    return math.ceil(n / task.batch_size)
+
+
+# --- training ------------------------------------------------------------------------------------
+
+
+def _crossentropy(task: Task):
+    if task.kind in SIGMOID_KINDS:
+        return keras.losses.BinaryCrossentropy(from_logits=True)
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def _fit_loss(model, loss, task, data, epochs, callback, train_model=None, epochs_done=0):
+    (x_train, y_train), _, _ = data
+    train_model = train_model or model
+    train_model.compile(optimizer=keras.optimizers.Adam(task.learning_rate), loss=loss)
+    train_model.fit(
+        x_train,
+        y_train,
+        batch_size=task.batch_size,
+        epochs=epochs_done + epochs,
+        initial_epoch=epochs_done,
+        verbose=0,
+        callbacks=[callback],
+    )
+
+
+def _reward(task: Task):
+    return {
+        "binary": "f1",
+        "multilabel": "macro_f1",
+        "binary-seg": "iou",
+        "multiclass-seg": "miou",
+        "steps": "accuracy",
+    }[task.kind]
+
+
+def exact_level_reward(y_steps: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
+    """Exact-level accuracy of step decisions: ``y_steps`` ``[B, T]`` thermometer-coded levels
+    and ``actions`` ``[K, B, T]`` 0/1 steps; a level is the number of steps taken. -> ``[K]``."""
+    true_level = tf.reduce_sum(tf.cast(y_steps, tf.int32), axis=-1)
+    level = tf.reduce_sum(tf.cast(actions, tf.int32), axis=-1)
+    return tf.reduce_mean(tf.cast(tf.equal(level, true_level), tf.float32), axis=-1)
+
+
+def _fit_policy_gradient(model, task, data, epochs, callback, estimator, seed, epochs_done=0):
+    (x_train, y_train), _, _ = data
+    policy = "categorical" if task.kind in ("multiclass-seg", "steps") else "bernoulli"
+    reward = _reward(task)
+    if task.kind == "steps" and model.output.shape[-1] == len(STEP_THRESHOLDS):
+        policy, reward = "bernoulli", exact_level_reward
+        y_train = (y_train[:, None] > np.arange(len(STEP_THRESHOLDS))).astype("int32")
+    trainer = PolicyGradientTrainer(
+        model,
+        reward=reward,
+        policy=policy,
+        estimator=estimator,
+        num_samples=NUM_SAMPLES,
+        seed=seed,
+    )
+    trainer.compile(optimizer=keras.optimizers.Adam(task.learning_rate))
+    trainer.fit(
+        x_train,
+        y_train,
+        batch_size=task.batch_size,
+        epochs=epochs_done + epochs,
+        initial_epoch=epochs_done,
+        verbose=0,
+        callbacks=[callback],
+    )
+
+
+def _callback(task, model, data, decide):
+    (x_train, _), (x_val, y_val), _ = data
+    return _BestEpoch(task, model, x_val, y_val, decide, _steps_per_epoch(task, len(x_train)))
+
+
+def _surrogate(make_loss: Callable[[Task, np.ndarray], keras.losses.Loss]):
+    def train(task, data, seed, epochs):
+        model = _build(task, data[0][0], data[0][1], seed)
+        callback = _callback(task, model, data, _default_decide(task))
+        _fit_loss(model, make_loss(task, data[0][1]), task, data, epochs, callback)
+        return callback.result()
+
+    return train
+
+
+def _tuned(task, data, seed, epochs, trained: FitResult | None = None):
+    """Cross-entropy, then the validation-optimal threshold (reuses a ``bce`` run's model)."""
+    result = trained or _surrogate(lambda t, y: _crossentropy(t))(task, data, seed, epochs)
+    _, (x_val, y_val), _ = data
+    outputs = predict(result.model, x_val)
+    y_val = y_val.reshape(outputs.shape)
+    threshold = surrogates.threshold_tuned(
+        outputs, None, y_val, _reward(task), per_label=task.kind == "multilabel"
+    )
+    return FitResult(
+        result.model,
+        result.curve,
+        result.seconds,
+        result.step_seconds,
+        _threshold_decide(threshold),
+        {"threshold": threshold},
+    )
+
+
+def _policy_gradient(estimator: str, head: str = "classes", warm: bool = False):
+    def train(task, data, seed, epochs):
+        model = _build(task, data[0][0], data[0][1], seed, head)
+        decide = _count_decide if head == "steps" else _default_decide(task)
+        callback = _callback(task, model, data, decide)
+        done = 0
+        if warm:  # cross-entropy for the first half, then the reward (SCST-style warm start)
+            done = epochs // 2
+            _fit_loss(model, _crossentropy(task), task, data, done, callback)
+            callback.epoch_seconds.clear()  # time the policy-gradient epochs
+        _fit_policy_gradient(model, task, data, epochs - done, callback, estimator, seed, done)
+        return callback.result()
+
+    return train
+
+
+def _step_layer(cls, **kwargs):
+    def train(task, data, seed, epochs):
+        model = _build(task, data[0][0], data[0][1], seed, head="score")
+        step = cls(list(STEP_THRESHOLDS), **kwargs)
+        train_model = keras.Sequential([model, step])
+        callback = _callback(task, model, data, _level_decide)
+        (x_train, y_train), _, _ = data
+        levels = np.asarray(step.levels, "float32")[y_train][:, None]
+        _fit_loss(
+            model,
+            "mse",
+            task,
+            ((x_train, levels), data[1], data[2]),
+            epochs,
+            callback,
+            train_model=train_model,
+        )
+        return callback.result()
+
+    return train
+
+
+def _pos_weight(task: Task, y_train: np.ndarray):
+    """``n_negative / n_positive`` of the training labels (per label for multi-label)."""
+    y = y_train.reshape(len(y_train), -1)
+    positives = y.sum(0) if task.kind == "multilabel" else y.sum()
+    negatives = (1 - y).sum(0) if task.kind == "multilabel" else (1 - y).sum()
+    weights = np.maximum(negatives, 1) / np.maximum(positives, 1)
+    return weights.tolist() if task.kind == "multilabel" else float(weights)
+
+
+@dataclass(frozen=True)
+class Method:
+    """A competitor: ``train(task, data, seed, epochs) -> FitResult`` on the kinds it fits.
+
+    ``shares_training_with`` names a method whose trained model this one can reuse (``bce`` for
+    ``bce-tuned``), so a suite trains it once.
+    """
+
+    name: str
+    description: str
+    kinds: tuple[str, ...]
+    train: Callable
+    shares_training_with: str | None = None
+
+
+def _dice(task, y):
+    softmax = task.kind == "multiclass-seg"
+    return surrogates.SoftDice("softmax" if softmax else "sigmoid")
+
+
+def _jaccard(task, y):
+    softmax = task.kind == "multiclass-seg"
+    return surrogates.SoftJaccard("softmax" if softmax else "sigmoid")
+
+
+def _lovasz(task, y):
+    if task.kind == "multiclass-seg":
+        return surrogates.LovaszSoftmax(per_image=False)
+    return surrogates.LovaszHinge(per_image=task.kind == "binary-seg")
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method(
+            "bce",
+            "cross-entropy (binary, or softmax over classes/levels), decisions at logit 0 / argmax",
+            ALL_KINDS,
+            _surrogate(lambda t, y: _crossentropy(t)),
+        ),
+        Method(
+            "bce-tuned",
+            "binary cross-entropy, then the threshold that maximizes the validation metric",
+            SIGMOID_KINDS,
+            _tuned,
+            shares_training_with="bce",
+        ),
+        Method(
+            "wbce",
+            "binary cross-entropy with pos_weight = n_negative / n_positive",
+            SIGMOID_KINDS,
+            _surrogate(lambda t, y: surrogates.WeightedBCE(_pos_weight(t, y))),
+        ),
+        Method(
+            "focal",
+            "focal loss, gamma 2, alpha 0.25",
+            SIGMOID_KINDS,
+            _surrogate(lambda t, y: surrogates.Focal(2.0, 0.25)),
+        ),
+        Method(
+            "soft-f1",
+            "sigmoid-F1 on the batch (macro over labels for multi-label)",
+            ("binary", "multilabel"),
+            _surrogate(
+                lambda t, y: surrogates.SoftF1("macro" if t.kind == "multilabel" else "binary")
+            ),
+        ),
+        Method(
+            "soft-dice",
+            "soft Dice per image (MONAI semantics)",
+            ("binary-seg", "multiclass-seg"),
+            _surrogate(_dice),
+        ),
+        Method(
+            "soft-jaccard",
+            "soft Jaccard per image (MONAI semantics)",
+            ("binary-seg", "multiclass-seg"),
+            _surrogate(_jaccard),
+        ),
+        Method(
+            "lovasz",
+            "Lovasz hinge (binary; per image for masks) or Lovasz-softmax (classes)",
+            ("binary", "binary-seg", "multiclass-seg"),
+            _surrogate(_lovasz),
+        ),
+        Method(
+            "smooth-step",
+            "SmoothStep staircase (sharpness 10) on a score, MSE to the level",
+            ("steps",),
+            _step_layer(layers.SmoothStep, sharpness=10.0),
+        ),
+        Method(
+            "straight-through",
+            "hard staircase forward, identity gradient, MSE to the level",
+            ("steps",),
+            _step_layer(layers.StraightThroughStep),
+        ),
+        Method(
+            "pg-reinforce",
+            "PolicyGradientTrainer: REINFORCE + leave-one-out baseline, K=8",
+            ALL_KINDS,
+            _policy_gradient("reinforce"),
+        ),
+        Method(
+            "pg-local",
+            "PolicyGradientTrainer: local-expectation estimator, K=8",
+            ALL_KINDS,
+            _policy_gradient("local"),
+        ),
+        Method(
+            "pg-disarm",
+            "PolicyGradientTrainer: DisARM, K=8 pairs (steps: a Bernoulli per step)",
+            SIGMOID_KINDS + ("steps",),
+            lambda task, data, seed, epochs: _policy_gradient(
+                "disarm", head="steps" if task.kind == "steps" else "classes"
+            )(task, data, seed, epochs),
+        ),
+        Method(
+            "pg-warm",
+            "cross-entropy for half the epochs, then REINFORCE + leave-one-out (warm start)",
+            ALL_KINDS,
+            _policy_gradient("reinforce", warm=True),
+        ),
+    )
+}

@@ -1,0 +1,232 @@
+"""Benchmark tasks: data (scikit-learn's bundled sets or generated here; nothing is downloaded),
+the model every method trains, and the test metric computed with scikit-learn.
+
+Each task's data are split train/validation/test by the seed; every method of a seed sees the
+same split and starts from the same initial weights of the shared layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+__all__ = ["Task", "TASKS", "make_shapes", "STEP_THRESHOLDS"]
+
+#: The steps task's staircase: levels 0, .25, .5, .75, 1 between these thresholds.
+STEP_THRESHOLDS = (0.125, 0.375, 0.625, 0.875)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One benchmark task.
+
+    Attributes:
+        name: CLI name (``cancer-f1``).
+        kind: ``"binary"`` (one decision per example), ``"multilabel"``, ``"binary-seg"``
+            (a decision per pixel), ``"multiclass-seg"`` (a class per pixel) or ``"steps"``.
+        metric: the name of the test metric in tables.
+        load: ``(seed, quick) -> (train, val, test)`` pairs ``(x, y)``.
+        body: ``input_shape -> keras.Model`` of the features (the head is the method's).
+        batch_size, epochs, quick_epochs, learning_rate: training settings shared by methods.
+        classes: number of classes of ``multiclass-seg`` (background included).
+    """
+
+    name: str
+    kind: str
+    metric: str
+    load: Callable
+    body: Callable
+    batch_size: int
+    epochs: int
+    quick_epochs: int
+    learning_rate: float = 3e-3
+    classes: int = 2
+
+    def score(self, y_true: np.ndarray, decisions: np.ndarray) -> float:
+        """The test metric of ``decisions`` (same shape as ``y_true``), by scikit-learn."""
+        from sklearn.metrics import accuracy_score, f1_score, jaccard_score
+
+        if self.kind == "binary":
+            return f1_score(y_true.ravel(), decisions.ravel(), zero_division=0.0)
+        if self.kind == "multilabel":
+            return f1_score(y_true, decisions, average="macro", zero_division=0.0)
+        if self.kind == "binary-seg":
+            return jaccard_score(y_true.ravel(), decisions.ravel(), zero_division=0.0)
+        if self.kind == "multiclass-seg":
+            return jaccard_score(
+                y_true.ravel(),
+                decisions.ravel(),
+                average="macro",
+                labels=list(range(self.classes)),
+                zero_division=0.0,
+            )
+        return accuracy_score(y_true.ravel(), decisions.ravel())
+
+
+def _split(x: np.ndarray, y: np.ndarray, seed: int, stratify: bool = True):
+    """60/20/20 train/validation/test, stratified on a 1-D ``y``; features standardized on the
+    training part."""
+    from sklearn.model_selection import train_test_split
+
+    strata = y if stratify else None
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=0.2, stratify=strata, random_state=seed
+    )
+    strata = y_train if stratify else None
+    x_train, x_val, y_train, y_val = train_test_split(
+        x_train, y_train, test_size=0.25, stratify=strata, random_state=seed
+    )
+    mean, std = x_train.mean(0), x_train.std(0) + 1e-8
+    scale = lambda a: ((a - mean) / std).astype("float32")  # noqa: E731
+    return tuple(
+        (scale(a), b.astype("int32"))
+        for a, b in ((x_train, y_train), (x_val, y_val), (x_test, y_test))
+    )
+
+
+def _cancer(seed: int, quick: bool):
+    from sklearn.datasets import load_breast_cancer
+
+    x, y = load_breast_cancer(return_X_y=True)
+    return _split(x, 1 - y, seed)  # malignant (target 0 in scikit-learn) is the positive class
+
+
+def _digits(seed: int, quick: bool):
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    return _split(x, (y == 9).astype(int), seed)  # one-vs-rest, ~10% positive
+
+
+def _imbalanced(seed: int, quick: bool):
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(
+        n_samples=5_000 if quick else 20_000,
+        n_features=20,
+        n_informative=8,
+        weights=[0.97],
+        flip_y=0.02,  # label noise
+        class_sep=1.0,
+        random_state=seed,
+    )
+    return _split(x, y, seed)
+
+
+def _multilabel(seed: int, quick: bool):
+    from sklearn.datasets import make_multilabel_classification
+
+    x, y = make_multilabel_classification(
+        n_samples=1_500 if quick else 5_000,
+        n_features=40,
+        n_classes=10,
+        n_labels=2,
+        random_state=seed,
+    )
+    return _split(np.log1p(x), y, seed, stratify=False)
+
+
+def make_shapes(
+    count: int, size: int = 32, seed: int = 0, noise: float = 0.6
+) -> tuple[np.ndarray, np.ndarray]:
+    """Images of 1-3 random discs, squares and triangles on Gaussian noise.
+
+    Returns:
+        ``images`` ``[count, size, size, 1]`` float32 and ``labels`` ``[count, size, size]``
+        int32: 0 background, 1 disc, 2 square, 3 triangle (a later shape covers an earlier one).
+    """
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[0:size, 0:size]
+    labels = np.zeros((count, size, size), "int32")
+    for image in labels:  # a handful of shapes per image: data generation, not training
+        for _ in range(rng.integers(1, 4)):
+            kind = rng.integers(1, 4)
+            radius = rng.uniform(0.12, 0.22) * size
+            cy, cx = rng.uniform(radius, size - radius, size=2)
+            dy, dx = rows - cy, cols - cx
+            if kind == 1:
+                inside = dy**2 + dx**2 <= radius**2
+            elif kind == 2:
+                inside = (np.abs(dy) <= 0.8 * radius) & (np.abs(dx) <= 0.8 * radius)
+            else:  # upward triangle: below the apex, inside two slanted edges
+                inside = (
+                    (dy <= radius * 0.8) & (dy >= -radius) & (np.abs(dx) <= (dy + radius) * 0.6)
+                )
+            image[inside] = kind
+    images = (labels > 0).astype("float32") + rng.normal(scale=noise, size=labels.shape)
+    return images[..., None].astype("float32"), labels
+
+
+def _shapes(seed: int, quick: bool, binary: bool):
+    count = 300 if quick else 1_200
+    images, labels = make_shapes(count, 32, seed=1000 + seed)
+    if binary:
+        labels = (labels > 0).astype("int32")[..., None]
+    train, val = int(0.6 * count), int(0.8 * count)
+    return (
+        (images[:train], labels[:train]),
+        (images[train:val], labels[train:val]),
+        (images[val:], labels[val:]),
+    )
+
+
+def _steps(seed: int, quick: bool):
+    """Quantized regression: a smooth function of 8 features, cut into 5 levels."""
+    rng = np.random.default_rng(2000 + seed)
+    count = 2_000 if quick else 6_000
+    x = rng.normal(size=(count, 8))
+    signal = x[:, 0] + 0.7 * np.sin(2.0 * x[:, 1]) + 0.5 * x[:, 2] * x[:, 3] + 0.3 * x[:, 4] ** 2
+    signal += 0.25 * rng.normal(size=count)  # label noise
+    value = 1.0 / (1.0 + np.exp(-signal))  # in (0, 1)
+    level = np.digitize(value, STEP_THRESHOLDS)  # 0 .. 4
+    return _split(x, level, seed)
+
+
+def _mlp_body(input_shape) -> keras.Model:
+    inputs = keras.Input(input_shape)
+    return keras.Model(inputs, keras.layers.Dense(64, activation="relu")(inputs))
+
+
+def _conv_body(input_shape) -> keras.Model:
+    """Three 3x3 convolutions, dilations 1, 2, 4 (a 15-pixel receptive field), 16 channels."""
+    inputs = keras.Input(input_shape)
+    h = inputs
+    for dilation in (1, 2, 4):
+        h = keras.layers.Conv2D(16, 3, padding="same", dilation_rate=dilation, activation="relu")(h)
+    return keras.Model(inputs, h)
+
+
+TASKS: dict[str, Task] = {
+    task.name: task
+    for task in (
+        Task("cancer-f1", "binary", "F1", _cancer, _mlp_body, 64, 60, 12),
+        Task("digits-f1", "binary", "F1", _digits, _mlp_body, 64, 60, 12),
+        Task("imbalanced-f1", "binary", "F1", _imbalanced, _mlp_body, 256, 40, 8),
+        Task("multilabel-f1", "multilabel", "macro F1", _multilabel, _mlp_body, 128, 60, 10),
+        Task(
+            "shapes-iou",
+            "binary-seg",
+            "IoU",
+            lambda s, q: _shapes(s, q, True),
+            _conv_body,
+            16,
+            20,
+            5,
+        ),
+        Task(
+            "shapes-miou",
+            "multiclass-seg",
+            "mean IoU",
+            lambda s, q: _shapes(s, q, False),
+            _conv_body,
+            16,
+            25,
+            6,
+            classes=4,
+        ),
+        Task("steps", "steps", "exact-level accuracy", _steps, _mlp_body, 128, 40, 8),
+    )
+}

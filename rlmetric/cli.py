@@ -1,0 +1,84 @@
+"""The ``rlmetric`` command line: ``rlmetric bench`` runs the benchmark suite."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+QUICK_SEEDS, FULL_SEEDS = 1, 3
+
+
+def _bench(args: argparse.Namespace) -> int:
+    try:
+        import matplotlib  # noqa: F401
+        import sklearn  # noqa: F401
+    except ImportError as error:
+        print(
+            f"rlmetric bench needs scikit-learn and matplotlib ({error.name} is missing): "
+            "pip install 'rlmetric[bench]'",
+            file=sys.stderr,
+        )
+        return 2
+    from rlmetric.bench import METHODS, TASKS, run_suite
+
+    split = lambda text: [s.strip() for s in text.split(",") if s.strip()] if text else None  # noqa: E731
+    seeds = args.seeds or (QUICK_SEEDS if args.quick else FULL_SEEDS)
+    try:
+        run_suite(
+            tasks=split(args.tasks),
+            methods=split(args.methods),
+            seeds=seeds,
+            quick=args.quick,
+            out=args.out,
+            epochs=args.epochs,
+        )
+    except ValueError as error:
+        print(f"rlmetric bench: {error}", file=sys.stderr)
+        print(f"tasks: {', '.join(TASKS)}\nmethods: {', '.join(METHODS)}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    parser = argparse.ArgumentParser(prog="rlmetric", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    bench = commands.add_parser(
+        "bench",
+        help="surrogate losses vs the policy-gradient trainer on every task",
+        description=(
+            "Trains every method on every task it fits (same model, split and seeds), prints a "
+            "Markdown table and writes results.csv, learning_curves.png and test_metric.png."
+        ),
+    )
+    size = bench.add_mutually_exclusive_group()
+    size.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smaller data, fewer epochs, {QUICK_SEEDS} seed (minutes on 2 cores)",
+    )
+    size.add_argument(
+        "--full", action="store_true", help=f"the full suite, {FULL_SEEDS} seeds (the default)"
+    )
+    bench.add_argument("--tasks", help="comma-separated task names (default: all)")
+    bench.add_argument("--methods", help="comma-separated method names (default: all)")
+    bench.add_argument("--seeds", type=int, help="number of seeds, 0 .. N-1")
+    bench.add_argument("--epochs", type=int, help="override every task's epoch count")
+    bench.add_argument("--out", default="bench_results", help="output folder")
+    bench.add_argument("--list", action="store_true", help="list tasks and methods, then exit")
+    args = parser.parse_args(argv)
+    if args.list:
+        from rlmetric.bench import METHODS, TASKS
+
+        for task in TASKS.values():
+            print(f"task   {task.name:16s} {task.kind:15s} test {task.metric}")
+        for method in METHODS.values():
+            print(f"method {method.name:16s} {method.description}")
+        return 0
+    return _bench(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
