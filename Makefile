@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PYTHONUNBUFFERED := 1
 
-.PHONY: test bench lint examples clean
+.PHONY: test bench bench-smoke lint examples clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,11 +19,15 @@ $(STAMP): $(BIN)/python pyproject.toml
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# the CLI smoke run CI makes so that `rlmetric bench` cannot rot
+bench-smoke: $(STAMP)
+	$(BIN)/rlmetric bench --quick --tasks cancer-f1 --seeds 1 --out bench_smoke
+
 lint: $(STAMP)
 	$(BIN)/ruff check rlmetric tests examples benchmarks
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/core_compare.py --quick
+	$(BIN)/rlmetric bench --quick --out bench_quick
 
 examples: $(STAMP)
 	$(BIN)/python examples/quickstart.py

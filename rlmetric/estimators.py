@@ -221,7 +221,7 @@ class DisARM(Estimator):
         logits = tf.convert_to_tensor(logits)
         fixed_logits = tf.stop_gradient(logits)
         shape = tf.concat([[num_samples], tf.shape(logits)], axis=0)
-        uniform = policies_lib.stateless_uniform(shape, seed, logits.dtype)
+        uniform = policies_lib.batch_uniform(shape, seed, logits.dtype)
         noise = tf.math.log(uniform) - tf.math.log1p(-uniform)  # logistic noise
         first = tf.cast(noise < fixed_logits, tf.int32)
         second = tf.cast(-noise < fixed_logits, tf.int32)  # the antithetic draw, from 1 - u

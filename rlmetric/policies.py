@@ -32,6 +32,7 @@ __all__ = [
     "Gaussian",
     "get",
     "stateless_uniform",
+    "batch_uniform",
     "ALIASES",
 ]
 
@@ -51,6 +52,29 @@ def stateless_uniform(shape: Any, seed: Any, dtype: tf.DType = tf.float32) -> tf
     return tf.random.stateless_uniform(
         shape, seed=_as_seed(seed), minval=tiny, maxval=1.0, dtype=dtype, alg="philox"
     )
+
+
+def batch_uniform(shape: Any, seed: Any, dtype: tf.DType = tf.float32) -> tf.Tensor:
+    """Uniform noise ``[K, B, ...]`` for ``K`` sample sets of a batch, keyed by the position of
+    each example in the *global* batch.
+
+    On one device this is :func:`stateless_uniform`. Inside ``strategy.run`` of a
+    ``tf.distribute`` strategy with several replicas, each replica draws the noise of the whole
+    global batch from the same seed and keeps the rows of its own examples (their offset comes
+    from an all-gather of the local batch sizes), so the same seed gives the same actions for an
+    example on 1 or N replicas, whatever the split. The price is ``N`` times the sampling work,
+    which is ``O(K x outputs)``: small next to the model, which still runs once per local batch.
+    """
+    replica = tf.distribute.get_replica_context()
+    if replica is None or replica.num_replicas_in_sync == 1:
+        return stateless_uniform(shape, seed, dtype)
+    shape = tf.cast(shape, tf.int32)
+    local_rows = shape[1]
+    rows = replica.all_gather(local_rows[None], axis=0)  # [replicas]
+    offset = tf.reduce_sum(rows[: replica.replica_id_in_sync_group])
+    global_shape = tf.concat([shape[:1], [tf.reduce_sum(rows)], shape[2:]], axis=0)
+    noise = stateless_uniform(global_shape, seed, dtype)
+    return noise[:, offset : offset + local_rows]
 
 
 def _same_except_batch(shape: tf.TensorShape, expected: tf.TensorShape) -> bool:
@@ -198,7 +222,7 @@ class Bernoulli(Policy):
     def sample(self, logits: tf.Tensor, num_samples: int, seed: Any = None) -> tf.Tensor:
         logits = tf.convert_to_tensor(logits)
         shape = tf.concat([[num_samples], tf.shape(logits)], axis=0)
-        uniform = stateless_uniform(shape, seed, logits.dtype)
+        uniform = batch_uniform(shape, seed, logits.dtype)
         # u < sigmoid(l)  <=>  log(u) - log(1 - u) < l: exact, and no sigmoid saturation.
         return tf.cast(tf.math.log(uniform) - tf.math.log1p(-uniform) < logits, tf.int32)
 
@@ -258,7 +282,7 @@ class Categorical(Policy):
     def sample(self, logits: tf.Tensor, num_samples: int, seed: Any = None) -> tf.Tensor:
         logits = tf.convert_to_tensor(logits)
         shape = tf.concat([[num_samples], tf.shape(logits)], axis=0)
-        gumbel = -tf.math.log(-tf.math.log(stateless_uniform(shape, seed, logits.dtype)))
+        gumbel = -tf.math.log(-tf.math.log(batch_uniform(shape, seed, logits.dtype)))
         return tf.argmax(logits + gumbel, axis=-1, output_type=tf.int32)
 
     def log_prob(self, logits: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
