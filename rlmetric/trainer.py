@@ -43,6 +43,20 @@ class _MetricList:
         self.items: list[keras.metrics.Metric] = []
 
 
+def _check_xla_strategy(strategy: tf.distribute.Strategy) -> None:
+    """Refuses ``jit_compile=True`` with several replicas on CPU devices, before training."""
+    devices = getattr(strategy.extended, "worker_devices", ())
+    cpu_replicas = [d for d in devices if "CPU" in d.upper()]
+    if strategy.num_replicas_in_sync > 1 and cpu_replicas:
+        raise ValueError(
+            f"jit_compile=True does not run under {type(strategy).__name__} with replicas on CPU "
+            f"devices ({', '.join(cpu_replicas)}): TensorFlow's XLA compiles each replica's step "
+            "for one device and fails on the mirrored variables of the other logical CPU "
+            "devices (a plain Keras model fails the same way). Compile with "
+            "jit_compile=False (Keras' choice on CPU) or use GPU replicas."
+        )
+
+
 class _NonFiniteGuard(keras.callbacks.Callback):
     """Stops ``fit`` with :class:`NonFiniteError` after a step that saw a non-finite value."""
 
@@ -273,6 +287,8 @@ class PolicyGradientTrainer(keras.Model):
                     "Use jit_compile=False, or a TensorFlow reward."
                 )
             jit_compile = False
+        if jit_compile is True:
+            _check_xla_strategy(self.distribute_strategy)
         self._extra_rewards = extra
         self._create_reward_metrics()
         super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)

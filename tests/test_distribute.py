@@ -32,12 +32,21 @@ SCRIPT = textwrap.dedent(
         model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)])
         trainer = PolicyGradientTrainer(model, reward="f1", seed=0)
         trainer.compile(optimizer=keras.optimizers.Adam(0.05))
+    try:
+        with strategy.scope():
+            trainer.compile(optimizer="adam", jit_compile=True)
+        jit_error = ""
+    except ValueError as error:
+        jit_error = str(error)
+    with strategy.scope():
+        trainer.compile(optimizer=keras.optimizers.Adam(0.05))
     before = trainer.evaluate(x, y, batch_size=64, return_dict=True, verbose=0)["f1"]
     history = trainer.fit(x, y, batch_size=64, epochs=4, verbose=0, validation_data=(x, y))
     after = trainer.evaluate(x, y, batch_size=64, return_dict=True, verbose=0)["f1"]
     predicted = trainer.predict_actions(x).ravel()
     print(json.dumps({
         "replicas": strategy.num_replicas_in_sync,
+        "jit_error": jit_error,
         "before": float(before),
         "after": float(after),
         "sklearn_after": float(f1_score(y, predicted)),
@@ -54,6 +63,8 @@ def test_fit_and_evaluate_under_mirrored_strategy():
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["replicas"] == 2 and report["history_finite"]
+    # XLA with replicas on logical CPU devices fails inside TensorFlow: refused at compile
+    assert "jit_compile=True does not run under MirroredStrategy" in report["jit_error"], report
     assert report["after"] > report["before"] + 0.1, report
     # evaluate sums confusion counts over replicas and batches: the whole-set F1
     assert abs(report["after"] - report["sklearn_after"]) < 1e-6, report
