@@ -357,7 +357,7 @@ class PolicyGradientTrainer(keras.Model):
             metric.update_state(labels, greedy)
         self._entropy_tracker.update_state(tf.reduce_mean(entropy))
         self._advantage_std_tracker.update_state(tf.math.reduce_std(estimate.advantages))
-        return {m.name: m.result() for m in self.metrics}
+        return self._step_logs(self.metrics)
 
     def _apply_if_finite(self, estimate, loss, gradients) -> None:
         """Applies the update only if rewards, loss and gradients are all finite; otherwise
@@ -438,7 +438,30 @@ class PolicyGradientTrainer(keras.Model):
             metric.update_state(labels, greedy)
         self._entropy_tracker.update_state(tf.reduce_mean(self.policy.entropy(logits)))
         reported = [*self._reward_metrics.items, self._entropy_tracker]
-        return {m.name: m.result() for m in reported}
+        return self._step_logs(reported)
+
+    def _step_logs(self, metrics: list) -> dict[str, tf.Tensor]:
+        logs = {m.name: m.result() for m in metrics}
+        if isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras 3 reduces multi-worker logs with strategy.reduce("MEAN", v, axis=0), which
+            # rejects scalars (tensorflow/tensorflow#72388); as [1] tensors they reduce to the
+            # scalar mean over replicas, equal to each replica's value (the counts are global).
+            logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
+        return logs
+
+    def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None) -> None:
+        # Keras builds a distributed model symbolically from the mean of a first batch
+        # (strategy.reduce over the replicas' data), which raises under
+        # MultiWorkerMirroredStrategy. fit/evaluate have run the model on the first rows
+        # already (the preflight), so the optimizer is all that is left to build.
+        if self.model.built and isinstance(
+            self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy
+        ):
+            if self.optimizer is not None and not self.optimizer.built:
+                with self.distribute_strategy.scope():
+                    self.optimizer.build(self.trainable_variables)
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     # -- Keras entry points with checks before training -----------------------------------------
     def fit(

@@ -1,10 +1,13 @@
-"""PolicyGradientTrainer under tf.distribute.MirroredStrategy on 2 logical CPU devices.
+"""PolicyGradientTrainer under tf.distribute: MirroredStrategy on 2 logical CPU devices, and
+MultiWorkerMirroredStrategy with 2 worker processes on localhost.
 
-Logical devices can only be configured before TensorFlow starts, so the run happens in a fresh
-Python process.
+Logical devices can only be configured before TensorFlow starts, so the runs happen in fresh
+Python processes.
 """
 
 import json
+import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -214,3 +217,96 @@ def test_two_replicas_train_exactly_like_one_device_on_the_global_batch():
             values["mirrored_rewards"], values["single_rewards"], atol=1e-5, err_msg=name
         )
         assert values["weight_error"] < 1e-5, (name, values)
+
+
+WORKER_SCRIPT = textwrap.dedent(
+    """
+    import json, os, sys
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    import tensorflow as tf
+    import keras, numpy as np
+    from rlmetric import PolicyGradientTrainer
+
+    out = sys.argv[1]
+    strategy = (
+        tf.distribute.MultiWorkerMirroredStrategy()
+        if "TF_CONFIG" in os.environ
+        else tf.distribute.OneDeviceStrategy("/cpu:0")
+    )
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 6)).astype("float32")
+    y = (x[:, 0] > 0.3).astype("int32")
+    with strategy.scope():
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([
+            keras.Input((6,)), keras.layers.Dense(16, activation="tanh"), keras.layers.Dense(1)
+        ])
+        trainer = PolicyGradientTrainer(model, reward="f1", num_samples=4, seed=7)
+        trainer.compile(optimizer=keras.optimizers.Adam(0.01))
+    history = trainer.fit(x, y, batch_size=64, epochs=2, shuffle=False, verbose=0)
+    evaluation = trainer.evaluate(x, y, batch_size=64, return_dict=True, verbose=0)
+    with open(out, "w") as f:
+        json.dump({
+            "replicas": strategy.num_replicas_in_sync,
+            "weights": [w.tolist() for w in model.get_weights()],
+            "reward": np.ravel(history.history["reward"]).tolist(),
+            "f1": float(np.ravel(evaluation["f1"])[0]),
+        }, f)
+    """
+)
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_worker_processes_agree_with_one_process(tmp_path):
+    """MultiWorkerMirroredStrategy with 2 worker processes on localhost (TF_CONFIG, loopback
+    ports), one CPU replica each: 8 Adam steps then evaluate. Rewards per epoch, the weights
+    (1e-5) and the evaluated F1 equal those of a single-process run on the same data and seed."""
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER_SCRIPT)
+    workers = [f"localhost:{port}" for port in _free_ports(2)]
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    processes = []
+    for index in range(2):
+        config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, str(script), str(tmp_path / f"worker{index}.json")],
+                env={**env, "TF_CONFIG": json.dumps(config)},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    single = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "single.json")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    try:
+        outputs = [p.communicate(timeout=300) for p in processes]
+    finally:
+        for p in processes:
+            p.kill()
+    assert single.returncode == 0, single.stderr[-3000:]
+    for process, (_, stderr) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, stderr[-3000:]
+    reference = json.loads((tmp_path / "single.json").read_text())
+    assert reference["replicas"] == 1
+    for index in range(2):
+        worker = json.loads((tmp_path / f"worker{index}.json").read_text())
+        assert worker["replicas"] == 2
+        np.testing.assert_allclose(worker["reward"], reference["reward"], atol=1e-6)
+        for mine, theirs in zip(worker["weights"], reference["weights"], strict=True):
+            np.testing.assert_allclose(mine, theirs, atol=1e-5)
+        assert abs(worker["f1"] - reference["f1"]) < 1e-6
