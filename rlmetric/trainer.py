@@ -45,9 +45,10 @@ class _MetricList:
 
 def _check_xla_strategy(strategy: tf.distribute.Strategy) -> None:
     """Refuses ``jit_compile=True`` with several replicas on CPU devices, before training."""
-    devices = getattr(strategy.extended, "worker_devices", ())
-    cpu_replicas = [d for d in devices if "CPU" in d.upper()]
-    if strategy.num_replicas_in_sync > 1 and cpu_replicas:
+    if strategy.num_replicas_in_sync <= 1:
+        return
+    cpu_replicas = [d for d in strategy.extended.worker_devices if "CPU" in d.upper()]
+    if cpu_replicas:
         raise ValueError(
             f"jit_compile=True does not run under {type(strategy).__name__} with replicas on CPU "
             f"devices ({', '.join(cpu_replicas)}): TensorFlow's XLA compiles each replica's step "
@@ -364,9 +365,10 @@ class PolicyGradientTrainer(keras.Model):
         records the step so that ``fit`` stops with :class:`NonFiniteError`."""
         reward_ok = tf.reduce_all(tf.math.is_finite(estimate.rewards))
         loss_ok = tf.math.is_finite(loss)
-        gradients_ok = tf.reduce_all(
-            [tf.reduce_all(tf.math.is_finite(g)) for g in gradients if g is not None]
-        )
+        # one reduction per gradient: a sum is non-finite iff an element is (or it overflows
+        # float range, which a usable gradient does not)
+        sums = [tf.reduce_sum(tf.cast(g, tf.float32)) for g in gradients if g is not None]
+        gradients_ok = tf.math.is_finite(tf.add_n(sums)) if sums else tf.constant(True)
         replica = tf.distribute.get_replica_context()
         if replica is not None and replica.num_replicas_in_sync > 1:
             # every replica must take the same branch: finite only if finite everywhere

@@ -1,0 +1,241 @@
+"""Step cost of PolicyGradientTrainer over a cross-entropy step on the same model and batch.
+
+Measured in one run, alternating the timed steps in rounds so that load from other processes hits
+both alike (median ratio, quartiles in parentheses):
+
+* compute only: ``train_step`` in an in-graph loop (``tf.range``), where Keras' per-call overhead
+  does not hide the cost of the step itself;
+* through ``fit`` with ``steps_per_execution=32``: what a user sees.
+
+Configurations: (a) MLP 30-64-1, batch 256, K in {1, 8, 32}, binary F1; (b) a small conv net
+(3x3 convs, 16 channels) on 64x64 masks, batch 16, K in {1, 8}, binary IoU; each with
+``jit_compile`` off and on. REINFORCE with the leave-one-out baseline (moving average at K=1).
+
+Memory: the peak resident memory of a fresh process that builds the model and runs 5 training
+steps, minus that of the same process before training, for the policy-gradient step at each K
+and for the BCE step: it should grow linearly in K with a small slope (the model runs once per
+batch; only the [K, B, ...] actions, rewards and noise are repeated). ``--large`` adds per-pixel
+policies on 256x256 masks (batch 8, K=8).
+
+Run: python benchmarks/step_cost.py [--quick] [--large] [--out DIR]
+Writes DIR/step_cost.csv and DIR/step_memory.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from _common import in_graph_step_timer, median_ratios, write_csv  # noqa: E402
+
+from rlmetric import PolicyGradientTrainer  # noqa: E402
+
+STEPS_PER_EXECUTION = 32
+
+
+def mlp() -> keras.Model:
+    return keras.Sequential(
+        [keras.Input((30,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(1)]
+    )
+
+
+def conv(size: int) -> keras.Model:
+    return keras.Sequential(
+        [
+            keras.Input((size, size, 1)),
+            keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+            keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+            keras.layers.Conv2D(1, 1),
+        ]
+    )
+
+
+def data(config: str, batch: int, batches: int, size: int = 64):
+    rng = np.random.default_rng(0)
+    if config == "mlp":
+        x = rng.normal(size=(batch * batches, 30)).astype("float32")
+        y = (x[:, 0] + rng.normal(size=len(x)) > 0.8).astype("int32")
+    else:
+        x = rng.normal(size=(batch * batches, size, size, 1)).astype("float32")
+        y = (x > 0.5).astype("int32")
+    return x, y
+
+
+def build(config: str, method: str, num_samples: int, jit: bool, size: int = 64):
+    keras.utils.set_random_seed(0)
+    model = mlp() if config == "mlp" else conv(size)
+    if method == "bce":
+        model.compile(
+            optimizer="adam",
+            loss=keras.losses.BinaryCrossentropy(from_logits=True),
+            jit_compile=jit,
+            steps_per_execution=STEPS_PER_EXECUTION,
+        )
+        return model
+    trainer = PolicyGradientTrainer(
+        model,
+        reward="f1" if config == "mlp" else "iou",
+        baseline="leave_one_out" if num_samples > 1 else "moving_average",
+        num_samples=num_samples,
+        seed=0,
+    )
+    trainer.compile(optimizer="adam", jit_compile=jit, steps_per_execution=STEPS_PER_EXECUTION)
+    return trainer
+
+
+def fit_timer(model, x, y, batch: int):
+    """Seconds per step of ``fit`` over ``len(x) / batch`` steps (steps_per_execution=32)."""
+    steps = len(x) // batch
+
+    def timed() -> float:
+        start = time.perf_counter()
+        model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)
+        return (time.perf_counter() - start) / steps
+
+    timed()
+    return timed
+
+
+def time_config(config: str, batch: int, samples: list[int], jit: bool, steps: int, rounds: int):
+    x, y = data(config, batch, STEPS_PER_EXECUTION * 2)
+    rows = []
+    models = {"bce": build(config, "bce", 0, jit)}
+    models.update({k: build(config, "pg", k, jit) for k in samples})
+    for mode in ("compute", "fit"):
+        if mode == "compute":
+            timers = {
+                name: in_graph_step_timer(m, x[:batch], y[:batch], steps, jit)
+                for name, m in models.items()
+            }
+        else:
+            timers = {name: fit_timer(m, x, y, batch) for name, m in models.items()}
+        ratios = median_ratios(timers, "bce", rounds)
+        for k in samples:
+            median, q25, q75 = ratios[k]
+            rows.append(
+                {
+                    "config": config,
+                    "batch": batch,
+                    "K": k,
+                    "jit": jit,
+                    "mode": mode,
+                    "ratio": median,
+                    "ratio_q25": q25,
+                    "ratio_q75": q75,
+                }
+            )
+    return rows
+
+
+# --- memory: each measurement in a fresh process --------------------------------------------------
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
+
+
+def memory_probe(config: str, method: str, num_samples: int, batch: int, size: int) -> dict:
+    """Run in a child process: peak RSS before and after 5 training steps."""
+    x, y = data(config, batch, 1, size)
+    model = build(config, method, num_samples, jit=False, size=size)
+    model(x[:1])  # build the weights
+    before = _peak_rss_mb()
+    step = tf.function(model.train_step)
+    for _ in range(5):
+        step((tf.constant(x), tf.constant(y)))
+    return {"before_mb": before, "after_mb": _peak_rss_mb()}
+
+
+def measure_memory(config: str, method: str, num_samples: int, batch: int, size: int) -> dict:
+    command = [
+        sys.executable,
+        __file__,
+        "--memory-probe",
+        json.dumps([config, method, num_samples, batch, size]),
+    ]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    probe = json.loads(output.strip().splitlines()[-1])
+    return {
+        "config": config,
+        "size": size,
+        "batch": batch,
+        "method": method,
+        "K": num_samples,
+        "peak_rss_mb": round(probe["after_mb"], 1),
+        "training_increase_mb": round(probe["after_mb"] - probe["before_mb"], 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and steps")
+    parser.add_argument("--large", action="store_true", help="also 256x256 masks, K=8 (memory)")
+    parser.add_argument("--out", default="bench_step_cost")
+    parser.add_argument("--memory-probe", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_probe:
+        print(json.dumps(memory_probe(*json.loads(args.memory_probe))))
+        return
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rounds, steps = (5, 50) if args.quick else (9, 200)
+
+    rows = []
+    for jit in (False, True):
+        rows += time_config("mlp", 256, [1, 8, 32], jit, steps, rounds)
+        rows += time_config("conv", 16, [1, 8], jit, max(steps // 10, 10), rounds)
+    write_csv(out / "step_cost.csv", rows)
+    print("\nPolicy-gradient step / BCE step, median of", rounds, "alternating rounds (quartiles)")
+    print("| model | K | jit | compute only | through fit (steps_per_execution=32) |")
+    print("|---|---|---|---|---|")
+    for config, label in (("mlp", "MLP 30-64-1, batch 256"), ("conv", "conv 64x64, batch 16")):
+        for jit in (False, True):
+            for k in sorted({r["K"] for r in rows if r["config"] == config}):
+                cells = []
+                for mode in ("compute", "fit"):
+                    r = next(
+                        r
+                        for r in rows
+                        if (r["config"], r["K"], r["jit"], r["mode"]) == (config, k, jit, mode)
+                    )
+                    cells.append(f"{r['ratio']:.2f}x ({r['ratio_q25']:.2f}-{r['ratio_q75']:.2f})")
+                print(f"| {label} | {k} | {'on' if jit else 'off'} | {cells[0]} | {cells[1]} |")
+
+    memory = [measure_memory("mlp", "bce", 0, 256, 0)]
+    memory += [measure_memory("mlp", "pg", k, 256, 0) for k in (1, 8, 32)]
+    memory += [measure_memory("conv", "bce", 0, 16, 64)]
+    memory += [measure_memory("conv", "pg", k, 16, 64) for k in (1, 8)]
+    if args.large:
+        memory += [measure_memory("conv", "bce", 0, 8, 256)]
+        memory += [measure_memory("conv", "pg", k, 8, 256) for k in (1, 8)]
+    write_csv(out / "step_memory.csv", memory)
+    print("\nPeak resident memory of a fresh process over 5 training steps")
+    print("| model | method | K | peak RSS (MB) | increase during training (MB) |")
+    print("|---|---|---|---|---|")
+    for m in memory:
+        model = (
+            f"{m['config']} {m['size']}x{m['size']}, batch {m['batch']}"
+            if m["size"]
+            else (f"MLP, batch {m['batch']}")
+        )
+        print(
+            f"| {model} | {m['method']} | {m['K'] or '-'} | {m['peak_rss_mb']} | "
+            f"{m['training_increase_mb']} |"
+        )
+    print(f"\nwrote {out / 'step_cost.csv'}, {out / 'step_memory.csv'}")
+
+
+if __name__ == "__main__":
+    main()
