@@ -11,11 +11,11 @@ Configurations: (a) MLP 30-64-1, batch 256, K in {1, 8, 32}, binary F1; (b) a sm
 (3x3 convs, 16 channels) on 64x64 masks, batch 16, K in {1, 8}, binary IoU; each with
 ``jit_compile`` off and on. REINFORCE with the leave-one-out baseline (moving average at K=1).
 
-Memory: the peak resident memory of a fresh process that builds the model and runs 5 training
-steps, minus that of the same process before training, for the policy-gradient step at each K
-and for the BCE step: it should grow linearly in K with a small slope (the model runs once per
-batch; only the [K, B, ...] actions, rewards and noise are repeated). ``--large`` adds per-pixel
-policies on 256x256 masks (batch 8, K=8).
+Memory (Linux): in a fresh process per configuration, the peak resident memory during 5 training
+steps (after a first step has traced the graph and built the optimizer) above the resident memory
+before them, for the BCE step and the policy-gradient step at each K: it should grow linearly in K
+with a small slope (the model runs once per batch; only the [K, B, ...] noise, actions and
+log-probabilities are repeated). ``--large`` adds per-pixel policies on 256x256 masks (batch 8).
 
 Run: python benchmarks/step_cost.py [--quick] [--large] [--out DIR]
 Writes DIR/step_cost.csv and DIR/step_memory.csv.
@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -142,20 +141,29 @@ def time_config(config: str, batch: int, samples: list[int], jit: bool, steps: i
 # --- memory: each measurement in a fresh process --------------------------------------------------
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024.0  # kB
+    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def memory_probe(config: str, method: str, num_samples: int, batch: int, size: int) -> dict:
-    """Run in a child process: peak RSS before and after 5 training steps."""
+    """Run in a child process (Linux): the resident memory before a training step and its peak
+    during 5 steps, after a first step has traced the graph and allocated the weights and the
+    optimizer state (the peak is reset through /proc/self/clear_refs)."""
     x, y = data(config, batch, 1, size)
     model = build(config, method, num_samples, jit=False, size=size)
-    model(x[:1])  # build the weights
-    before = _peak_rss_mb()
     step = tf.function(model.train_step)
+    batch_data = (tf.constant(x), tf.constant(y))
+    step(batch_data)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak (VmHWM) to the current resident size
+    before = _status_mb("VmRSS")
     for _ in range(5):
-        step((tf.constant(x), tf.constant(y)))
-    return {"before_mb": before, "after_mb": _peak_rss_mb()}
+        step(batch_data)
+    return {"before_mb": before, "after_mb": _status_mb("VmHWM")}
 
 
 def measure_memory(config: str, method: str, num_samples: int, batch: int, size: int) -> dict:
@@ -174,7 +182,7 @@ def measure_memory(config: str, method: str, num_samples: int, batch: int, size:
         "method": method,
         "K": num_samples,
         "peak_rss_mb": round(probe["after_mb"], 1),
-        "training_increase_mb": round(probe["after_mb"] - probe["before_mb"], 1),
+        "step_peak_mb": round(probe["after_mb"] - probe["before_mb"], 1),
     }
 
 
@@ -222,7 +230,7 @@ def main() -> None:
         memory += [measure_memory("conv", "pg", k, 8, 256) for k in (1, 8)]
     write_csv(out / "step_memory.csv", memory)
     print("\nPeak resident memory of a fresh process over 5 training steps")
-    print("| model | method | K | peak RSS (MB) | increase during training (MB) |")
+    print("| model | method | K | peak RSS (MB) | step peak above resident (MB) |")
     print("|---|---|---|---|---|")
     for m in memory:
         model = (
@@ -232,7 +240,7 @@ def main() -> None:
         )
         print(
             f"| {model} | {m['method']} | {m['K'] or '-'} | {m['peak_rss_mb']} | "
-            f"{m['training_increase_mb']} |"
+            f"{m['step_peak_mb']} |"
         )
     print(f"\nwrote {out / 'step_cost.csv'}, {out / 'step_memory.csv'}")
 

@@ -139,19 +139,23 @@ def _crossentropy(task: Task):
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-def _fit_loss(model, loss, task, data, epochs, callback, train_model=None, epochs_done=0):
-    (x_train, y_train), _, _ = data
-    train_model = train_model or model
-    train_model.compile(optimizer=keras.optimizers.Adam(task.learning_rate), loss=loss)
-    train_model.fit(
-        x_train,
-        y_train,
+def _fit(trainable, x, y, task, epochs, callback, epochs_done=0, **compile_args):
+    """Compiles ``trainable`` with Adam at the task's rate and fits ``epochs`` more epochs."""
+    trainable.compile(optimizer=keras.optimizers.Adam(task.learning_rate), **compile_args)
+    trainable.fit(
+        x,
+        y,
         batch_size=task.batch_size,
         epochs=epochs_done + epochs,
         initial_epoch=epochs_done,
         verbose=0,
         callbacks=[callback],
     )
+
+
+def _fit_loss(model, loss, task, data, epochs, callback, train_model=None):
+    (x_train, y_train), _, _ = data
+    _fit(train_model or model, x_train, y_train, task, epochs, callback, loss=loss)
 
 
 def _reward(task: Task):
@@ -187,16 +191,7 @@ def _fit_policy_gradient(model, task, data, epochs, callback, estimator, seed, e
         num_samples=NUM_SAMPLES,
         seed=seed,
     )
-    trainer.compile(optimizer=keras.optimizers.Adam(task.learning_rate))
-    trainer.fit(
-        x_train,
-        y_train,
-        batch_size=task.batch_size,
-        epochs=epochs_done + epochs,
-        initial_epoch=epochs_done,
-        verbose=0,
-        callbacks=[callback],
-    )
+    _fit(trainer, x_train, y_train, task, epochs, callback, epochs_done)
 
 
 def _callback(task, model, data, decide):

@@ -199,7 +199,18 @@ def _plots(summary: list[dict], curves: dict, out: Path) -> list[Path]:
     width = min(len(tasks), 4)
     height = -(-len(tasks) // width)
 
-    fig, axes = plt.subplots(height, width, figsize=(4.5 * width, 3.6 * height), squeeze=False)
+    def grid():
+        return plt.subplots(height, width, figsize=(4.5 * width, 3.6 * height), squeeze=False)
+
+    def save(fig, axes, name: str) -> Path:
+        for ax in axes.ravel()[len(tasks) :]:
+            ax.axis("off")
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=90)
+        plt.close(fig)
+        return out / name
+
+    fig, axes = grid()
     for ax, task in zip(axes.ravel(), tasks, strict=False):
         for (name, method), runs in curves.items():
             if name != task:
@@ -210,14 +221,9 @@ def _plots(summary: list[dict], curves: dict, out: Path) -> list[Path]:
         metric = next(r["metric"] for r in summary if r["task"] == task)
         ax.set(title=task, xlabel="epoch", ylabel=f"validation {metric}")
         ax.legend(fontsize=6)
-    for ax in axes.ravel()[len(tasks) :]:
-        ax.axis("off")
-    fig.tight_layout()
-    curves_path = out / "learning_curves.png"
-    fig.savefig(curves_path, dpi=90)
-    plt.close(fig)
+    curves_path = save(fig, axes, "learning_curves.png")
 
-    fig, axes = plt.subplots(height, width, figsize=(4.5 * width, 3.6 * height), squeeze=False)
+    fig, axes = grid()
     for ax, task in zip(axes.ravel(), tasks, strict=False):
         rows = [r for r in summary if r["task"] == task]
         means = [r["mean"] for r in rows]
@@ -231,10 +237,4 @@ def _plots(summary: list[dict], curves: dict, out: Path) -> list[Path]:
         ax.set_xticks(range(len(rows)), [r["method"] for r in rows], rotation=60, fontsize=7)
         low = max(0.0, min(means) - 2 * max(r["std"] for r in rows) - 0.05)
         ax.set(title=f"{task}: test {rows[0]['metric']}", ylim=(low, min(1.0, max(means) + 0.05)))
-    for ax in axes.ravel()[len(tasks) :]:
-        ax.axis("off")
-    fig.tight_layout()
-    bars_path = out / "test_metric.png"
-    fig.savefig(bars_path, dpi=90)
-    plt.close(fig)
-    return [curves_path, bars_path]
+    return [curves_path, save(fig, axes, "test_metric.png")]
