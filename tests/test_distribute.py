@@ -14,13 +14,19 @@ import textwrap
 
 import numpy as np
 
-SCRIPT = textwrap.dedent(
+# a fresh process with 2 logical CPU devices (configurable only before TensorFlow starts)
+TWO_LOGICAL_CPUS = textwrap.dedent(
     """
     import json, os
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    """
+)
+
+SCRIPT = TWO_LOGICAL_CPUS + textwrap.dedent(
+    """
     import keras, numpy as np
     from sklearn.metrics import f1_score
     from rlmetric import PolicyGradientTrainer
@@ -73,13 +79,8 @@ def test_fit_and_evaluate_under_mirrored_strategy():
     assert abs(report["after"] - report["sklearn_after"]) < 1e-6, report
 
 
-REWARD_SCRIPT = textwrap.dedent(
+REWARD_SCRIPT = TWO_LOGICAL_CPUS + textwrap.dedent(
     """
-    import json, os
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import numpy as np
     from rlmetric import rewards
 
@@ -138,13 +139,8 @@ def test_rewards_are_those_of_the_global_batch_on_every_replica():
         assert values["local_error"] < 1e-5, (name, values)
 
 
-EQUIVALENCE_SCRIPT = textwrap.dedent(
+EQUIVALENCE_SCRIPT = TWO_LOGICAL_CPUS + textwrap.dedent(
     """
-    import json, os
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras, numpy as np
     from rlmetric import PolicyGradientTrainer
 
