@@ -43,6 +43,34 @@ class _MetricList:
         self.items: list[keras.metrics.Metric] = []
 
 
+class _MeanOfEach(keras.metrics.Metric):
+    """Running means of several per-step scalars in one vector state: one update per step
+    instead of one ``keras.metrics.Mean`` each. ``result()`` is a dict by name."""
+
+    def __init__(self, names: tuple[str, ...], name: str = "training_stats") -> None:
+        super().__init__(name=name)
+        self.names = tuple(names)
+        self.total = self.add_variable(shape=(len(names),), initializer="zeros", name="total")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+    def update_state(self, values: list) -> None:
+        self.total.assign_add(tf.stack([tf.cast(v, self.total.dtype) for v in values]))
+        self.count.assign_add(tf.ones([], self.count.dtype))
+
+    def result(self) -> dict[str, tf.Tensor]:
+        means = self.total / tf.maximum(self.count, 1.0)
+        return {name: means[i] for i, name in enumerate(self.names)}
+
+    def reset_state(self) -> None:
+        self.total.assign(tf.zeros_like(self.total))
+        self.count.assign(tf.zeros_like(self.count))
+
+
+def _as_logs(metric: keras.metrics.Metric) -> dict[str, Any]:
+    result = metric.result()
+    return result if isinstance(result, dict) else {metric.name: result}
+
+
 def _check_xla_strategy(strategy: tf.distribute.Strategy) -> None:
     """Refuses ``jit_compile=True`` with several replicas on CPU devices, before training."""
     if strategy.num_replicas_in_sync <= 1:
@@ -158,10 +186,8 @@ class PolicyGradientTrainer(keras.Model):
             trainable=False,
             name="nonfinite_step",
         )
-        self._loss_tracker_pg = keras.metrics.Mean(name="loss")
-        self._reward_tracker = keras.metrics.Mean(name="reward")
+        self._training_stats = _MeanOfEach(("loss", "reward", "advantage_std"))
         self._entropy_tracker = keras.metrics.Mean(name="entropy")
-        self._advantage_std_tracker = keras.metrics.Mean(name="advantage_std")
         self._reward_metrics = _MetricList()
         self._extra_rewards: list[rewards_lib.Reward] = []
         self._logits_shape: tf.TensorShape | None = None
@@ -236,29 +262,19 @@ class PolicyGradientTrainer(keras.Model):
 
     @property
     def metrics(self) -> list[keras.metrics.Metric]:
-        return [
-            self._loss_tracker_pg,
-            self._reward_tracker,
-            *self._reward_metrics.items,
-            self._entropy_tracker,
-            self._advantage_std_tracker,
-        ]
+        return [self._training_stats, *self._reward_metrics.items, self._entropy_tracker]
 
     def get_metrics_result(self) -> dict[str, Any]:
         """The metrics' values, read outside the step (summed over replicas under
-        ``tf.distribute``). Training-only trackers that saw no update since the last reset (all
-        of them during ``evaluate``) are left out, so these keys match ``test_step``'s and Keras
+        ``tf.distribute``). The training-only statistics are left out when they saw no update
+        since the last reset (during ``evaluate``), so these keys match ``test_step``'s and Keras
         reports these cross-replica values rather than the last step's per-replica ones."""
-        training_only = (
-            self._loss_tracker_pg,
-            self._reward_tracker,
-            self._advantage_std_tracker,
-        )
-        return {
-            metric.name: metric.result()
-            for metric in self.metrics
-            if not (metric in training_only and float(metric.count.numpy()) == 0)
-        }
+        logs = {}
+        for metric in self.metrics:
+            if metric is self._training_stats and float(metric.count.numpy()) == 0:
+                continue
+            logs.update(_as_logs(metric))
+        return logs
 
     def compile(
         self,
@@ -351,13 +367,13 @@ class PolicyGradientTrainer(keras.Model):
         gradients = tape.gradient(loss, self.trainable_variables)
         self._apply_if_finite(estimate, loss, gradients)
 
-        self._loss_tracker_pg.update_state(loss)
-        self._reward_tracker.update_state(tf.reduce_mean(estimate.rewards))
         greedy = self.policy.greedy(logits)
         for metric in self._reward_metrics.items:
             metric.update_state(labels, greedy)
         self._entropy_tracker.update_state(tf.reduce_mean(entropy))
-        self._advantage_std_tracker.update_state(tf.math.reduce_std(estimate.advantages))
+        self._training_stats.update_state(
+            [loss, tf.reduce_mean(estimate.rewards), tf.math.reduce_std(estimate.advantages)]
+        )
         return self._step_logs(self.metrics)
 
     def _apply_if_finite(self, estimate, loss, gradients) -> None:
@@ -365,28 +381,42 @@ class PolicyGradientTrainer(keras.Model):
         records the step so that ``fit`` stops with :class:`NonFiniteError`."""
         reward_ok = tf.reduce_all(tf.math.is_finite(estimate.rewards))
         loss_ok = tf.math.is_finite(loss)
-        # one reduction per gradient: a sum is non-finite iff an element is (or it overflows
-        # float range, which a usable gradient does not)
+        # One reduction per gradient: a sum is non-finite iff an element is (or it overflows the
+        # float range, which a usable gradient does not). The condition must read every
+        # gradient: under XLA on CPU a backward pass that ends up inside the conditional runs
+        # more than 10x slower (measured on the conv net of benchmarks/step_cost.py).
         sums = [tf.reduce_sum(tf.cast(g, tf.float32)) for g in gradients if g is not None]
         gradients_ok = tf.math.is_finite(tf.add_n(sums)) if sums else tf.constant(True)
         replica = tf.distribute.get_replica_context()
-        if replica is not None and replica.num_replicas_in_sync > 1:
+        distributed = replica is not None and replica.num_replicas_in_sync > 1
+        if distributed:
             # every replica must take the same branch: finite only if finite everywhere
             failures = tf.cast(tf.logical_not(reward_ok & loss_ok & gradients_ok), tf.int32)
             all_finite = replica.all_reduce(tf.distribute.ReduceOp.SUM, failures) == 0
             gradients_ok &= all_finite
         finite = reward_ok & loss_ok & gradients_ok
         clean_so_far = self._nonfinite[0] < 0
-        step = tf.cast(self.optimizer.iterations, tf.int64)
-        self._apply_if(finite & clean_so_far, gradients)
+        take = finite & clean_so_far
+
+        def record_failure():
+            step = tf.cast(self.optimizer.iterations, tf.int64)
+            what = tf.cast(tf.where(reward_ok, tf.where(loss_ok, 3, 2), 1), tf.int64)
+            first_failure = tf.logical_not(finite) & clean_so_far
+            self._nonfinite.assign(tf.where(first_failure, tf.stack([step, what]), self._nonfinite))
+
+        if not distributed:
+            # the state updates live in the branches: no per-step select ops on the fast path
+            def apply():
+                self.optimizer.apply(gradients, self.trainable_variables)
+                self._baseline_state.assign(estimate.baseline_state)
+
+            tf.cond(take, apply, record_failure)
+            return
+        self._apply_if(take, gradients)
         self._baseline_state.assign(
-            tf.where(finite & clean_so_far, estimate.baseline_state, self._baseline_state.value)
+            tf.where(take, estimate.baseline_state, self._baseline_state.value)
         )
-        what = tf.where(reward_ok, tf.where(loss_ok, 3, 2), 1)
-        first_failure = tf.logical_not(finite) & clean_so_far
-        self._nonfinite.assign(
-            tf.where(first_failure, tf.stack([step, tf.cast(what, tf.int64)]), self._nonfinite)
-        )
+        record_failure()
 
     def _apply_if(self, condition: tf.Tensor, gradients: list) -> None:
         """``optimizer.apply`` only where ``condition`` holds (the same on every replica).
@@ -443,7 +473,9 @@ class PolicyGradientTrainer(keras.Model):
         return self._step_logs(reported)
 
     def _step_logs(self, metrics: list) -> dict[str, tf.Tensor]:
-        logs = {m.name: m.result() for m in metrics}
+        logs = {}
+        for metric in metrics:
+            logs.update(_as_logs(metric))
         if isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
             # Keras 3 reduces multi-worker logs with strategy.reduce("MEAN", v, axis=0), which
             # rejects scalars (tensorflow/tensorflow#72388); as [1] tensors they reduce to the
