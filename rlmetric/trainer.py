@@ -412,30 +412,26 @@ class PolicyGradientTrainer(keras.Model):
 
             tf.cond(take, apply, record_failure)
             return
-        self._apply_if(take, gradients)
+        self._apply_on_replicas_if(replica, take, gradients)
         self._baseline_state.assign(
             tf.where(take, estimate.baseline_state, self._baseline_state.value)
         )
         record_failure()
 
-    def _apply_if(self, condition: tf.Tensor, gradients: list) -> None:
-        """``optimizer.apply`` only where ``condition`` holds (the same on every replica).
+    def _apply_on_replicas_if(self, replica, condition: tf.Tensor, gradients: list) -> None:
+        """``optimizer.apply`` on every replica of ``replica``'s strategy where ``condition``
+        holds (agreed across replicas).
 
         Under a strategy that synchronises through ``merge_call`` the optimizer cannot run in a
         ``tf.cond`` of the replica context, so the condition is taken in the cross-replica
         context, as Keras' LossScaleOptimizer does.
         """
         variables = self.trainable_variables
+        if tf.__internal__.distribute.strategy_supports_no_merge_call():
 
-        def apply():
-            self.optimizer.apply(gradients, variables)
+            def apply():
+                self.optimizer.apply(gradients, variables)
 
-        replica = tf.distribute.get_replica_context()
-        if (
-            replica is None
-            or replica.num_replicas_in_sync == 1
-            or tf.__internal__.distribute.strategy_supports_no_merge_call()
-        ):
             tf.cond(condition, apply, lambda: None)
             return
 
