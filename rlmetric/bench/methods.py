@@ -8,10 +8,11 @@ surrogates are the losses of :mod:`rlmetric.surrogates` and :mod:`rlmetric.layer
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -37,7 +38,6 @@ class FitResult:
     seconds: float  # training time, validation passes excluded
     step_seconds: float  # median over epochs (the first, which traces, left out) per step
     decide: Callable[[np.ndarray], np.ndarray]
-    extra: dict = field(default_factory=dict)
 
 
 class _BestEpoch(keras.callbacks.Callback):
@@ -60,7 +60,7 @@ class _BestEpoch(keras.callbacks.Callback):
         if score > self.best:
             self.best, self.best_weights = score, self.target.get_weights()
 
-    def result(self, decide=None) -> FitResult:
+    def result(self) -> FitResult:
         self.target.set_weights(self.best_weights)
         later = self.epoch_seconds[1:] or self.epoch_seconds
         return FitResult(
@@ -68,7 +68,7 @@ class _BestEpoch(keras.callbacks.Callback):
             self.curve,
             float(sum(self.epoch_seconds)),
             float(np.median(later)) / self.steps_per_epoch,
-            decide or self.decide,
+            self.decide,
         )
 
 
@@ -209,23 +209,19 @@ def _surrogate(make_loss: Callable[[Task, np.ndarray], keras.losses.Loss]):
     return train
 
 
+_train_crossentropy = _surrogate(lambda t, y: _crossentropy(t))
+
+
 def _tuned(task, data, seed, epochs, trained: FitResult | None = None):
     """Cross-entropy, then the validation-optimal threshold (reuses a ``bce`` run's model)."""
-    result = trained or _surrogate(lambda t, y: _crossentropy(t))(task, data, seed, epochs)
+    result = trained or _train_crossentropy(task, data, seed, epochs)
     _, (x_val, y_val), _ = data
     outputs = predict(result.model, x_val)
     y_val = y_val.reshape(outputs.shape)
     threshold = surrogates.threshold_tuned(
         outputs, None, y_val, _reward(task), per_label=task.kind == "multilabel"
     )
-    return FitResult(
-        result.model,
-        result.curve,
-        result.seconds,
-        result.step_seconds,
-        _threshold_decide(threshold),
-        {"threshold": threshold},
-    )
+    return dataclasses.replace(result, decide=_threshold_decide(threshold))
 
 
 def _policy_gradient(estimator: str, head: str = "classes", warm: bool = False):
@@ -290,14 +286,9 @@ class Method:
     shares_training_with: str | None = None
 
 
-def _dice(task, y):
-    softmax = task.kind == "multiclass-seg"
-    return surrogates.SoftDice("softmax" if softmax else "sigmoid")
-
-
-def _jaccard(task, y):
-    softmax = task.kind == "multiclass-seg"
-    return surrogates.SoftJaccard("softmax" if softmax else "sigmoid")
+def _soft_overlap(cls):
+    """A SoftDice/SoftJaccard maker: softmax over classes for multi-class masks, else sigmoid."""
+    return lambda task, y: cls("softmax" if task.kind == "multiclass-seg" else "sigmoid")
 
 
 def _lovasz(task, y):
@@ -313,7 +304,7 @@ METHODS: dict[str, Method] = {
             "bce",
             "cross-entropy (binary, or softmax over classes/levels), decisions at logit 0 / argmax",
             ALL_KINDS,
-            _surrogate(lambda t, y: _crossentropy(t)),
+            _train_crossentropy,
         ),
         Method(
             "bce-tuned",
@@ -346,13 +337,13 @@ METHODS: dict[str, Method] = {
             "soft-dice",
             "soft Dice per image (MONAI semantics)",
             ("binary-seg", "multiclass-seg"),
-            _surrogate(_dice),
+            _surrogate(_soft_overlap(surrogates.SoftDice)),
         ),
         Method(
             "soft-jaccard",
             "soft Jaccard per image (MONAI semantics)",
             ("binary-seg", "multiclass-seg"),
-            _surrogate(_jaccard),
+            _surrogate(_soft_overlap(surrogates.SoftJaccard)),
         ),
         Method(
             "lovasz",

@@ -71,11 +71,13 @@ def run_suite(
         if TASKS[task].kind in METHODS[method].kinds
         for seed in range(seeds)
     ]
-    rows, curves = [], {}
+    rows, curves, datasets = [], {}, {}
     start = time.perf_counter()
     for index, (task_name, method_name, seed) in enumerate(plan, 1):
         task, method = TASKS[task_name], METHODS[method_name]
-        data = task.load(seed, quick)
+        if (task_name, seed) not in datasets:  # every method of a seed trains on the same data
+            datasets[(task_name, seed)] = task.load(seed, quick)
+        data = datasets[(task_name, seed)]
         n_epochs = epochs or (task.quick_epochs if quick else task.epochs)
         result = _train(method, task, data, seed, n_epochs, rows, curves)
         x_test, y_test = data[2]
