@@ -51,9 +51,7 @@ def expected_reward(
     """
     actions = all_actions(policy, logits.shape)  # [M, B, ...]
     scores = tf.cast(reward(y_true, actions), tf.float32)  # [M]
-    log_probs = policy.log_prob(logits, actions)
-    joint = tf.reduce_sum(tf.reshape(log_probs, [tf.shape(actions)[0], -1]), axis=1)
-    return tf.reduce_sum(tf.exp(joint) * scores)
+    return tf.reduce_sum(tf.exp(policy.joint_log_prob(logits, actions)) * scores)
 
 
 def _default_combinations(trainer: Any) -> list[tuple[str, str]]:

@@ -46,7 +46,8 @@ def score_function_surrogate(log_probs: tf.Tensor, advantages: tf.Tensor) -> tf.
     """The REINFORCE surrogate ``-mean_k(stop_gradient(A_k) * sum_i log p(a_{k,i}))``.
 
     Args:
-        log_probs: ``[K, B, ...]`` per-element log-probabilities of the sampled decisions.
+        log_probs: ``[K, B, ...]`` per-element log-probabilities of the sampled decisions, or
+            ``[K]`` log-probabilities of whole sets (``Policy.joint_log_prob``).
         advantages: ``[K]`` advantages.
 
     Returns:
@@ -55,7 +56,11 @@ def score_function_surrogate(log_probs: tf.Tensor, advantages: tf.Tensor) -> tf.
         jointly; the sum is local to the examples a replica holds, so under ``tf.distribute`` the
         replicas' gradients add up to the gradient of the global batch.
     """
-    joint_log_prob = tf.reduce_sum(tf.reshape(log_probs, [tf.shape(log_probs)[0], -1]), axis=1)
+    log_probs = tf.convert_to_tensor(log_probs)
+    if log_probs.shape.rank == 1:
+        joint_log_prob = log_probs
+    else:
+        joint_log_prob = tf.reduce_sum(tf.reshape(log_probs, [tf.shape(log_probs)[0], -1]), 1)
     advantages = tf.stop_gradient(tf.cast(advantages, joint_log_prob.dtype))
     return -tf.reduce_mean(advantages * joint_log_prob)
 
@@ -148,7 +153,7 @@ class Reinforce(Estimator):
             greedy_actions = policy.greedy(tf.stop_gradient(logits))[None]
             greedy_reward = score_samples(reward, y_true, greedy_actions)[0]
         advantages, new_state = baseline.advantages(rewards, baseline_state, greedy_reward)
-        loss = score_function_surrogate(policy.log_prob(logits, actions), advantages)
+        loss = score_function_surrogate(policy.joint_log_prob(logits, actions), advantages)
         return EstimatorOutput(loss, rewards, advantages, new_state, actions)
 
 

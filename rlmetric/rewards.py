@@ -224,6 +224,14 @@ class CountReward(Reward):
     def from_counts(self, counts: tf.Tensor, layout: str = CLASSES) -> tf.Tensor:
         """Scores from counts ``[..., G, 4]`` -> ``[...]``; ``layout`` as :meth:`layout` says."""
         counts = tf.convert_to_tensor(counts)
+        if type(self).group_statistics is CountReward.group_statistics:
+            # Pooled averages, whose statistics are the counts themselves, read them directly
+            # (what the general path computes too): this runs every training step, where each
+            # op saved shows.
+            if self.average == "binary" and layout == CLASSES:
+                return self.from_statistics(counts[..., 1, :], layout)  # the positive class
+            if self.average in ("binary", "micro"):
+                return self.from_statistics(tf.reduce_sum(counts, axis=-2), layout)
         group_ids = tf.range(tf.shape(counts)[-2])
         statistics = self.group_statistics(counts, group_ids, layout)
         return self.from_statistics(tf.reduce_sum(statistics, axis=-2), layout)
@@ -386,16 +394,17 @@ def _is_single_target(actions_shape: tf.TensorShape) -> bool:
 
 def _binary_target_counts(y_true: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
     """Counts of the classes 0 and 1 of a pooled binary target: ``[K, B, ...]`` -> ``[K, 2, 4]``."""
-    actions = tf.cast(actions, tf.float32)
-    y_true = tf.cast(tf.reshape(y_true, tf.shape(actions)[1:]), tf.float32)
-    axes = list(range(1, actions.shape.rank))
-    tp = tf.reduce_sum(actions * y_true, axis=axes)
-    predicted = tf.reduce_sum(actions, axis=axes)
-    positives = tf.reduce_sum(y_true) * tf.ones_like(tp)
-    total = tf.cast(tf.size(y_true), tf.float32) * tf.ones_like(tp)
+    num_elements = tf.size(y_true)
+    actions = tf.reshape(tf.cast(actions, tf.float32), [-1, num_elements])  # [K, N]
+    y_true = tf.cast(tf.reshape(y_true, [num_elements, 1]), tf.float32)  # [N, 1]
+    # tp and the predicted positives of all K sets in one [K, N] x [N, 2] product
+    tp, predicted = tf.unstack(
+        tf.matmul(actions, tf.concat([y_true, tf.ones_like(y_true)], 1)), 2, 1
+    )
+    positives = tf.reduce_sum(y_true)
     fp = predicted - tp
     fn = positives - tp
-    tn = total - tp - fp - fn
+    tn = tf.cast(num_elements, tf.float32) - predicted - fn
     positive_class = tf.stack([tp, fp, fn, tn], axis=-1)
     negative_class = tf.stack([tn, fn, fp, tp], axis=-1)
     return tf.stack([negative_class, positive_class], axis=1)
