@@ -10,14 +10,20 @@ import numpy as np
 import tensorflow as tf
 
 
-def in_graph_step_timer(model, x, y, steps: int = 100, jit_compile: bool = False):
+def in_graph_step_timer(
+    model, x, y, steps: int = 100, jit_compile: bool = False, launch_per_step: bool = False
+):
     """A function timing ``model.train_step`` in an in-graph loop on one batch (seconds per
-    step): Keras' per-call overhead is left out, so the compute of the step itself shows. With
-    ``jit_compile`` each step is XLA-compiled."""
-    xb, yb = tf.constant(x), tf.constant(y)
-    step = tf.function(model.train_step, jit_compile=True) if jit_compile else model.train_step
+    step): Keras' per-call overhead is left out, so the compute of the step itself shows.
 
-    @tf.function
+    With ``jit_compile`` the loop and its steps are one XLA computation, launched once for all
+    steps; with ``launch_per_step`` too, each step is its own XLA launch inside a TensorFlow
+    loop (as in ``fit``), whose cost grows with the number of variables the step touches."""
+    xb, yb = tf.constant(x), tf.constant(y)
+    per_step = jit_compile and launch_per_step
+    step = tf.function(model.train_step, jit_compile=True) if per_step else model.train_step
+
+    @tf.function(jit_compile=jit_compile and not launch_per_step)
     def loop():
         for _ in tf.range(steps):
             step((xb, yb))

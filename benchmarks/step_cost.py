@@ -4,7 +4,9 @@ Measured in one run, alternating the timed steps in rounds so that load from oth
 both alike (median ratio, quartiles in parentheses):
 
 * compute only: ``train_step`` in an in-graph loop (``tf.range``), where Keras' per-call overhead
-  does not hide the cost of the step itself;
+  does not hide the cost of the step itself; with ``jit_compile`` the loop is compiled with its
+  steps (one XLA launch), and a second column launches each step on its own inside a TF loop, as
+  ``fit`` does, which adds a per-launch cost growing with the variables a step touches;
 * through ``fit`` with ``steps_per_execution=32``: what a user sees.
 
 Configurations: (a) MLP 30-64-1, batch 256, K in {1, 8, 32}, binary F1; (b) a small conv net
@@ -42,6 +44,7 @@ from _common import in_graph_step_timer, median_ratios, write_csv  # noqa: E402
 from rlmetric import PolicyGradientTrainer  # noqa: E402
 
 STEPS_PER_EXECUTION = 32
+MODES = ("compute", "compute_launch_per_step", "fit")
 
 
 def mlp() -> keras.Model:
@@ -112,14 +115,15 @@ def time_config(config: str, batch: int, samples: list[int], jit: bool, steps: i
     rows = []
     models = {"bce": build(config, "bce", 0, jit)}
     models.update({k: build(config, "pg", k, jit) for k in samples})
-    for mode in ("compute", "fit"):
-        if mode == "compute":
+    for mode in MODES if jit else ("compute", "fit"):
+        if mode == "fit":
+            timers = {name: fit_timer(m, x, y, batch) for name, m in models.items()}
+        else:
+            launch_per_step = mode == "compute_launch_per_step"
             timers = {
-                name: in_graph_step_timer(m, x[:batch], y[:batch], steps, jit)
+                name: in_graph_step_timer(m, x[:batch], y[:batch], steps, jit, launch_per_step)
                 for name, m in models.items()
             }
-        else:
-            timers = {name: fit_timer(m, x, y, batch) for name, m in models.items()}
         ratios = median_ratios(timers, "bce", rounds)
         for k in samples:
             median, q25, q75 = ratios[k]
@@ -206,20 +210,30 @@ def main() -> None:
         rows += time_config("conv", 16, [1, 8], jit, max(steps // 10, 10), rounds)
     write_csv(out / "step_cost.csv", rows)
     print("\nPolicy-gradient step / BCE step, median of", rounds, "alternating rounds (quartiles)")
-    print("| model | K | jit | compute only | through fit (steps_per_execution=32) |")
-    print("|---|---|---|---|---|")
+    print(
+        "| model | K | jit | compute only | compute, one XLA launch per step "
+        "| through fit (steps_per_execution=32) |"
+    )
+    print("|---|---|---|---|---|---|")
     for config, label in (("mlp", "MLP 30-64-1, batch 256"), ("conv", "conv 64x64, batch 16")):
         for jit in (False, True):
             for k in sorted({r["K"] for r in rows if r["config"] == config}):
                 cells = []
-                for mode in ("compute", "fit"):
+                for mode in MODES:
                     r = next(
-                        r
-                        for r in rows
-                        if (r["config"], r["K"], r["jit"], r["mode"]) == (config, k, jit, mode)
+                        (
+                            r
+                            for r in rows
+                            if (r["config"], r["K"], r["jit"], r["mode"]) == (config, k, jit, mode)
+                        ),
+                        None,
                     )
-                    cells.append(f"{r['ratio']:.2f}x ({r['ratio_q25']:.2f}-{r['ratio_q75']:.2f})")
-                print(f"| {label} | {k} | {'on' if jit else 'off'} | {cells[0]} | {cells[1]} |")
+                    cells.append(
+                        "-"
+                        if r is None
+                        else f"{r['ratio']:.2f}x ({r['ratio_q25']:.2f}-{r['ratio_q75']:.2f})"
+                    )
+                print(f"| {label} | {k} | {'on' if jit else 'off'} | {' | '.join(cells)} |")
 
     memory = [measure_memory("mlp", "bce", 0, 256, 0)]
     memory += [measure_memory("mlp", "pg", k, 256, 0) for k in (1, 8, 32)]

@@ -10,6 +10,7 @@ work as usual.
 from __future__ import annotations
 
 import math
+import random
 from typing import Any
 
 import keras
@@ -44,26 +45,33 @@ class _MetricList:
 
 
 class _MeanOfEach(keras.metrics.Metric):
-    """Running means of several per-step scalars in one vector state: one update per step
-    instead of one ``keras.metrics.Mean`` each. ``result()`` is a dict by name."""
+    """Running means of several per-step scalars in one variable ``[n + 1]`` (the sums, then
+    the number of updates): one state update per step instead of two variables for each
+    ``keras.metrics.Mean``. Under XLA every variable a step touches costs several microseconds
+    of launch overhead, as much as a small layer. ``result()`` is a dict by name."""
 
     def __init__(self, names: tuple[str, ...], name: str = "training_stats") -> None:
         super().__init__(name=name)
         self.names = tuple(names)
-        self.total = self.add_variable(shape=(len(names),), initializer="zeros", name="total")
-        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+        self.totals = self.add_variable(
+            shape=(len(names) + 1,), initializer="zeros", name="totals_and_count"
+        )
+
+    @property
+    def count(self) -> tf.Tensor:
+        return self.totals[-1]
 
     def update_state(self, values: list) -> None:
-        self.total.assign_add(tf.stack([tf.cast(v, self.total.dtype) for v in values]))
-        self.count.assign_add(tf.ones([], self.count.dtype))
+        one = tf.ones([], self.totals.dtype)
+        self.totals.assign_add(tf.stack([tf.cast(v, self.totals.dtype) for v in values] + [one]))
 
     def result(self) -> dict[str, tf.Tensor]:
-        means = self.total / tf.maximum(self.count, 1.0)
+        totals = self.totals.value
+        means = totals[:-1] / tf.maximum(totals[-1], 1.0)
         return {name: means[i] for i, name in enumerate(self.names)}
 
     def reset_state(self) -> None:
-        self.total.assign(tf.zeros_like(self.total))
-        self.count.assign(tf.zeros_like(self.count))
+        self.totals.assign(tf.zeros_like(self.totals))
 
 
 def _as_logs(metric: keras.metrics.Metric) -> dict[str, Any]:
@@ -170,7 +178,11 @@ class PolicyGradientTrainer(keras.Model):
                 num_samples=num_samples,
             )
 
-        self._seed_generator = keras.random.SeedGenerator(seed, name="action_seed")
+        # Training step t draws its actions from the stateless seed (seed, t), t being the
+        # optimizer's iteration count: reproducible, and no seed state to update every step.
+        # Python's random (seeded by keras.utils.set_random_seed) picks a seed for seed=None.
+        self._seed_base = int(seed) if seed is not None else random.randint(1, 10**9)
+        self._seed_generator = keras.random.SeedGenerator(self._seed_base, name="action_seed")
         initial_state = np.asarray(self.baseline.initial_state(), np.float32)
         self._baseline_state = self.add_weight(
             shape=initial_state.shape,
@@ -186,8 +198,8 @@ class PolicyGradientTrainer(keras.Model):
             trainable=False,
             name="nonfinite_step",
         )
-        self._training_stats = _MeanOfEach(("loss", "reward", "advantage_std"))
-        self._entropy_tracker = keras.metrics.Mean(name="entropy")
+        self._training_stats = _MeanOfEach(("loss", "reward", "advantage_std", "entropy"))
+        self._entropy_tracker = keras.metrics.Mean(name="entropy")  # evaluate's
         self._reward_metrics = _MetricList()
         self._extra_rewards: list[rewards_lib.Reward] = []
         self._logits_shape: tf.TensorShape | None = None
@@ -266,12 +278,15 @@ class PolicyGradientTrainer(keras.Model):
 
     def get_metrics_result(self) -> dict[str, Any]:
         """The metrics' values, read outside the step (summed over replicas under
-        ``tf.distribute``). The training-only statistics are left out when they saw no update
-        since the last reset (during ``evaluate``), so these keys match ``test_step``'s and Keras
-        reports these cross-replica values rather than the last step's per-replica ones."""
+        ``tf.distribute``). The training statistics are left out when they saw no update since
+        the last reset (during ``evaluate``), and evaluate's entropy when it saw none (during
+        training), so these keys match the step's and Keras reports these cross-replica values
+        rather than the last step's per-replica ones."""
         logs = {}
         for metric in self.metrics:
             if metric is self._training_stats and float(metric.count.numpy()) == 0:
+                continue
+            if metric is self._entropy_tracker and float(metric.count.numpy()) == 0:
                 continue
             logs.update(_as_logs(metric))
         return logs
@@ -320,7 +335,13 @@ class PolicyGradientTrainer(keras.Model):
         return self.model(inputs, training=training)
 
     def _next_seed(self) -> tf.Tensor:
+        """A fresh seed for draws outside training steps (``estimate_gradient``)."""
         return tf.cast(self._seed_generator.next(), tf.int32)
+
+    def _step_seed(self) -> tf.Tensor:
+        """The seed ``[2]`` of this training step: (seed, optimizer iterations)."""
+        step = tf.cast(self.optimizer.iterations, tf.int32)
+        return tf.stack([tf.constant(self._seed_base, tf.int32), step])
 
     def _replica_mean(self, values: tf.Tensor) -> tf.Tensor:
         """Local mean divided by the replica count: summed over replicas, the global mean."""
@@ -351,7 +372,7 @@ class PolicyGradientTrainer(keras.Model):
     def train_step(self, data: Any) -> dict[str, tf.Tensor]:
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         _reject_sample_weight(sample_weight)
-        seed = self._next_seed()
+        seed = self._step_seed()
         with tf.GradientTape() as tape:
             logits, labels = self._forward(x, y, training=True)
             estimate = self._estimate(logits, labels, seed)
@@ -370,11 +391,15 @@ class PolicyGradientTrainer(keras.Model):
         greedy = self.policy.greedy(logits)
         for metric in self._reward_metrics.items:
             metric.update_state(labels, greedy)
-        self._entropy_tracker.update_state(tf.reduce_mean(entropy))
         self._training_stats.update_state(
-            [loss, tf.reduce_mean(estimate.rewards), tf.math.reduce_std(estimate.advantages)]
+            [
+                loss,
+                tf.reduce_mean(estimate.rewards),
+                tf.math.reduce_std(estimate.advantages),
+                tf.reduce_mean(entropy),
+            ]
         )
-        return self._step_logs(self.metrics)
+        return self._step_logs([self._training_stats, *self._reward_metrics.items])
 
     def _apply_if_finite(self, estimate, loss, gradients) -> None:
         """Applies the update only if rewards, loss and gradients are all finite; otherwise
@@ -408,15 +433,19 @@ class PolicyGradientTrainer(keras.Model):
             # the state updates live in the branches: no per-step select ops on the fast path
             def apply():
                 self.optimizer.apply(gradients, self.trainable_variables)
-                self._baseline_state.assign(estimate.baseline_state)
+                self._update_baseline_state(estimate.baseline_state)
 
             tf.cond(take, apply, record_failure)
             return
         self._apply_on_replicas_if(replica, take, gradients)
-        self._baseline_state.assign(
+        self._update_baseline_state(
             tf.where(take, estimate.baseline_state, self._baseline_state.value)
         )
         record_failure()
+
+    def _update_baseline_state(self, state: tf.Tensor) -> None:
+        if self._baseline_state.shape.num_elements() != 0:  # stateless baselines: no write
+            self._baseline_state.assign(state)
 
     def _apply_on_replicas_if(self, replica, condition: tf.Tensor, gradients: list) -> None:
         """``optimizer.apply`` on every replica of ``replica``'s strategy where ``condition``
