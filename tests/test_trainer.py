@@ -370,11 +370,29 @@ XLA_CASES = [
 ]
 
 
+def test_training_step_t_draws_from_seed_and_iteration():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(32, 4)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    keras.utils.set_random_seed(0)
+    trainer = PolicyGradientTrainer(mlp(inputs=4), reward="f1", num_samples=4, seed=11)
+    trainer.compile(optimizer=keras.optimizers.SGD(0.0))  # the logits stay as they are
+    logits = trainer.model(x)
+    labels = tf.constant(y[:, None])
+    expected = [
+        float(tf.reduce_mean(trainer.reward(labels, trainer.policy.sample(logits, 4, [11, t]))))
+        for t in range(3)
+    ]
+    history = trainer.fit(x, y, batch_size=32, epochs=3, shuffle=False, verbose=0)
+    np.testing.assert_allclose(history.history["reward"], expected, atol=1e-6)
+    assert len(set(expected)) > 1  # the steps drew different actions
+
+
 @pytest.mark.parametrize("estimator,baseline,policy,reward", XLA_CASES)
 def test_every_estimator_and_baseline_trains_under_xla(estimator, baseline, policy, reward):
     """Training steps compile under jit_compile=True for every estimator and baseline, and the
-    compiled steps learn. (XLA's Philox kernel draws other numbers than TensorFlow's for the same
-    seed, so compiled and eager runs take different, equally valid, samples.)"""
+    compiled steps learn. (Compiled steps draw with Threefry, uncompiled ones with Philox, so
+    compiled and eager runs take different, equally valid, samples.)"""
     rng = np.random.default_rng(1)
     x = rng.normal(size=(256, 5)).astype("float32")
     if policy == "bernoulli":
