@@ -21,7 +21,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
-from tensorflow.python.ops import control_flow_util  # XLA context: no public API
 
 from rlmetric._registry import resolve
 
@@ -60,8 +59,12 @@ def _random_algorithm() -> str:
     a compiled training step of a small model. Compiled and uncompiled steps already draw
     different numbers for the same seed, so nothing is lost.
     """
-    graph = tf.compat.v1.get_default_graph()
-    return "threefry" if control_flow_util.GraphOrParentsInXlaContext(graph) else "philox"
+    try:  # TensorFlow has no public test for "inside XLA"; without this one, Philox everywhere
+        from tensorflow.python.ops.control_flow_util import GraphOrParentsInXlaContext
+    except ImportError:
+        return "philox"
+    in_xla = GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+    return "threefry" if in_xla else "philox"
 
 
 def stateless_uniform(shape: Any, seed: Any, dtype: tf.DType = tf.float32) -> tf.Tensor:
