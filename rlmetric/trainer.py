@@ -284,9 +284,8 @@ class PolicyGradientTrainer(keras.Model):
         rather than the last step's per-replica ones."""
         logs = {}
         for metric in self.metrics:
-            if metric is self._training_stats and float(metric.count.numpy()) == 0:
-                continue
-            if metric is self._entropy_tracker and float(metric.count.numpy()) == 0:
+            mode_only = metric is self._training_stats or metric is self._entropy_tracker
+            if mode_only and float(metric.count.numpy()) == 0:
                 continue
             logs.update(_as_logs(metric))
         return logs
