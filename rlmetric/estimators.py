@@ -26,7 +26,9 @@ __all__ = [
     "Reinforce",
     "LocalExpectation",
     "DisARM",
+    "LocalBestResponse",
     "score_function_surrogate",
+    "default_estimator",
     "get",
     "ALIASES",
 ]
@@ -108,6 +110,18 @@ class Estimator:
         return f"{type(self).__name__}()"
 
 
+def _require_count_reward(estimator: str, reward: Any) -> None:
+    """Refuses, before training, a reward the count-based estimators cannot decompose."""
+    if not isinstance(reward, rewards_lib.CountReward):
+        raise ValueError(
+            f"estimator={estimator!r} needs a reward computed from confusion counts "
+            f"(rlmetric.rewards.CountReward: F1, FBeta, IoU, Dice, Precision, Recall, "
+            f"Accuracy, MatthewsCorrCoef); reward {getattr(reward, 'name', reward)!r} is "
+            f"{type(reward).__name__}. Use estimator='reinforce' (any reward, any policy) or "
+            "estimator='disarm' (any reward, Bernoulli policy)."
+        )
+
+
 def score_samples(reward: rewards_lib.Reward, y_true: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
     """Calls ``reward`` on ``actions [K, B, ...]`` and checks that it returned ``[K]`` float."""
     scores = reward(y_true, actions)
@@ -173,14 +187,7 @@ class LocalExpectation(Estimator):
     name = "local"
 
     def check(self, *, policy, reward, baseline, num_samples):
-        if not isinstance(reward, rewards_lib.CountReward):
-            raise ValueError(
-                f"estimator='local' needs a reward computed from confusion counts "
-                f"(rlmetric.rewards.CountReward: F1, FBeta, IoU, Dice, Precision, Recall, "
-                f"Accuracy, MatthewsCorrCoef); reward {getattr(reward, 'name', reward)!r} is "
-                f"{type(reward).__name__}. Use estimator='reinforce' (any reward, any policy) or "
-                "estimator='disarm' (any reward, Bernoulli policy)."
-            )
+        _require_count_reward(self.name, reward)
 
     def __call__(
         self, logits, y_true, *, policy, reward, baseline, baseline_state, num_samples, seed=None
@@ -240,13 +247,129 @@ class DisARM(Estimator):
         return EstimatorOutput(loss, rewards, difference, baseline_state, actions)
 
 
+@keras.saving.register_keras_serializable(package="rlmetric")
+class LocalBestResponse(Estimator):
+    """Cross-entropy toward each decision's locally best value, weighted by what the metric
+    gains from it: a policy-improvement step for rewards computed from confusion counts.
+
+    For every element ``i`` (a label, an example, a pixel) and every value ``v`` it may take,
+    :meth:`rlmetric.rewards.CountReward.local_rewards` gives the reward of the batch with ``a_i``
+    set to ``v`` and the other decisions held at a context: the ``K`` sampled sets
+    (``context="samples"``, averaged over them) or the policy's mode (``context="mode"``, one
+    deterministic set). With ``R_i(v)`` that reward,
+
+    * the best response is ``a*_i = argmax_v R_i(v)``;
+    * its weight is the mean gain over the values the policy would otherwise take,
+      ``w_i = sum_{v != a*} p_i(v) (R_i(a*) - R_i(v)) / sum_{v != a*} p_i(v)`` (for a Bernoulli
+      decision simply ``|R_i(1) - R_i(0)|``);
+    * the loss is ``-sum_i w_i log p_i(a*_i) / sum_i w_i`` with ``w`` held constant: a weighted
+      mean cross-entropy, on the scale of an ordinary cross-entropy loss whatever the metric,
+      so one learning rate fits every task (``normalize=False`` keeps the raw sum).
+
+    What it optimizes. It is not an unbiased gradient of ``E[R]`` (:class:`LocalExpectation`
+    is): the gradient of ``E[R]`` with respect to a logit carries the policy's own
+    probability (``p (1 - p) (R_1 - R_0)`` for a Bernoulli logit), so a confidently wrong
+    decision receives almost no signal. Here the log removes that factor, as cross-entropy's
+    does, and every element is pushed toward its best response with a strength set by the
+    metric. A fixed point has every element either at its best response with probability one
+    or at zero weight (indifferent). For the count metrics, correcting one decision never lowers
+    the score, so ``a*`` is the label and the method is a cross-entropy whose per-element
+    weights are the metric's marginal gains; at its population optimum a Bernoulli decision is
+    positive where ``P(y=1|x) > w_0 / (w_0 + w_1)``. For F1 that ratio is ``F1 / 2`` and for
+    IoU (Jaccard) ``J / (1 + J)`` -- the Bayes-optimal thresholds of those metrics (Lipton et
+    al. 2014; Nan et al. 2012) -- so decisions at logit 0 need no tuned threshold. For accuracy
+    all gains are equal and it is plain cross-entropy.
+
+    Only for :class:`rlmetric.rewards.CountReward` rewards; the baseline is ignored. Cost: that
+    of :class:`LocalExpectation`, ``O(K * N * V)`` (``O(N * V)`` with ``context="mode"``).
+
+    Args:
+        context: ``"samples"`` (the ``K`` policy samples, default) or ``"mode"``.
+        normalize: divide by the sum of the weights over the (global) batch.
+
+    References:
+        Titsias & Lazaro-Gredilla (2015), Local expectation gradients for black box variational
+        inference (the per-element rewards). Lipton, Elkan & Naryanaswamy (2014), Optimal
+        thresholding of classifiers to maximize F1 measure.
+    """
+
+    name = "best_response"
+    CONTEXTS = ("samples", "mode")
+
+    def __init__(self, context: str = "samples", normalize: bool = True) -> None:
+        if context not in self.CONTEXTS:
+            raise ValueError(
+                f"context must be one of {self.CONTEXTS}; received context={context!r}."
+            )
+        if not isinstance(normalize, bool):
+            raise TypeError(f"normalize must be a bool; received normalize={normalize!r}.")
+        self.context = context
+        self.normalize = normalize
+
+    def check(self, *, policy, reward, baseline, num_samples):
+        _require_count_reward(self.name, reward)
+
+    def __call__(
+        self, logits, y_true, *, policy, reward, baseline, baseline_state, num_samples, seed=None
+    ):
+        fixed_logits = tf.stop_gradient(logits)
+        if self.context == "mode":
+            actions = policy.greedy(fixed_logits)[None]  # [1, B, ...]
+        else:
+            actions = policy.sample(fixed_logits, num_samples, seed=seed)  # [K, B, ...]
+        local = tf.reduce_mean(reward.local_rewards(y_true, actions), axis=0)  # [N, V]
+        local = tf.stop_gradient(local)
+        best = tf.argmax(local, axis=-1, output_type=tf.int32)  # [N]
+        gains = tf.gather(local, best, axis=1, batch_dims=1)[:, None] - local  # [N, V] >= 0
+        probs = tf.reshape(policy.value_probs(fixed_logits), tf.shape(local))  # [N, V]
+        others = probs * (1.0 - tf.one_hot(best, tf.shape(local)[-1], dtype=probs.dtype))
+        weights = tf.math.divide_no_nan(
+            tf.reduce_sum(others * tf.cast(gains, probs.dtype), axis=-1),
+            tf.reduce_sum(others, axis=-1),
+        )  # [N]
+        action_shape = tf.shape(actions)[1:]
+        crossentropy = tf.reshape(policy.crossentropy(logits, tf.reshape(best, action_shape)), [-1])
+        loss = tf.reduce_sum(tf.cast(weights, crossentropy.dtype) * crossentropy)
+        if self.normalize:
+            # the global batch's total, so that replicas' gradients add up to one weighted mean
+            total = rewards_lib._sum_over_replicas(tf.reduce_sum(weights))
+            loss = tf.math.divide_no_nan(loss, tf.cast(total, loss.dtype))
+        rewards = reward(y_true, actions)  # [K] (or [1]: the mode's reward)
+        advantages = rewards - tf.reduce_mean(rewards)
+        return EstimatorOutput(loss, rewards, advantages, baseline_state, actions)
+
+    def get_config(self) -> dict:
+        return {"context": self.context, "normalize": self.normalize}
+
+    def __repr__(self) -> str:
+        return f"LocalBestResponse(context={self.context!r}, normalize={self.normalize})"
+
+
 ALIASES = {
     "reinforce": Reinforce,
     "score_function": Reinforce,
     "local": LocalExpectation,
     "local_expectation": LocalExpectation,
     "disarm": DisARM,
+    "best_response": LocalBestResponse,
+    "local_best_response": LocalBestResponse,
 }
+
+
+def default_estimator(reward: Any, policy: Any) -> Estimator:
+    """What ``estimator="auto"`` (the trainer's default) resolves to for a reward and policy.
+
+    :class:`LocalBestResponse` for rewards computed from confusion counts, whose per-element
+    effects it can tabulate (all but row-wise averages of categorical decisions); REINFORCE
+    (with the trainer's baseline) for any other reward. ``benchmarks/RESULTS.md`` has the
+    measurements behind the choice.
+    """
+    categorical_rows = isinstance(policy, policies_lib.Categorical) and getattr(
+        reward, "groups_are_rows", False
+    )
+    if isinstance(reward, rewards_lib.CountReward) and not categorical_rows:
+        return LocalBestResponse()
+    return Reinforce()
 
 
 def get(identifier: Any) -> Estimator:

@@ -1,8 +1,10 @@
 """The REINFORCE estimator against the exact gradient of E[reward], computed by enumeration."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from sklearn.metrics import accuracy_score, f1_score, jaccard_score, matthews_corrcoef
 
 from rlmetric import baselines, diagnostics, estimators, policies, rewards
 
@@ -215,3 +217,173 @@ def test_get_aliases_and_errors():
     assert isinstance(estimators.get("disarm"), estimators.DisARM)
     with pytest.raises(ValueError, match=r"Unknown estimator 'rebar'.*'reinforce'"):
         estimators.get("rebar")
+
+
+# --- the local best response -----------------------------------------------------------------
+
+
+def best_response_output(logits, y, reward, policy, context="mode", normalize=True, seed=(3, 4)):
+    logits = tf.convert_to_tensor(logits)
+    with tf.GradientTape() as tape:
+        tape.watch(logits)
+        out = estimators.LocalBestResponse(context, normalize)(
+            logits,
+            y,
+            policy=policy,
+            reward=reward,
+            baseline=baselines.NoBaseline(),
+            baseline_state=tf.zeros([0]),
+            num_samples=4,
+            seed=list(seed),
+        )
+    return out, tape.gradient(out.loss, logits).numpy()
+
+
+def test_best_response_matches_a_hand_computed_f1_case():
+    # mode [1, 0, 1, 0] against labels [1, 1, 0, 0]: tp 1, fp 1, fn 1, F1 = 2/4.
+    # Each element's best response is its label; its gain is F1(label) - F1(other value):
+    # element 0 (tp -> fn): 1/2 - 0; element 1 (fn -> tp): 4/5 - 1/2;
+    # element 2 (fp -> tn): 2/3 - 1/2; element 3 (tn, vs fp): 1/2 - 2/5.
+    logits = np.array([2.0, -1.0, 0.5, -3.0], np.float32)
+    labels = tf.constant([1, 1, 0, 0])
+    out, gradient = best_response_output(logits, labels, rewards.F1(), policies.Bernoulli())
+    weights = np.array([0.5, 0.3, 1 / 6, 0.1])
+    probability = 1 / (1 + np.exp(-logits))
+    crossentropy = -np.log(np.where(labels.numpy() == 1, probability, 1 - probability))
+    np.testing.assert_allclose(out.loss, (weights * crossentropy).sum() / weights.sum(), rtol=1e-5)
+    # d/dl of a weighted BCE: w (p - y) / sum w
+    expected = weights * (probability - labels.numpy()) / weights.sum()
+    np.testing.assert_allclose(gradient, expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(out.rewards, [0.5])
+
+
+def reference_best_response(logits, labels, decisions, metric, num_values):
+    """The loss by brute force: every element set to every value, scored with scikit-learn."""
+    logits, labels = np.asarray(logits, np.float64), np.asarray(labels).ravel()
+    decisions = np.asarray(decisions).reshape(len(decisions), -1)  # [K, N]
+    if num_values == 2:
+        p1 = 1 / (1 + np.exp(-logits.ravel()))
+        probs = np.stack([1 - p1, p1], -1)
+    else:
+        z = logits.reshape(-1, num_values)
+        probs = np.exp(z - z.max(-1, keepdims=True))
+        probs /= probs.sum(-1, keepdims=True)
+    local = np.zeros((len(labels), num_values))
+    for k in range(len(decisions)):
+        for i in range(len(labels)):
+            for v in range(num_values):
+                changed = decisions[k].copy()
+                changed[i] = v
+                local[i, v] += metric(labels, changed) / len(decisions)
+    best = local.argmax(-1)
+    gains = local[np.arange(len(labels)), best][:, None] - local
+    others = probs.copy()
+    others[np.arange(len(labels)), best] = 0
+    weights = (others * gains).sum(-1) / np.maximum(others.sum(-1), 1e-300)
+    crossentropy = -np.log(probs[np.arange(len(labels)), best])
+    total = weights.sum()
+    return ((weights * crossentropy).sum() / total if total > 0 else 0.0), best
+
+
+BEST_RESPONSE_CASES = {
+    "bernoulli-f1": (
+        policies.Bernoulli(),
+        (12,),
+        rewards.F1(),
+        lambda t, p: f1_score(t, p, zero_division=0.0),
+        2,
+    ),
+    "bernoulli-mcc": (
+        policies.Bernoulli(),
+        (12,),
+        rewards.MatthewsCorrCoef(),
+        lambda t, p: matthews_corrcoef(t, p),
+        2,
+    ),
+    "categorical-miou": (
+        policies.Categorical(),
+        (10, 3),
+        rewards.IoU(average="macro", num_classes=3),
+        lambda t, p: jaccard_score(t, p, average="macro", zero_division=0.0),
+        3,
+    ),
+    "categorical-accuracy": (
+        policies.Categorical(),
+        (10, 3),
+        rewards.Accuracy(num_classes=3),
+        accuracy_score,
+        3,
+    ),
+}
+
+
+@pytest.mark.parametrize("context", ["mode", "samples"])
+@pytest.mark.parametrize("case", sorted(BEST_RESPONSE_CASES))
+def test_best_response_matches_brute_force_with_scikit_learn(case, context):
+    policy, shape, reward, metric, num_values = BEST_RESPONSE_CASES[case]
+    case_rng = np.random.default_rng(len(case))
+    for trial in range(3):
+        logits = case_rng.normal(scale=1.5, size=shape).astype(np.float32)
+        labels = case_rng.integers(0, num_values, size=shape[:1]).astype(np.int32)
+        if trial == 2:  # an edge case: no positive label / a single class present
+            labels[:] = 0
+        out, _ = best_response_output(logits, labels, reward, policy, context, seed=(trial, 1))
+        expected, best = reference_best_response(
+            logits, labels, out.actions.numpy(), metric, num_values
+        )
+        assert (len(out.actions) == 1) == (context == "mode")
+        np.testing.assert_allclose(out.loss, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_best_response_of_count_metrics_is_the_label_and_unnormalized_is_the_raw_sum():
+    logits = tf.constant(rng.normal(size=(40,)).astype(np.float32))
+    labels = tf.constant((rng.random(40) < 0.3).astype(np.int32))
+    normalized, gradient = best_response_output(logits, labels, rewards.IoU(), policies.Bernoulli())
+    raw, raw_gradient = best_response_output(
+        logits, labels, rewards.IoU(), policies.Bernoulli(), normalize=False
+    )
+    # the gradient of a weighted BCE pushes every logit toward its label
+    assert np.all(np.sign(-gradient) == np.where(labels.numpy() == 1, 1, -1))
+    ratio = float(raw.loss) / float(normalized.loss)
+    np.testing.assert_allclose(raw_gradient, gradient * ratio, rtol=1e-4, atol=1e-8)
+
+
+def test_best_response_vanishes_where_the_policy_is_certain_of_the_best_value():
+    labels = tf.constant([1, 0, 1, 0, 0])
+    certain = tf.constant([30.0, -30.0, 30.0, -30.0, -30.0])
+    _, gradient = best_response_output(certain, labels, rewards.F1(), policies.Bernoulli())
+    np.testing.assert_allclose(gradient, 0.0, atol=1e-10)
+    # confidently wrong: p(label) ~ 1e-13, yet each positive's update is of order 1 (no
+    # vanishing factor). The negatives get none: with tp = 0 the F1 is 0 whatever they are.
+    _, gradient = best_response_output(-certain, labels, rewards.F1(), policies.Bernoulli())
+    np.testing.assert_allclose(gradient, [-0.5, 0.0, -0.5, 0.0, 0.0], atol=1e-6)
+
+
+def test_best_response_refuses_rewards_without_counts_and_bad_options():
+    with pytest.raises(ValueError, match=r"estimator='best_response' needs a reward computed"):
+        estimators.LocalBestResponse().check(
+            policy=policies.Bernoulli(),
+            reward=rewards.CallableReward(lambda y, a: a, name="custom"),
+            baseline=baselines.NoBaseline(),
+            num_samples=4,
+        )
+    with pytest.raises(ValueError, match=r"context must be one of \('samples', 'mode'\); "):
+        estimators.LocalBestResponse(context="greedy")
+    with pytest.raises(TypeError, match=r"normalize must be a bool; received normalize='yes'"):
+        estimators.LocalBestResponse(normalize="yes")
+
+
+def test_best_response_config_round_trips_and_auto_picks_it_for_count_rewards():
+    config = keras.saving.serialize_keras_object(estimators.LocalBestResponse("mode"))
+    estimator = estimators.get(config)
+    assert isinstance(estimator, estimators.LocalBestResponse)
+    assert estimator.get_config() == {"context": "mode", "normalize": True}
+    assert isinstance(estimators.get("best_response"), estimators.LocalBestResponse)
+    pick = estimators.default_estimator
+    assert isinstance(pick(rewards.F1(), policies.Bernoulli()), estimators.LocalBestResponse)
+    miou = rewards.IoU(average="macro", num_classes=4)
+    assert isinstance(pick(miou, policies.Categorical()), estimators.LocalBestResponse)
+    custom = rewards.CallableReward(lambda y, a: a, name="custom")
+    assert isinstance(pick(custom, policies.Bernoulli()), estimators.Reinforce)
+    rows = rewards.F1(average="samples", num_classes=3)
+    assert isinstance(pick(rows, policies.Categorical()), estimators.Reinforce)
