@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-QUICK_SEEDS, FULL_SEEDS = 1, 3
+QUICK_SEEDS, FULL_SEEDS = 1, 5
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -33,6 +33,8 @@ def _bench(args: argparse.Namespace) -> int:
             quick=args.quick,
             out=args.out,
             epochs=args.epochs,
+            learning_rates=[float(r) for r in split(args.learning_rates) or []] or None,
+            tune_seeds=args.tune_seeds,
         )
     except ValueError as error:
         print(f"rlmetric bench: {error}", file=sys.stderr)
@@ -63,9 +65,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--full", action="store_true", help=f"the full suite, {FULL_SEEDS} seeds (the default)"
     )
     bench.add_argument("--tasks", help="comma-separated task names (default: all)")
-    bench.add_argument("--methods", help="comma-separated method names (default: all)")
+    bench.add_argument(
+        "--methods", help="comma-separated method names (default: the quick or full set)"
+    )
     bench.add_argument("--seeds", type=int, help="number of seeds, 0 .. N-1")
     bench.add_argument("--epochs", type=int, help="override every task's epoch count")
+    bench.add_argument(
+        "--learning-rates",
+        help="comma-separated Adam learning rates searched by every method "
+        "(default: 1e-3,3e-3,1e-2; --quick: 3e-3)",
+    )
+    bench.add_argument(
+        "--tune-seeds",
+        type=int,
+        help="seeds on which the learning rate is chosen by validation metric (default: 2)",
+    )
     bench.add_argument("--out", default="bench_results", help="output folder")
     bench.add_argument("--list", action="store_true", help="list tasks and methods, then exit")
     args = parser.parse_args(argv)

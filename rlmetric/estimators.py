@@ -254,9 +254,10 @@ class LocalBestResponse(Estimator):
 
     For every element ``i`` (a label, an example, a pixel) and every value ``v`` it may take,
     :meth:`rlmetric.rewards.CountReward.local_rewards` gives the reward of the batch with ``a_i``
-    set to ``v`` and the other decisions held at a context: the ``K`` sampled sets
-    (``context="samples"``, averaged over them) or the policy's mode (``context="mode"``, one
-    deterministic set). With ``R_i(v)`` that reward,
+    set to ``v`` and the other decisions held at a context: the policy's mode
+    (``context="mode"``, the default: one deterministic set, the decisions that are scored at
+    prediction time) or the ``K`` sampled sets (``context="samples"``, averaged over them).
+    With ``R_i(v)`` that reward,
 
     * the best response is ``a*_i = argmax_v R_i(v)``;
     * its weight is the mean gain over the values the policy would otherwise take,
@@ -281,10 +282,12 @@ class LocalBestResponse(Estimator):
     all gains are equal and it is plain cross-entropy.
 
     Only for :class:`rlmetric.rewards.CountReward` rewards; the baseline is ignored. Cost: that
-    of :class:`LocalExpectation`, ``O(K * N * V)`` (``O(N * V)`` with ``context="mode"``).
+    of :class:`LocalExpectation`, ``O(N * V)`` with ``context="mode"`` (``O(K * N * V)`` with
+    ``"samples"``). With the mode as context nothing is sampled: ``num_samples`` is unused and
+    the logged ``reward`` is that of the mode.
 
     Args:
-        context: ``"samples"`` (the ``K`` policy samples, default) or ``"mode"``.
+        context: ``"mode"`` (default) or ``"samples"`` (the ``K`` policy samples).
         normalize: divide by the sum of the weights over the (global) batch.
 
     References:
@@ -294,9 +297,9 @@ class LocalBestResponse(Estimator):
     """
 
     name = "best_response"
-    CONTEXTS = ("samples", "mode")
+    CONTEXTS = ("mode", "samples")
 
-    def __init__(self, context: str = "samples", normalize: bool = True) -> None:
+    def __init__(self, context: str = "mode", normalize: bool = True) -> None:
         if context not in self.CONTEXTS:
             raise ValueError(
                 f"context must be one of {self.CONTEXTS}; received context={context!r}."

@@ -126,7 +126,10 @@ class PolicyGradientTrainer(keras.Model):
         baseline: ``"leave_one_out"`` (default), ``"none"``, ``"moving_average"``,
             ``"greedy"``, ``"group_norm"`` or a :mod:`rlmetric.baselines` object.
         num_samples: ``K``, decision sets drawn per batch (``>= 2`` for leave-one-out).
-        estimator: ``"reinforce"`` or a :mod:`rlmetric.estimators` object.
+        estimator: ``"auto"`` (default: ``"best_response"`` for rewards computed from confusion
+            counts, else ``"reinforce"``; see :func:`rlmetric.estimators.default_estimator`),
+            ``"best_response"``, ``"reinforce"``, ``"local"``, ``"disarm"`` or a
+            :mod:`rlmetric.estimators` object.
         entropy_weight: weight of the mean per-element policy entropy bonus.
         crossentropy_weight: weight of the supervised cross-entropy mixed into the loss (a
             warm start or a hybrid objective); 0 trains on the reward alone.
@@ -140,7 +143,7 @@ class PolicyGradientTrainer(keras.Model):
         policy: Any = "bernoulli",
         baseline: Any = "leave_one_out",
         num_samples: int = 8,
-        estimator: Any = "reinforce",
+        estimator: Any = "auto",
         entropy_weight: float = 0.0,
         crossentropy_weight: float = 0.0,
         seed: int | None = None,
@@ -165,6 +168,8 @@ class PolicyGradientTrainer(keras.Model):
         self.policy = policies_lib.get(policy)
         self.reward = None if reward is None else rewards_lib.get(reward)
         self.baseline = baselines_lib.get(baseline)
+        if isinstance(estimator, str) and estimator == "auto":
+            estimator = estimators_lib.default_estimator(self.reward, self.policy)
         self.estimator = estimators_lib.get(estimator)
         self.num_samples = int(num_samples)
         self.entropy_weight = float(entropy_weight)

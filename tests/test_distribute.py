@@ -152,6 +152,13 @@ EQUIVALENCE_SCRIPT = TWO_LOGICAL_CPUS + textwrap.dedent(
             3, np.digitize(x[:, 1], [-0.5, 0.5]).astype("int32"), "miou", "categorical", "local"
         ),
         "bernoulli_f1_disarm": (1, (x[:, 0] > 0.3).astype("int32"), "f1", "bernoulli", "disarm"),
+        "categorical_miou_best_response": (
+            3,
+            np.digitize(x[:, 1], [-0.5, 0.5]).astype("int32"),
+            "miou",
+            "categorical",
+            "best_response",
+        ),
     }
     devices = [d.name for d in tf.config.list_logical_devices("CPU")]
 

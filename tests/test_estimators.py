@@ -367,7 +367,7 @@ def test_best_response_refuses_rewards_without_counts_and_bad_options():
             baseline=baselines.NoBaseline(),
             num_samples=4,
         )
-    with pytest.raises(ValueError, match=r"context must be one of \('samples', 'mode'\); "):
+    with pytest.raises(ValueError, match=r"context must be one of \('mode', 'samples'\); "):
         estimators.LocalBestResponse(context="greedy")
     with pytest.raises(TypeError, match=r"normalize must be a bool; received normalize='yes'"):
         estimators.LocalBestResponse(normalize="yes")

@@ -367,6 +367,8 @@ XLA_CASES = [
     ("reinforce", "group_norm", "categorical", "accuracy"),
     ("local", "none", "categorical", "macro_f1"),
     ("disarm", "none", "bernoulli", "iou"),
+    ("best_response", "none", "categorical", "miou"),
+    ("best_response", "leave_one_out", "bernoulli", "f1"),
 ]
 
 

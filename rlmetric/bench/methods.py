@@ -139,9 +139,9 @@ def _crossentropy(task: Task):
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-def _fit(trainable, x, y, task, epochs, callback, epochs_done=0, **compile_args):
-    """Compiles ``trainable`` with Adam at the task's rate and fits ``epochs`` more epochs."""
-    trainable.compile(optimizer=keras.optimizers.Adam(task.learning_rate), **compile_args)
+def _fit(trainable, x, y, task, epochs, callback, learning_rate, epochs_done=0, **compile_args):
+    """Compiles ``trainable`` with Adam at ``learning_rate`` and fits ``epochs`` more epochs."""
+    trainable.compile(optimizer=keras.optimizers.Adam(learning_rate), **compile_args)
     trainable.fit(
         x,
         y,
@@ -153,9 +153,9 @@ def _fit(trainable, x, y, task, epochs, callback, epochs_done=0, **compile_args)
     )
 
 
-def _fit_loss(model, loss, task, data, epochs, callback, train_model=None):
+def _fit_loss(model, loss, task, data, epochs, callback, learning_rate, train_model=None):
     (x_train, y_train), _, _ = data
-    _fit(train_model or model, x_train, y_train, task, epochs, callback, loss=loss)
+    _fit(train_model or model, x_train, y_train, task, epochs, callback, learning_rate, loss=loss)
 
 
 def _reward(task: Task):
@@ -176,22 +176,21 @@ def exact_level_reward(y_steps: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(tf.cast(tf.equal(level, true_level), tf.float32), axis=-1)
 
 
-def _fit_policy_gradient(model, task, data, epochs, callback, estimator, seed, epochs_done=0):
+def _fit_policy_gradient(
+    model, task, data, epochs, callback, estimator, seed, learning_rate, epochs_done=0
+):
     (x_train, y_train), _, _ = data
     policy = "categorical" if task.kind in ("multiclass-seg", "steps") else "bernoulli"
     reward = _reward(task)
     if task.kind == "steps" and model.output.shape[-1] == len(STEP_THRESHOLDS):
         policy, reward = "bernoulli", exact_level_reward
         y_train = (y_train[:, None] > np.arange(len(STEP_THRESHOLDS))).astype("int32")
+    # estimator None: the trainer's default, what a user who sets nothing gets
+    options = {} if estimator is None else {"estimator": estimator}
     trainer = PolicyGradientTrainer(
-        model,
-        reward=reward,
-        policy=policy,
-        estimator=estimator,
-        num_samples=NUM_SAMPLES,
-        seed=seed,
+        model, reward=reward, policy=policy, num_samples=NUM_SAMPLES, seed=seed, **options
     )
-    _fit(trainer, x_train, y_train, task, epochs, callback, epochs_done)
+    _fit(trainer, x_train, y_train, task, epochs, callback, learning_rate, epochs_done)
 
 
 def _callback(task, model, data, decide):
@@ -200,10 +199,11 @@ def _callback(task, model, data, decide):
 
 
 def _surrogate(make_loss: Callable[[Task, np.ndarray], keras.losses.Loss]):
-    def train(task, data, seed, epochs):
+    def train(task, data, seed, epochs, learning_rate):
         model = _build(task, data[0][0], data[0][1], seed)
         callback = _callback(task, model, data, _default_decide(task))
-        _fit_loss(model, make_loss(task, data[0][1]), task, data, epochs, callback)
+        loss = make_loss(task, data[0][1])
+        _fit_loss(model, loss, task, data, epochs, callback, learning_rate)
         return callback.result()
 
     return train
@@ -212,9 +212,9 @@ def _surrogate(make_loss: Callable[[Task, np.ndarray], keras.losses.Loss]):
 _train_crossentropy = _surrogate(lambda t, y: _crossentropy(t))
 
 
-def _tuned(task, data, seed, epochs, trained: FitResult | None = None):
+def _tuned(task, data, seed, epochs, learning_rate, trained: FitResult | None = None):
     """Cross-entropy, then the validation-optimal threshold (reuses a ``bce`` run's model)."""
-    result = trained or _train_crossentropy(task, data, seed, epochs)
+    result = trained or _train_crossentropy(task, data, seed, epochs, learning_rate)
     _, (x_val, y_val), _ = data
     outputs = predict(result.model, x_val)
     y_val = y_val.reshape(outputs.shape)
@@ -224,24 +224,26 @@ def _tuned(task, data, seed, epochs, trained: FitResult | None = None):
     return dataclasses.replace(result, decide=_threshold_decide(threshold))
 
 
-def _policy_gradient(estimator: str, head: str = "classes", warm: bool = False):
-    def train(task, data, seed, epochs):
+def _policy_gradient(estimator, head: str = "classes", warm: bool = False):
+    def train(task, data, seed, epochs, learning_rate):
         model = _build(task, data[0][0], data[0][1], seed, head)
         decide = _count_decide if head == "steps" else _default_decide(task)
         callback = _callback(task, model, data, decide)
         done = 0
         if warm:  # cross-entropy for the first half, then the reward (SCST-style warm start)
             done = epochs // 2
-            _fit_loss(model, _crossentropy(task), task, data, done, callback)
+            _fit_loss(model, _crossentropy(task), task, data, done, callback, learning_rate)
             callback.epoch_seconds.clear()  # time the policy-gradient epochs
-        _fit_policy_gradient(model, task, data, epochs - done, callback, estimator, seed, done)
+        _fit_policy_gradient(
+            model, task, data, epochs - done, callback, estimator, seed, learning_rate, done
+        )
         return callback.result()
 
     return train
 
 
 def _step_layer(cls, **kwargs):
-    def train(task, data, seed, epochs):
+    def train(task, data, seed, epochs, learning_rate):
         model = _build(task, data[0][0], data[0][1], seed, head="score")
         step = cls(list(STEP_THRESHOLDS), **kwargs)
         train_model = keras.Sequential([model, step])
@@ -255,6 +257,7 @@ def _step_layer(cls, **kwargs):
             ((x_train, levels), data[1], data[2]),
             epochs,
             callback,
+            learning_rate,
             train_model=train_model,
         )
         return callback.result()
@@ -273,7 +276,8 @@ def _pos_weight(task: Task, y_train: np.ndarray):
 
 @dataclass(frozen=True)
 class Method:
-    """A competitor: ``train(task, data, seed, epochs) -> FitResult`` on the kinds it fits.
+    """A competitor: ``train(task, data, seed, epochs, learning_rate) -> FitResult`` on the
+    kinds it fits (Adam at ``learning_rate``).
 
     ``shares_training_with`` names a method whose trained model this one can reuse (``bce`` for
     ``bce-tuned``), so a suite trains it once.
@@ -376,12 +380,19 @@ METHODS: dict[str, Method] = {
             _policy_gradient("local"),
         ),
         Method(
+            "pg-best-response",
+            "PolicyGradientTrainer with its defaults (estimator='auto': the local best "
+            "response for count rewards), K=8",
+            ALL_KINDS,
+            _policy_gradient(None),
+        ),
+        Method(
             "pg-disarm",
             "PolicyGradientTrainer: DisARM, K=8 pairs (steps: a Bernoulli per step)",
             SIGMOID_KINDS + ("steps",),
-            lambda task, data, seed, epochs: _policy_gradient(
+            lambda task, data, seed, epochs, learning_rate: _policy_gradient(
                 "disarm", head="steps" if task.kind == "steps" else "classes"
-            )(task, data, seed, epochs),
+            )(task, data, seed, epochs, learning_rate),
         ),
         Method(
             "pg-warm",
