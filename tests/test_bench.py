@@ -62,14 +62,19 @@ def test_run_suite_writes_rows_table_and_plots(tmp_path, capsys):
         assert 0.0 <= row["test"] <= 1.0 and row["train_seconds"] > 0
     tuned = next(r for r in rows if r["method"] == "bce-tuned")
     bce = next(r for r in rows if r["method"] == "bce" and r["task"] == "cancer-f1")
-    assert tuned["best_validation"] == bce["best_validation"]  # one training, reused
+    assert tuned["train_seconds"] == bce["train_seconds"]  # one training, reused
+    assert all(r["learning_rate"] == 3e-3 and r["chosen"] == 1 for r in rows)  # quick: one rate
     with open(tmp_path / "results.csv") as f:
         written = list(csv.DictReader(f))
     assert len(written) == len(rows) and float(written[0]["test"]) == pytest.approx(rows[0]["test"])
     assert (tmp_path / "learning_curves.png").stat().st_size > 10_000
     assert (tmp_path / "test_metric.png").stat().st_size > 10_000
     out = capsys.readouterr().out
-    assert "| cancer-f1 | F1 | pg-local |" in out and "[  6/6]" in out
+    assert "| cancer-f1 | F1 | pg-local | " in out and "[  6/6]" in out
+    assert "test (1 seed)" in out and "+- 0.0000" not in out
+    # the verdict comes last, and says that one seed gives no interval
+    verdicts = out[out.index("Verdict: the best policy-gradient method") :]
+    assert "| cancer-f1 | " in verdicts and "(1 seed: no interval) | 1 seed |" in verdicts
 
 
 def test_cli_lists_and_rejects_unknown_names(capsys):
@@ -87,3 +92,47 @@ def test_run_suite_validates_arguments(tmp_path):
         run_suite(methods=["sgd"], out=tmp_path)
     with pytest.raises(ValueError, match="seeds"):
         run_suite(tasks=["cancer-f1"], seeds=0, out=tmp_path)
+
+
+def test_learning_rate_search_picks_by_validation_and_reads_test_at_the_chosen_rate(tmp_path):
+    rows = run_suite(
+        tasks=["cancer-f1"],
+        methods=["bce"],
+        seeds=3,
+        quick=True,
+        epochs=2,
+        learning_rates=[1e-4, 3e-2],
+        tune_seeds=2,
+        out=tmp_path,
+        log=lambda line: None,
+    )
+    searched = [r for r in rows if r["seed"] < 2]
+    assert sorted((r["seed"], r["learning_rate"]) for r in searched) == [
+        (0, 1e-4),
+        (0, 3e-2),
+        (1, 1e-4),
+        (1, 3e-2),
+    ]
+    mean_validation = {
+        rate: np.mean([r["best_validation"] for r in searched if r["learning_rate"] == rate])
+        for rate in (1e-4, 3e-2)
+    }
+    chosen_rate = max(mean_validation, key=mean_validation.get)
+    chosen = [r for r in rows if r["chosen"]]
+    assert [r["seed"] for r in chosen] == [0, 1, 2]
+    assert {r["learning_rate"] for r in chosen} == {chosen_rate}
+    assert [r["seed"] for r in rows if r["seed"] == 2] == [2]  # later seeds: the chosen rate only
+
+
+def test_paired_difference_interval_and_verdicts():
+    from rlmetric.bench.suite import paired_difference
+
+    win = paired_difference([0.80, 0.82, 0.81, 0.83, 0.80], [0.70, 0.71, 0.72, 0.70, 0.71])
+    assert win["verdict"] == "win" and win["low"] > 0
+    differences = np.array([0.10, 0.11, 0.09, 0.13, 0.09])
+    half = 2.7764451 * differences.std(ddof=1) / np.sqrt(5)  # t(0.975, 4 degrees of freedom)
+    assert win["mean"] == pytest.approx(differences.mean())
+    assert win["high"] - win["mean"] == pytest.approx(half, rel=1e-6)
+    assert paired_difference([0.7, 0.8, 0.6], [0.71, 0.75, 0.66])["verdict"] == "tie"
+    assert paired_difference([0.5, 0.52], [0.6, 0.61])["verdict"] == "loss"
+    assert paired_difference([0.5], [0.4])["verdict"] == "1 seed"

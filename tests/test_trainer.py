@@ -9,7 +9,14 @@ import tensorflow as tf
 from sklearn.metrics import f1_score, jaccard_score
 
 import rlmetric
-from rlmetric import PolicyGradientTrainer, baselines, diagnostics, policies, rewards
+from rlmetric import (
+    PolicyGradientTrainer,
+    baselines,
+    diagnostics,
+    estimators,
+    policies,
+    rewards,
+)
 
 
 def mlp(inputs=30, outputs=1, bias=0.0):
@@ -98,7 +105,9 @@ def test_estimate_gradient_is_unbiased_through_the_model():
     x = rng.normal(size=(6, 3)).astype("float32")
     y = np.array([1, 0, 1, 1, 0, 0], "int32")
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
-    trainer = PolicyGradientTrainer(model, reward="f1", num_samples=4, seed=3)
+    trainer = PolicyGradientTrainer(
+        model, reward="f1", estimator="reinforce", num_samples=4, seed=3
+    )
     with tf.GradientTape() as tape:
         logits = model(x)
         value = diagnostics.expected_reward(policies.Bernoulli(), rewards.F1(), logits, y[:, None])
@@ -247,8 +256,10 @@ def test_non_binary_labels_are_named(cancer):
 
 def test_too_few_samples_for_leave_one_out():
     with pytest.raises(ValueError, match=r"needs num_samples >= 2; received num_samples=1"):
-        PolicyGradientTrainer(mlp(), baseline="leave_one_out", num_samples=1)
-    PolicyGradientTrainer(mlp(), baseline="greedy", num_samples=1)  # fine without LOO
+        PolicyGradientTrainer(mlp(), estimator="reinforce", baseline="leave_one_out", num_samples=1)
+    PolicyGradientTrainer(mlp(), estimator="reinforce", baseline="greedy", num_samples=1)
+    # the default estimator for F1 (the best response to the mode) samples nothing
+    PolicyGradientTrainer(mlp(), num_samples=1)
 
 
 def test_logits_that_do_not_fit_the_policy():
@@ -377,7 +388,9 @@ def test_training_step_t_draws_from_seed_and_iteration():
     x = rng.normal(size=(32, 4)).astype("float32")
     y = (x[:, 0] > 0).astype("int32")
     keras.utils.set_random_seed(0)
-    trainer = PolicyGradientTrainer(mlp(inputs=4), reward="f1", num_samples=4, seed=11)
+    trainer = PolicyGradientTrainer(
+        mlp(inputs=4), reward="f1", estimator="reinforce", num_samples=4, seed=11
+    )
     trainer.compile(optimizer=keras.optimizers.SGD(0.0))  # the logits stay as they are
     logits = trainer.model(x)
     labels = tf.constant(y[:, None])
@@ -420,3 +433,34 @@ def test_every_estimator_and_baseline_trains_under_xla(estimator, baseline, poli
     after = trainer.evaluate(x, y, batch_size=256, return_dict=True, verbose=0)[name]
     assert all(np.all(np.isfinite(v)) for v in history.history.values())
     assert after > before + 0.1, (before, after)
+
+
+def test_defaults_pick_the_best_response_and_do_not_collapse_to_background():
+    """With reward='miou' and nothing else set, REINFORCE + leave-one-out used to predict every
+    pixel as background on small segmentation problems; the default now is the best response."""
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(32, 8, 8, 1)).astype("float32")
+    # a rare bright class and a rare dark one on a background that covers ~75% of the pixels
+    masks = np.digitize(images[..., 0], [-1.1, 1.1]).astype("int32")
+    masks = np.select([masks == 1, masks == 0], [0, 1], 2).astype("int32")
+    keras.utils.set_random_seed(0)
+    net = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(8, 1, activation="relu"),
+            keras.layers.Conv2D(3, 1),
+        ]
+    )
+    trainer = PolicyGradientTrainer(net, reward="miou", policy="categorical", seed=0)
+    assert isinstance(trainer.estimator, estimators.LocalBestResponse)
+    trainer.compile(optimizer=keras.optimizers.Adam(0.03))
+    trainer.fit(images, masks, batch_size=8, epochs=15, verbose=0)
+    predicted = keras.ops.convert_to_numpy(trainer.predict_actions(images))
+    assert set(np.unique(predicted)) == {0, 1, 2}
+    after = trainer.evaluate(images, masks, return_dict=True, verbose=0)["miou"]
+    assert after > 0.8, after
+
+
+def test_defaults_keep_reinforce_for_rewards_without_counts():
+    trainer = PolicyGradientTrainer(mlp(), reward=zero_reward)
+    assert isinstance(trainer.estimator, estimators.Reinforce)
