@@ -11,7 +11,8 @@ both alike (median ratio, quartiles in parentheses):
 
 Configurations: (a) MLP 30-64-1, batch 256, K in {1, 8, 32}, binary F1; (b) a small conv net
 (3x3 convs, 16 channels) on 64x64 masks, batch 16, K in {1, 8}, binary IoU; each with
-``jit_compile`` off and on. REINFORCE with the leave-one-out baseline (moving average at K=1).
+``jit_compile`` off and on. The trainer's default estimator (``--estimator`` names another;
+REINFORCE gets the leave-one-out baseline, the moving average at K=1).
 
 Memory (Linux): in a fresh process per configuration, the peak resident memory during 5 training
 steps (after a first step has traced the graph and built the optimizer) above the resident memory
@@ -19,7 +20,7 @@ before them, for the BCE step and the policy-gradient step at each K: it should 
 with a small slope (the model runs once per batch; only the [K, B, ...] noise, actions and
 log-probabilities are repeated). ``--large`` adds per-pixel policies on 256x256 masks (batch 8).
 
-Run: python benchmarks/step_cost.py [--quick] [--large] [--out DIR]
+Run: python benchmarks/step_cost.py [--quick] [--large] [--no-memory] [--estimator NAME] [--out DIR]
 Writes DIR/step_cost.csv and DIR/step_memory.csv.
 """
 
@@ -75,6 +76,9 @@ def data(config: str, batch: int, batches: int, size: int = 64):
     return x, y
 
 
+ESTIMATOR = "auto"  # --estimator: the trainer's default unless named
+
+
 def build(config: str, method: str, num_samples: int, jit: bool, size: int = 64):
     keras.utils.set_random_seed(0)
     model = mlp() if config == "mlp" else conv(size)
@@ -90,6 +94,7 @@ def build(config: str, method: str, num_samples: int, jit: bool, size: int = 64)
         model,
         reward="f1" if config == "mlp" else "iou",
         baseline="leave_one_out" if num_samples > 1 else "moving_average",
+        estimator=ESTIMATOR,
         num_samples=num_samples,
         seed=0,
     )
@@ -174,6 +179,8 @@ def measure_memory(config: str, method: str, num_samples: int, batch: int, size:
     command = [
         sys.executable,
         __file__,
+        "--estimator",
+        ESTIMATOR,
         "--memory-probe",
         json.dumps([config, method, num_samples, batch, size]),
     ]
@@ -195,8 +202,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer rounds and steps")
     parser.add_argument("--large", action="store_true", help="also 256x256 masks, K=8 (memory)")
     parser.add_argument("--out", default="bench_step_cost")
+    parser.add_argument(
+        "--estimator",
+        default="auto",
+        help="the policy-gradient estimator timed (default: the trainer's, 'auto')",
+    )
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory probes")
     parser.add_argument("--memory-probe", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global ESTIMATOR
+    ESTIMATOR = args.estimator
     if args.memory_probe:
         print(json.dumps(memory_probe(*json.loads(args.memory_probe))))
         return
@@ -209,7 +224,10 @@ def main() -> None:
         rows += time_config("mlp", 256, [1, 8, 32], jit, steps, rounds)
         rows += time_config("conv", 16, [1, 8], jit, max(steps // 10, 10), rounds)
     write_csv(out / "step_cost.csv", rows)
-    print("\nPolicy-gradient step / BCE step, median of", rounds, "alternating rounds (quartiles)")
+    print(
+        f"\nPolicy-gradient step (estimator={ESTIMATOR!r}) / BCE step, median of {rounds} "
+        "alternating rounds (quartiles)"
+    )
     print(
         "| model | K | jit | compute only | compute, one XLA launch per step "
         "| through fit (steps_per_execution=32) |"
@@ -235,6 +253,9 @@ def main() -> None:
                     )
                 print(f"| {label} | {k} | {'on' if jit else 'off'} | {' | '.join(cells)} |")
 
+    if args.no_memory:
+        print(f"\nwrote {out / 'step_cost.csv'}")
+        return
     memory = [measure_memory("mlp", "bce", 0, 256, 0)]
     memory += [measure_memory("mlp", "pg", k, 256, 0) for k in (1, 8, 32)]
     memory += [measure_memory("conv", "bce", 0, 16, 64)]
