@@ -1,9 +1,11 @@
 """Benchmark methods: how each competitor trains a task's model and turns outputs into decisions.
 
 Every method trains the task's body with its own head on the same split and keeps the weights
-of the epoch with the best validation metric (the same hard decisions as at test time). The
-policy-gradient methods use :class:`rlmetric.PolicyGradientTrainer` with ``K = 8`` samples; the
-surrogates are the losses of :mod:`rlmetric.surrogates` and :mod:`rlmetric.layers`.
+of the epoch with the best validation metric (the same hard decisions as at test time), with Adam
+at the learning rate the suite passes. The policy-gradient methods use
+:class:`rlmetric.PolicyGradientTrainer` with ``K = 8`` samples (``pg-best-response`` is the
+trainer with its defaults); the surrogates are the losses of :mod:`rlmetric.surrogates` and
+:mod:`rlmetric.layers`.
 """
 
 from __future__ import annotations

@@ -30,7 +30,8 @@ class Task:
         metric: the name of the test metric in tables.
         load: ``(seed, quick) -> (train, val, test)`` pairs ``(x, y)``.
         body: ``input_shape -> keras.Model`` of the features (the head is the method's).
-        batch_size, epochs, quick_epochs, learning_rate: training settings shared by methods.
+        batch_size, epochs, quick_epochs: training settings shared by methods (each method's
+            Adam learning rate is searched by :func:`rlmetric.bench.run_suite`).
         classes: number of classes of ``multiclass-seg`` (background included).
     """
 
@@ -42,7 +43,6 @@ class Task:
     batch_size: int
     epochs: int
     quick_epochs: int
-    learning_rate: float = 3e-3
     classes: int = 2
 
     def score(self, y_true: np.ndarray, decisions: np.ndarray) -> float:
