@@ -1,10 +1,6 @@
 """rlmetric: train Keras models directly on non-differentiable metrics with policy gradients."""
 
-import os as _os
-
-_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-from rlmetric import (  # noqa: E402
+from rlmetric import (
     baselines,
     diagnostics,
     envs,  # registers the gymnasium env rlmetric/Metric-v0
@@ -16,7 +12,7 @@ from rlmetric import (  # noqa: E402
     rewards,
     surrogates,
 )
-from rlmetric.trainer import NonFiniteError, PolicyGradientTrainer  # noqa: E402
+from rlmetric.trainer import NonFiniteError, PolicyGradientTrainer
 
 __version__ = "0.1.0"
 

@@ -749,6 +749,19 @@ ALIASES: dict[str, Callable[[], Reward]] = {
 def get(identifier: Any) -> Reward:
     """A reward from an alias (see ``ALIASES``), a Reward, a config dict, or a TF callable
     ``fn(y_true [B, ...], actions [K, B, ...]) -> [K]``."""
+    if isinstance(identifier, keras.metrics.Metric):
+        raise TypeError(
+            f"{type(identifier).__name__} is a Keras metric, not a reward: rewards score sampled "
+            "decision sets, reward(y_true [B, ...], actions [K, B, ...]) -> [K]. Pass a "
+            "rlmetric.rewards object or alias (e.g. 'precision'); to track a Keras metric of "
+            "the outputs, compile the wrapped model with it (trainer.model.compile(metrics=...))."
+        )
+    if callable(identifier) and getattr(identifier, "__module__", "").startswith("sklearn"):
+        raise TypeError(
+            f"{getattr(identifier, '__name__', identifier)!r} is a scikit-learn function of "
+            "NumPy arrays, which a TensorFlow step cannot call directly: wrap it with "
+            "rlmetric.rewards.from_numpy(fn), or use the built-in reward (e.g. 'f1')."
+        )
     if callable(identifier) and not isinstance(identifier, Reward | type):
         return CallableReward(identifier)
     return resolve(identifier, ALIASES, Reward, "reward")

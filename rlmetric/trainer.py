@@ -26,6 +26,9 @@ from rlmetric.metrics import RewardMetric
 __all__ = ["PolicyGradientTrainer", "NonFiniteError"]
 
 _PREFLIGHT_ROWS = 32
+#: what ``fit`` and ``evaluate`` log besides the rewards (a reward may not take these names)
+_TRAINER_LOGS = ("loss", "reward", "advantage_std", "entropy")
+_PROBABILITY_ACTIVATIONS = ("sigmoid", "softmax")
 _NONFINITE_WHAT = {1: "reward", 2: "loss", 3: "gradient"}
 
 
@@ -92,6 +95,22 @@ def _check_xla_strategy(strategy: tf.distribute.Strategy) -> None:
             "devices (a plain Keras model fails the same way). Compile with "
             "jit_compile=False (Keras' choice on CPU) or use GPU replicas."
         )
+
+
+def _output_activation(model: keras.Model) -> str | None:
+    """The name of the activation of the layer producing a single-output model's output (looking
+    into nested models), or None when it cannot be told (subclassed or unbuilt models)."""
+    try:
+        outputs = model.outputs
+    except (AttributeError, ValueError):
+        return None
+    if not outputs or len(outputs) != 1:
+        return None
+    history = getattr(outputs[0], "_keras_history", None)
+    layer = history[0] if history else None
+    if isinstance(layer, keras.Model) and layer is not model:
+        return _output_activation(layer)
+    return getattr(getattr(layer, "activation", None), "__name__", None)
 
 
 class _NonFiniteGuard(keras.callbacks.Callback):
@@ -164,6 +183,15 @@ class PolicyGradientTrainer(keras.Model):
         ):
             if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"{arg} must be a finite number >= 0; received {arg}={value!r}.")
+        activation = _output_activation(model)
+        if activation in _PROBABILITY_ACTIVATIONS:
+            raise ValueError(
+                f"The model's output layer applies {activation!r}, so it returns probabilities, "
+                "but the trainer reads its outputs as logits (a decision is positive at logit > 0, "
+                f"which every {activation} output is). Remove the activation from the last layer "
+                "(e.g. Dense(1) instead of Dense(1, activation='sigmoid')); apply it yourself "
+                "at prediction time if you need probabilities."
+            )
         self.model = model
         self.policy = policies_lib.get(policy)
         self.reward = None if reward is None else rewards_lib.get(reward)
@@ -251,6 +279,12 @@ class PolicyGradientTrainer(keras.Model):
         names = [r.name for r in rewards]
         if len(set(names)) != len(names):
             raise ValueError(f"Metric names must be unique; received {names}.")
+        clashing = sorted(set(names) & set(_TRAINER_LOGS))
+        if clashing:
+            raise ValueError(
+                f"Reward name(s) {clashing} would overwrite the trainer's own log(s) of that name "
+                f"({', '.join(_TRAINER_LOGS)}); give the reward another name (name=...)."
+            )
         self._reward_metrics.items = [RewardMetric(r, action_shape) for r in rewards]
 
     def _fit_reward_to_logits(

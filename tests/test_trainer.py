@@ -1,6 +1,7 @@
 """PolicyGradientTrainer end to end: fit/evaluate/callbacks/saving/errors on small data."""
 
 import json
+import os
 
 import keras
 import numpy as np
@@ -464,3 +465,45 @@ def test_defaults_pick_the_best_response_and_do_not_collapse_to_background():
 def test_defaults_keep_reinforce_for_rewards_without_counts():
     trainer = PolicyGradientTrainer(mlp(), reward=zero_reward)
     assert isinstance(trainer.estimator, estimators.Reinforce)
+
+
+@pytest.mark.parametrize(
+    "layers, policy, activation",
+    [
+        ([keras.layers.Dense(1, activation="sigmoid")], "bernoulli", "sigmoid"),
+        ([keras.layers.Dense(3), keras.layers.Activation("softmax")], "categorical", "softmax"),
+        ([keras.layers.Dense(4, activation="sigmoid")], "bernoulli", "sigmoid"),
+    ],
+)
+def test_a_probability_output_layer_is_refused_with_the_fix(layers, policy, activation):
+    model = keras.Sequential([keras.Input((5,)), *layers])
+    with pytest.raises(ValueError, match=rf"applies '{activation}'.*Remove the activation"):
+        PolicyGradientTrainer(model, policy=policy)
+    inputs = keras.Input((5,))  # nested in a functional model: still seen
+    with pytest.raises(ValueError, match=rf"applies '{activation}'"):
+        PolicyGradientTrainer(keras.Model(inputs, model(inputs)), policy=policy)
+
+
+def test_keras_metrics_sklearn_functions_and_clashing_names_are_refused():
+    trainer = make_trainer(reward="f1")
+    with pytest.raises(TypeError, match=r"AUC is a Keras metric, not a reward.*trainer.model"):
+        trainer.compile(optimizer="adam", metrics=[keras.metrics.AUC()])
+    with pytest.raises(TypeError, match=r"'f1_score' is a scikit-learn function.*from_numpy"):
+        PolicyGradientTrainer(mlp(), reward=f1_score)
+    for name in ("loss", "reward", "entropy", "advantage_std"):
+        with pytest.raises(ValueError, match=rf"\['{name}'\] would overwrite the trainer's own"):
+            trainer.compile(optimizer="adam", metrics=[rewards.Precision(name=name)])
+
+
+def test_import_leaves_the_environment_alone():
+    """A library must not change TensorFlow's log level for the user's whole process."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    script = "import os, rlmetric; print(os.environ.get('TF_CPP_MIN_LOG_LEVEL'))"
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "None"
