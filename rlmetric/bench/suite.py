@@ -177,6 +177,7 @@ def run_suite(
         log(
             f"[{done:3d}/{total}] {task_name:14s} {method_name:17s} seed {seed} lr {rate:g}: "
             f"val {validation:.4f} test {task.metric} {test:.4f}  train {result.seconds:6.1f} s"
+            f" ({1e3 * result.step_seconds:.2f} ms/step)"
             f"  (elapsed {time.perf_counter() - start:5.0f} s)"
         )
         return row
