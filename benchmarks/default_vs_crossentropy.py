@@ -38,7 +38,7 @@ from sklearn.model_selection import train_test_split  # noqa: E402
 
 from rlmetric import PolicyGradientTrainer  # noqa: E402
 from rlmetric.bench import make_shapes  # noqa: E402
-from rlmetric.bench.suite import paired_difference  # noqa: E402
+from rlmetric.bench.suite import format_difference, paired_difference  # noqa: E402
 
 
 def _tabular(x, y, seed, stratify=True):
@@ -218,14 +218,9 @@ def main() -> None:
         default = [r["default"] for r in mine]
         crossentropy = [r["crossentropy"] for r in mine]
         d = paired_difference(default, crossentropy)
-        interval = (
-            f"{d['mean']:+.4f}"
-            if d["seeds"] < 2
-            else f"{d['mean']:+.4f} ({d['low']:+.4f}, {d['high']:+.4f})"
-        )
         print(
             f"| {name} | {mine[0]['steps']} | {np.mean(crossentropy):.4f} | "
-            f"{np.mean(default):.4f} | {interval} | {d['verdict']} | "
+            f"{np.mean(default):.4f} | {format_difference(d)} | {d['verdict']} | "
             f"{np.mean([r['reinforce'] for r in mine]):.4f} |"
         )
     print(f"\nwrote {out / 'default_vs_crossentropy.csv'}")

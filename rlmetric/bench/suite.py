@@ -20,6 +20,7 @@ __all__ = [
     "markdown_table",
     "compare",
     "paired_difference",
+    "format_difference",
     "verdict_table",
     "DEFAULT_METHOD",
     "QUICK_METHODS",
@@ -184,7 +185,7 @@ def run_suite(
 
     for task_name, method_name in pairs:
         searched = [
-            run(task_name, method_name, seed, rate, len(rates) == 1)
+            run(task_name, method_name, seed, rate, chosen=False)  # marked once all are in
             for seed in range(tune_seeds)
             for rate in rates
         ]
@@ -233,7 +234,7 @@ def _train(method, task, data, seed, epochs, rate, rows) -> FitResult:
     if shared is not None:
         for row in rows:
             key = (row["task"], row["method"], row["seed"], row["learning_rate"])
-            if key == (task.name, shared, seed, rate) and "_result" in row:
+            if key == (task.name, shared, seed, rate):
                 return method.train(task, data, seed, epochs, rate, trained=row["_result"])
     return method.train(task, data, seed, epochs, rate)
 
@@ -310,6 +311,14 @@ def paired_difference(a: Sequence[float], b: Sequence[float]) -> dict:
     low, high = mean - half, mean + half
     verdict = "win" if low > 0 else "loss" if high < 0 else "tie"
     return {"mean": mean, "low": low, "high": high, "seeds": n, "verdict": verdict}
+
+
+def format_difference(difference: dict) -> str:
+    """A :func:`paired_difference` as ``+0.0123 (+0.0010, +0.0236)``, or with ``1 seed: no
+    interval`` in place of the interval."""
+    if difference["seeds"] < 2:
+        return f"{difference['mean']:+.4f} (1 seed: no interval)"
+    return f"{difference['mean']:+.4f} ({difference['low']:+.4f}, {difference['high']:+.4f})"
 
 
 def _by_seed(rows: list[dict], task: str, method: str) -> dict[int, float]:
@@ -391,14 +400,10 @@ def verdict_table(comparisons: list[dict]) -> str:
             "|---|---|---|---|---|",
         ]
         for c in rows:
-            interval = (
-                f"{c['mean']:+.4f} (1 seed: no interval)"
-                if c["seeds"] < 2
-                else f"{c['mean']:+.4f} ({c['low']:+.4f}, {c['high']:+.4f})"
-            )
             lines.append(
                 f"| {c['task']} | {c['reference']} {c['reference_mean']:.4f} | "
-                f"{c['method']} {c['method_mean']:.4f} | {interval} | {c['verdict']} |"
+                f"{c['method']} {c['method_mean']:.4f} | {format_difference(c)} | "
+                f"{c['verdict']} |"
             )
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
