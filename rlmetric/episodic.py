@@ -160,14 +160,14 @@ def fit_env(
 
     @tf.function(reduce_retracing=True)
     def act(observations):
-        logits = adapter.logits(model(observations, training=False))
+        logits = adapter.logits(tf.cast(model(observations, training=False), tf.float32))
         return policy.sample(logits, 1, seed=tf.cast(seeds.next(), tf.int32))[0]
 
     @tf.function(reduce_retracing=True)
     def update(observations, actions, returns):
         variables = model.trainable_variables
         with tf.GradientTape() as tape:
-            logits = adapter.logits(model(observations, training=True))
+            logits = adapter.logits(tf.cast(model(observations, training=True), tf.float32))
             log_probs = policy.log_prob(logits, actions)
             if value_model is not None:
                 values = tf.reshape(value_model(observations, training=True), [-1])
@@ -183,9 +183,12 @@ def fit_env(
                 - entropy_weight * entropy
                 + value_weight * value_loss
             )
-        gradients = tape.gradient(loss, variables + value_variables)
-        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])
-        tf.debugging.Assert(finite, ["non-finite gradient in fit_env; the update was skipped"])
+            scaled_loss = trainer.optimizer.scale_loss(loss)  # the optimizer divides it out
+        gradients = tape.gradient(scaled_loss, variables + value_variables)
+        if not isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer):
+            # (a LossScaleOptimizer skips overflowing float16 steps itself)
+            finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])
+            tf.debugging.Assert(finite, ["non-finite gradient in fit_env; the update was skipped"])
         trainer.optimizer.apply(gradients, variables + value_variables)
         baseline_state.assign(new_state)
         return entropy

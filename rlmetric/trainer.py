@@ -387,7 +387,7 @@ class PolicyGradientTrainer(keras.Model):
         return tf.reduce_mean(tf.cast(values, tf.float32)) / replicas
 
     def _forward(self, x: Any, y: Any, training: bool) -> tuple[tf.Tensor, tf.Tensor]:
-        logits = self(x, training=training)
+        logits = _as_float32(self(x, training=training))
         if self._logits_shape is None:
             self._setup_outputs(logits.shape)
         self.policy.check_logits(logits.shape)
@@ -421,9 +421,14 @@ class PolicyGradientTrainer(keras.Model):
             if self.crossentropy_weight:
                 crossentropy = self.policy.crossentropy(logits, labels)
                 loss += self.crossentropy_weight * self._replica_mean(crossentropy)
-            if self.losses:
-                loss += tf.add_n(self.losses)
-        gradients = tape.gradient(loss, self.trainable_variables)
+            for extra in self.losses:
+                # as Keras' own step: in float32, divided by the replica count (summed over
+                # replicas, a regulariser counts once)
+                loss += tf.cast(self._aggregate_additional_loss(extra), tf.float32)
+            # Keras' optimizers divide the gradients by the loss scale (a LossScaleOptimizer
+            # under mixed_float16, or loss_scale_factor=), so the loss must be multiplied by it.
+            scaled_loss = self.optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled_loss, self.trainable_variables)
         self._apply_if_finite(estimate, loss, gradients)
 
         greedy = self.policy.greedy(logits)
@@ -449,7 +454,12 @@ class PolicyGradientTrainer(keras.Model):
         # gradient: under XLA on CPU a backward pass that ends up inside the conditional runs
         # more than 10x slower (measured on the conv net of benchmarks/step_cost.py).
         sums = [tf.reduce_sum(tf.cast(g, tf.float32)) for g in gradients if g is not None]
-        gradients_ok = tf.math.is_finite(tf.add_n(sums)) if sums else tf.constant(True)
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer) or not sums:
+            # Scaled float16 gradients overflow now and then by design: the LossScaleOptimizer
+            # skips that step and lowers its scale. Rewards and the loss are still checked.
+            gradients_ok = tf.constant(True)
+        else:
+            gradients_ok = tf.math.is_finite(tf.add_n(sums))
         replica = tf.distribute.get_replica_context()
         distributed = replica is not None and replica.num_replicas_in_sync > 1
         if distributed:
@@ -613,7 +623,7 @@ class PolicyGradientTrainer(keras.Model):
     def predict_actions(self, x: Any, batch_size: int | None = None) -> np.ndarray:
         """Greedy decisions for ``x``: 0/1 (Bernoulli) or class ids (categorical), ``[N, ...]``."""
         logits = self.predict(x, batch_size=batch_size, verbose=0)
-        return keras.ops.convert_to_numpy(self.policy.greedy(tf.convert_to_tensor(logits)))
+        return keras.ops.convert_to_numpy(self.policy.greedy(_as_float32(logits)))
 
     def estimate_gradient(self, x: Any, y: Any) -> list[np.ndarray]:
         """One draw of the estimator's estimate of ``grad E[reward]`` (the ascent direction) on
@@ -658,7 +668,7 @@ class PolicyGradientTrainer(keras.Model):
             raise ValueError(
                 f"{y_name} is missing: PolicyGradientTrainer needs labels to compute the reward."
             )
-        logits = tf.convert_to_tensor(self.model(x_rows, training=False))
+        logits = _as_float32(self.model(x_rows, training=False))
         self._setup_outputs(logits.shape)
         self.policy.check_logits(logits.shape)
         labels = self.policy.format_labels(tf.convert_to_tensor(y_rows), logits.shape)
@@ -714,6 +724,13 @@ class PolicyGradientTrainer(keras.Model):
                     config[key], custom_objects=custom_objects
                 )
         return cls(**config)
+
+
+def _as_float32(logits: Any) -> tf.Tensor:
+    """The logits in float32: the policy's log-probabilities, sampling and rewards run in float32
+    whatever the model's compute dtype (mixed_float16, mixed_bfloat16), as Keras computes losses."""
+    logits = tf.convert_to_tensor(logits)
+    return logits if logits.dtype == tf.float32 else tf.cast(logits, tf.float32)
 
 
 def _reject_sample_weight(sample_weight: Any) -> None:

@@ -159,6 +159,10 @@ EQUIVALENCE_SCRIPT = TWO_LOGICAL_CPUS + textwrap.dedent(
             "categorical",
             "best_response",
         ),
+        # a regulariser must count once, not once per replica (Keras scales it by 1/replicas)
+        "bernoulli_f1_l2": (
+            1, (x[:, 0] > 0.3).astype("int32"), "f1", "bernoulli", "best_response", 0.05
+        ),
     }
     devices = [d.name for d in tf.config.list_logical_devices("CPU")]
 
@@ -170,12 +174,14 @@ EQUIVALENCE_SCRIPT = TWO_LOGICAL_CPUS + textwrap.dedent(
         def on_train_batch_end(self, batch, logs=None):
             self.values.append(float(logs["reward"]))
 
-    def train(strategy, outputs, y, reward, policy, estimator):
+    def train(strategy, outputs, y, reward, policy, estimator, l2=0.0):
         with strategy.scope():
             keras.utils.set_random_seed(0)
+            regularizer = keras.regularizers.L2(l2) if l2 else None
             model = keras.Sequential([
-                keras.Input((6,)), keras.layers.Dense(16, activation="tanh"),
-                keras.layers.Dense(outputs),
+                keras.Input((6,)),
+                keras.layers.Dense(16, activation="tanh", kernel_regularizer=regularizer),
+                keras.layers.Dense(outputs, kernel_regularizer=regularizer),
             ])
             trainer = PolicyGradientTrainer(
                 model, reward=reward, policy=policy, estimator=estimator, num_samples=4, seed=7

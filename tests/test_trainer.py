@@ -507,3 +507,64 @@ def test_import_leaves_the_environment_alone():
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "None"
+
+
+def _train_under_dtype_policy(dtype_policy, estimator, optimizer):
+    """F1 before and after fitting a seeded MLP (L2 regulariser, entropy and cross-entropy
+    terms) under the Keras dtype policy ``dtype_policy``; the global policy is restored."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(512, 8)).astype("float32")
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0.8).astype("int32")
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(dtype_policy)
+    try:
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential(
+            [
+                keras.Input((8,)),
+                keras.layers.Dense(
+                    8, activation="tanh", kernel_regularizer=keras.regularizers.L2(1e-3)
+                ),
+                keras.layers.Dense(1),
+            ]
+        )
+        trainer = PolicyGradientTrainer(
+            model,
+            reward="f1",
+            estimator=estimator,
+            seed=0,
+            entropy_weight=1e-3,
+            crossentropy_weight=1e-3,
+        )
+        trainer.compile(optimizer=optimizer)
+        before = f1_score(y, trainer.predict_actions(x).ravel())
+        trainer.fit(x, y, batch_size=128, epochs=10, verbose=0)
+        after = f1_score(y, trainer.predict_actions(x).ravel())
+        return before, after, trainer
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+@pytest.mark.parametrize("estimator", ["reinforce", "best_response", "local", "disarm"])
+def test_mixed_precision_trains_like_float32(estimator):
+    """Under mixed_float16 Keras wraps the optimizer in a LossScaleOptimizer (scale 2^15) that
+    divides the gradients by its scale: a step that does not scale the loss makes every update
+    32768 times too small (F1 stays at its initial 0.25). The policy math runs in float32 under
+    both mixed policies. Tolerance: 0.1 F1 between float16/bfloat16 and float32 rounding."""
+    _, reference, _ = _train_under_dtype_policy("float32", estimator, keras.optimizers.SGD(0.5))
+    for dtype_policy in ("mixed_float16", "mixed_bfloat16"):
+        before, after, trainer = _train_under_dtype_policy(
+            dtype_policy, estimator, keras.optimizers.SGD(0.5)
+        )
+        assert after > before + 0.3, (dtype_policy, before, after)
+        assert abs(after - reference) <= 0.1, (dtype_policy, after, reference)
+    assert isinstance(trainer.optimizer, keras.optimizers.SGD)  # bfloat16: no loss scaling
+
+
+def test_loss_scale_factor_gives_the_weights_of_no_scaling():
+    _, _, plain = _train_under_dtype_policy("float32", "reinforce", keras.optimizers.SGD(0.5))
+    _, _, scaled = _train_under_dtype_policy(
+        "float32", "reinforce", keras.optimizers.SGD(0.5, loss_scale_factor=128.0)
+    )
+    for a, b in zip(plain.model.get_weights(), scaled.model.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
