@@ -50,6 +50,16 @@ class MetricEnv(gym.Env):
     ) -> None:
         x = np.asarray(x, dtype=np.float32)
         y = np.asarray(y)
+        if not np.all(np.isfinite(x)):
+            raise ValueError(
+                f"x holds {int(np.sum(~np.isfinite(x)))} NaN or infinite value(s); observations "
+                "must be finite (impute or drop those rows first)."
+            )
+        if not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
+            raise TypeError(
+                f"y must hold numeric labels; received an array of dtype {y.dtype}. Map string "
+                "labels to ids first (e.g. sklearn.preprocessing.LabelEncoder)."
+            )
         if x.ndim < 1 or y.ndim < 1 or len(x) != len(y):
             raise ValueError(
                 f"x and y must have the same number of rows; received x of shape {x.shape} and "
@@ -74,7 +84,8 @@ class MetricEnv(gym.Env):
             self.action_space = gym.spaces.MultiBinary(list((batch_size, *y.shape[1:])))
         else:
             num_classes = int(num_classes or label_values.max() + 1)
-            if label_values.min() < 0 or label_values.max() >= num_classes:
+            integral = np.all(np.mod(label_values, 1) == 0)
+            if not integral or label_values.min() < 0 or label_values.max() >= num_classes:
                 raise ValueError(
                     f"y must hold class ids in [0, {num_classes}); received values "
                     f"{label_values[:8].tolist()}."
@@ -105,6 +116,11 @@ class MetricEnv(gym.Env):
         self._order = np.arange(len(x))
         self._position = 0
 
+    def _decision_hint(self) -> str:
+        if self.policy == "bernoulli":
+            return "0 or 1 (policy='bernoulli')"
+        return f"in [0, {int(self.action_space.nvec.flat[0])}) (policy='categorical')"
+
     def _batch(self, index: int) -> np.ndarray:
         rows = self._order[index * self.batch_size : (index + 1) * self.batch_size]
         return rows
@@ -124,6 +140,14 @@ class MetricEnv(gym.Env):
             raise ValueError(
                 f"MetricEnv.step expects predictions of shape {self.action_space.shape} (one per "
                 f"label of the batch); received an action of shape {action.shape}."
+            )
+        if not self.action_space.contains(action.astype(self.action_space.dtype, copy=False)) or (
+            not np.all(np.mod(action, 1) == 0)
+        ):
+            values = np.unique(action)
+            raise ValueError(
+                f"MetricEnv.step expects decisions {self._decision_hint()}; received an action "
+                f"with values {values[:8].tolist()}."
             )
         rows = self._batch(self._position)
         scores = self.reward(tf.constant(self.y[rows]), tf.constant(action[None], tf.int32))

@@ -217,6 +217,12 @@ class Policy:
         policy (checked eagerly on in-memory labels before training)."""
         raise NotImplementedError
 
+    def labels_valid(self, y_true: tf.Tensor, logits_shape: tf.TensorShape) -> tf.Tensor:
+        """A scalar bool tensor: whether every value of ``y_true`` ``[B, ...]`` (as received,
+        before :meth:`format_labels` casts it) is a decision of this policy. One reduction, run
+        inside the training and test steps, where :meth:`check_label_values` cannot."""
+        raise NotImplementedError
+
     def crossentropy(self, logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
         """Per-element supervised loss ``-log p(labels)``: logits ``[B, ...]`` -> ``[B, ...]``."""
         return -self.log_prob(logits, labels)
@@ -289,6 +295,10 @@ class Bernoulli(Policy):
         # p softplus(-l) + (1 - p) softplus(l) = softplus(l) - p l
         logits = tf.convert_to_tensor(logits)
         return tf.nn.softplus(logits) - tf.sigmoid(logits) * logits
+
+    def labels_valid(self, y_true, logits_shape):
+        y_true = tf.cast(y_true, tf.float32)
+        return tf.reduce_all((y_true == 0.0) | (y_true == 1.0))
 
     def check_label_values(self, y_true, logits_shape, arg):
         values = _label_values(y_true)
@@ -371,6 +381,17 @@ class Categorical(Policy):
             return tf.argmax(y_true, axis=-1, output_type=tf.int32)  # one-hot
         return super()._match_label_shape(y_true, logits_shape, action_shape)
 
+    def labels_valid(self, y_true, logits_shape):
+        y_true = tf.cast(y_true, tf.float32)
+        if _same_except_batch(y_true.shape, tf.TensorShape(logits_shape)):  # one-hot rows
+            binary = tf.reduce_all((y_true == 0.0) | (y_true == 1.0))
+            return binary & tf.reduce_all(tf.reduce_sum(y_true, axis=-1) == 1.0)
+        num_classes = tf.TensorShape(logits_shape)[-1]
+        in_range = y_true >= 0.0
+        if num_classes is not None:
+            in_range &= y_true < float(num_classes)
+        return tf.reduce_all(in_range & (y_true == tf.floor(y_true)))
+
     def check_label_values(self, y_true, logits_shape, arg):
         y_true = np.asarray(y_true)
         num_classes = tf.TensorShape(logits_shape)[-1]
@@ -444,6 +465,9 @@ class Gaussian(Policy):
 
     def entropy(self, logits: tf.Tensor) -> tf.Tensor:
         return self.distribution(logits).entropy()
+
+    def labels_valid(self, y_true, logits_shape):
+        return tf.constant(True)  # continuous actions: every value is one
 
     def check_label_values(self, y_true, logits_shape, arg):
         raise ValueError(

@@ -193,6 +193,28 @@ class CountReward(Reward):
                 f"Reward {self.name!r}: average='binary' needs 2 classes but num_classes="
                 f"{self.num_classes}; use average='macro' or 'micro' for multi-class decisions."
             )
+        if tf.executing_eagerly():
+            # A direct call (graph callers, the trainer's steps, check values themselves): a
+            # label of 2 would otherwise count as more than one true positive (F1 1.33).
+            for arg, values in (("y_true", y_true), ("actions", actions)):
+                self._check_values(arg, values)
+
+    def _check_values(self, arg: str, values: tf.Tensor) -> None:
+        values = np.unique(np.asarray(values))
+        if self.num_classes is None:
+            expected, valid = "0 or 1", np.all(np.isin(values, [0, 1]))
+        else:
+            expected = f"class ids in [0, {self.num_classes})"
+            valid = values.size == 0 or (
+                np.all(np.mod(values, 1) == 0)
+                and values.min() >= 0
+                and values.max() < self.num_classes
+            )
+        if not valid:
+            raise ValueError(
+                f"Reward {self.name!r}: {arg} must hold {expected}; received values "
+                f"{values[:8].tolist()}."
+            )
 
     # -- counts -------------------------------------------------------------------------------
     def counts(self, y_true: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:

@@ -30,6 +30,7 @@ _PREFLIGHT_ROWS = 32
 _TRAINER_LOGS = ("loss", "reward", "advantage_std", "entropy")
 _PROBABILITY_ACTIVATIONS = ("sigmoid", "softmax")
 _NONFINITE_WHAT = {1: "reward", 2: "loss", 3: "gradient"}
+_INVALID_LABELS = 4  # the "what" of a training step whose labels are not decisions of the policy
 
 
 class NonFiniteError(FloatingPointError):
@@ -114,13 +115,26 @@ def _output_activation(model: keras.Model) -> str | None:
 
 
 class _NonFiniteGuard(keras.callbacks.Callback):
-    """Stops ``fit`` with :class:`NonFiniteError` after a step that saw a non-finite value."""
+    """Stops ``fit`` with :class:`NonFiniteError` after a step that saw a non-finite value, and
+    ``fit``/``evaluate`` with ``ValueError`` after a batch whose labels are not decisions of the
+    policy (labels of a ``tf.data`` pipeline are only known batch by batch)."""
+
+    epoch = 0
 
     def on_train_begin(self, logs=None):
         self.model._nonfinite.assign([-1, 0])
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
     def on_train_batch_end(self, batch, logs=None):
-        self.model._raise_if_nonfinite()
+        self.model._raise_if_nonfinite(batch, self.epoch)
+
+    def on_test_begin(self, logs=None):
+        self.model._invalid_test_labels.assign(0)
+
+    def on_test_batch_end(self, batch, logs=None):
+        self.model._raise_if_invalid_test_labels(batch)
 
 
 @keras.saving.register_keras_serializable(package="rlmetric")
@@ -230,6 +244,14 @@ class PolicyGradientTrainer(keras.Model):
             dtype="int64",
             trainable=False,
             name="nonfinite_step",
+        )
+        # 1 once a test step saw labels that are not decisions of the policy
+        self._invalid_test_labels = self.add_weight(
+            shape=(),
+            initializer="zeros",
+            dtype="int64",
+            trainable=False,
+            name="invalid_test_labels",
         )
         self._training_stats = _MeanOfEach(("loss", "reward", "advantage_std", "entropy"))
         self._entropy_tracker = keras.metrics.Mean(name="entropy")  # evaluate's
@@ -386,12 +408,19 @@ class PolicyGradientTrainer(keras.Model):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         return tf.reduce_mean(tf.cast(values, tf.float32)) / replicas
 
-    def _forward(self, x: Any, y: Any, training: bool) -> tuple[tf.Tensor, tf.Tensor]:
+    def _forward(self, x: Any, y: Any, training: bool) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """Logits ``[B, ...]`` (float32), labels in the action shape (int32) and a scalar bool:
+        whether every label value is a decision of the policy."""
         logits = _as_float32(self(x, training=training))
         if self._logits_shape is None:
             self._setup_outputs(logits.shape)
         self.policy.check_logits(logits.shape)
-        return logits, self.policy.format_labels(y, logits.shape)
+        y = _as_numeric_labels(y, "y")
+        labels_ok = self.policy.labels_valid(y, logits.shape)
+        labels = self.policy.format_labels(y, logits.shape)
+        # Out-of-range class ids would fail inside a gather; the step is discarded anyway.
+        labels = tf.where(labels_ok, labels, tf.zeros_like(labels))
+        return logits, labels, labels_ok
 
     def _estimate(
         self, logits: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor
@@ -412,7 +441,7 @@ class PolicyGradientTrainer(keras.Model):
         _reject_sample_weight(sample_weight)
         seed = self._step_seed()
         with tf.GradientTape() as tape:
-            logits, labels = self._forward(x, y, training=True)
+            logits, labels, labels_ok = self._forward(x, y, training=True)
             estimate = self._estimate(logits, labels, seed)
             entropy = self.policy.entropy(logits)
             loss = estimate.loss
@@ -429,7 +458,7 @@ class PolicyGradientTrainer(keras.Model):
             # under mixed_float16, or loss_scale_factor=), so the loss must be multiplied by it.
             scaled_loss = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled_loss, self.trainable_variables)
-        self._apply_if_finite(estimate, loss, gradients)
+        self._apply_if_finite(estimate, loss, gradients, labels_ok)
 
         greedy = self.policy.greedy(logits)
         for metric in self._reward_metrics.items:
@@ -444,9 +473,10 @@ class PolicyGradientTrainer(keras.Model):
         )
         return self._step_logs([self._training_stats, *self._reward_metrics.items])
 
-    def _apply_if_finite(self, estimate, loss, gradients) -> None:
-        """Applies the update only if rewards, loss and gradients are all finite; otherwise
-        records the step so that ``fit`` stops with :class:`NonFiniteError`."""
+    def _apply_if_finite(self, estimate, loss, gradients, labels_ok) -> None:
+        """Applies the update only if the labels are valid and rewards, loss and gradients are
+        all finite; otherwise records the step so that ``fit`` stops (:class:`NonFiniteError`,
+        or ``ValueError`` for labels)."""
         reward_ok = tf.reduce_all(tf.math.is_finite(estimate.rewards))
         loss_ok = tf.math.is_finite(loss)
         # One reduction per gradient: a sum is non-finite iff an element is (or it overflows the
@@ -464,16 +494,18 @@ class PolicyGradientTrainer(keras.Model):
         distributed = replica is not None and replica.num_replicas_in_sync > 1
         if distributed:
             # every replica must take the same branch: finite only if finite everywhere
-            failures = tf.cast(tf.logical_not(reward_ok & loss_ok & gradients_ok), tf.int32)
+            healthy = labels_ok & reward_ok & loss_ok & gradients_ok
+            failures = tf.cast(tf.logical_not(healthy), tf.int32)
             all_finite = replica.all_reduce(tf.distribute.ReduceOp.SUM, failures) == 0
             gradients_ok &= all_finite
-        finite = reward_ok & loss_ok & gradients_ok
+        finite = labels_ok & reward_ok & loss_ok & gradients_ok
         clean_so_far = self._nonfinite[0] < 0
         take = finite & clean_so_far
 
         def record_failure():
             step = tf.cast(self.optimizer.iterations, tf.int64)
-            what = tf.cast(tf.where(reward_ok, tf.where(loss_ok, 3, 2), 1), tf.int64)
+            what = tf.where(reward_ok, tf.where(loss_ok, 3, 2), 1)
+            what = tf.cast(tf.where(labels_ok, what, _INVALID_LABELS), tf.int64)
             first_failure = tf.logical_not(finite) & clean_so_far
             self._nonfinite.assign(tf.where(first_failure, tf.stack([step, what]), self._nonfinite))
 
@@ -524,8 +556,17 @@ class PolicyGradientTrainer(keras.Model):
 
         replica.merge_call(cross_replica, args=(condition, gradients))
 
-    def _raise_if_nonfinite(self) -> None:
+    def _raise_if_nonfinite(self, batch: int | None = None, epoch: int | None = None) -> None:
         step, what = (int(v) for v in self._nonfinite.numpy())
+        if step >= 0 and what == _INVALID_LABELS:
+            where = f" (batch {batch} of epoch {epoch})" if batch is not None else ""
+            raise ValueError(
+                f"The labels of training step {step}{where} are not decisions of "
+                f"policy={self.policy.name!r}: it expects labels{self.policy._label_hint}. "
+                "Training stopped and that step did not update the weights. Labels of in-memory "
+                "arrays are checked in full before training; this batch came later from the "
+                "dataset, so check the pipeline's labels."
+            )
         if step >= 0:
             raise NonFiniteError(
                 f"Non-finite {_NONFINITE_WHAT.get(what, 'value')} at training step {step} "
@@ -534,10 +575,23 @@ class PolicyGradientTrainer(keras.Model):
                 "zero) and the model for exploding logits."
             )
 
+    def _raise_if_invalid_test_labels(self, batch: int) -> None:
+        if int(self._invalid_test_labels.numpy()):
+            raise ValueError(
+                f"The labels of batch {batch} of the evaluation (or validation) data are not "
+                f"decisions of policy={self.policy.name!r}: it expects labels"
+                f"{self.policy._label_hint}. The metrics were not reported; check the labels."
+            )
+
     def test_step(self, data: Any) -> dict[str, tf.Tensor]:
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         _reject_sample_weight(sample_weight)
-        logits, labels = self._forward(x, y, training=False)
+        logits, labels, labels_ok = self._forward(x, y, training=False)
+        invalid = tf.cast(tf.logical_not(labels_ok), tf.int64)
+        replica = tf.distribute.get_replica_context()
+        if replica is not None and replica.num_replicas_in_sync > 1:
+            invalid = tf.minimum(replica.all_reduce(tf.distribute.ReduceOp.SUM, invalid), 1)
+        self._invalid_test_labels.assign(tf.maximum(self._invalid_test_labels, invalid))
         greedy = self.policy.greedy(logits)
         for metric in self._reward_metrics.items:
             metric.update_state(labels, greedy)
@@ -611,7 +665,10 @@ class PolicyGradientTrainer(keras.Model):
     def evaluate(self, x: Any = None, y: Any = None, **kwargs: Any) -> Any:
         """``keras.Model.evaluate``: the metrics of the greedy decisions over the whole set."""
         self._preflight(x, y, "x", "y")
-        return super().evaluate(x, y, **kwargs)
+        callbacks = kwargs.pop("callbacks", None)
+        if not isinstance(callbacks, keras.callbacks.CallbackList):  # (fit's holds the guard)
+            callbacks = [*(callbacks or []), _NonFiniteGuard()]
+        return super().evaluate(x, y, callbacks=callbacks, **kwargs)
 
     def fit_env(self, env: Any, **kwargs: Any) -> keras.callbacks.History:
         """Trains the model as a policy on a gymnasium env from its rewards (episodic
@@ -633,17 +690,19 @@ class PolicyGradientTrainer(keras.Model):
         in inference mode and the baseline state is read, not updated.
         """
         x = tf.nest.map_structure(tf.convert_to_tensor, x)
-        y = tf.convert_to_tensor(y)
+        y = _as_numeric_labels(y, "y")
         if self._gradient_function is None:
-            self._preflight(x, y, "x", "y")
+            self._preflight(x, y, "x", "y")  # checks every label value too
             self._gradient_function = tf.function(self._reward_gradient, reduce_retracing=True)
+        else:  # the labels change from call to call
+            self.policy.check_label_values(y, self._logits_shape, "y")
         gradients = self._gradient_function(x, y)
         return [keras.ops.convert_to_numpy(g) for g in gradients]
 
     def _reward_gradient(self, x: Any, y: tf.Tensor) -> list[tf.Tensor]:
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
-            logits, labels = self._forward(x, y, training=False)
+            logits, labels, _ = self._forward(x, y, training=False)
             estimate = self._estimate(logits, labels, self._next_seed())
         gradients = tape.gradient(estimate.loss, variables)
         return [
@@ -671,7 +730,7 @@ class PolicyGradientTrainer(keras.Model):
         logits = _as_float32(self.model(x_rows, training=False))
         self._setup_outputs(logits.shape)
         self.policy.check_logits(logits.shape)
-        labels = self.policy.format_labels(tf.convert_to_tensor(y_rows), logits.shape)
+        labels = self.policy.format_labels(_as_numeric_labels(y_rows, y_name), logits.shape)
         self.policy.check_label_values(
             all_labels if all_labels is not None else y_rows, logits.shape, y_name
         )
@@ -731,6 +790,18 @@ def _as_float32(logits: Any) -> tf.Tensor:
     whatever the model's compute dtype (mixed_float16, mixed_bfloat16), as Keras computes losses."""
     logits = tf.convert_to_tensor(logits)
     return logits if logits.dtype == tf.float32 else tf.cast(logits, tf.float32)
+
+
+def _as_numeric_labels(y: Any, arg: str) -> tf.Tensor:
+    """``y`` as a tensor, refused with ``TypeError`` unless it holds numbers or booleans."""
+    y = tf.convert_to_tensor(y)
+    if not (y.dtype.is_integer or y.dtype.is_floating or y.dtype.is_bool):
+        raise TypeError(
+            f"{arg} must hold numeric labels (0/1 decisions or class ids); received a tensor of "
+            f"dtype {y.dtype.name}. Map string labels to ids first (e.g. with "
+            "sklearn.preprocessing.LabelEncoder or keras.layers.StringLookup)."
+        )
+    return y
 
 
 def _reject_sample_weight(sample_weight: Any) -> None:

@@ -57,3 +57,32 @@ def test_registered_and_errors():
         MetricEnv(x, y + 1, batch_size=10)
     with pytest.raises(ValueError, match=r"batch_size must be an int in \[1, 50\].*0"):
         MetricEnv(x, y, batch_size=0)
+
+
+@pytest.mark.parametrize(
+    "policy, classes, action_value, expected",
+    [
+        ("bernoulli", 2, 2, r"0 or 1 .*values \[2\]"),
+        ("bernoulli", 2, 0.5, r"0 or 1 .*values \[0\.5\]"),
+        ("categorical", 3, 3, r"in \[0, 3\) .*values \[3\]"),
+        ("categorical", 3, 1.5, r"in \[0, 3\) .*values \[1\.5\]"),
+    ],
+)
+def test_step_refuses_actions_that_are_not_decisions(policy, classes, action_value, expected):
+    # (a Bernoulli action of 2 used to be paid an F1 of 0.92; a class id 1.5 was read as 1)
+    x, y = data(classes=classes)
+    reward = "f1" if policy == "bernoulli" else "macro_f1"
+    env = MetricEnv(x, y, reward=reward, batch_size=8, policy=policy, seed=0)
+    env.reset()
+    with pytest.raises(ValueError, match=expected):
+        env.step(np.full(8, action_value))
+
+
+def test_labels_and_observations_that_cannot_be_used_are_refused():
+    x, y = data(classes=3)
+    with pytest.raises(ValueError, match=r"class ids in \[0, 3\).*1\.5"):
+        MetricEnv(x, np.where(y == 2, 1.5, y), batch_size=8, policy="categorical", num_classes=3)
+    with pytest.raises(TypeError, match="numeric labels.*LabelEncoder"):
+        MetricEnv(x, np.where(y == 1, "yes", "no"), batch_size=8)
+    with pytest.raises(ValueError, match="2 NaN or infinite"):
+        MetricEnv(np.where(np.arange(150).reshape(50, 3) < 2, np.nan, x), y % 2, batch_size=8)

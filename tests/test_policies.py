@@ -194,3 +194,26 @@ def test_gaussian_policy_matches_tfp_and_samples_its_mean_and_scale():
     np.testing.assert_allclose(policy.greedy(logits).numpy(), [[0.5, -1.0]])
     with pytest.raises(ValueError, match=r"logits \[B, 2 d\].*\(None, 3\)"):
         policy.check_logits(tf.TensorShape((None, 3)))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_in_graph_label_check_agrees_with_the_eager_one(seed):
+    """``labels_valid`` (run inside the steps) accepts exactly what ``check_label_values``
+    (run before training) accepts, on random valid and corrupted labels of both policies."""
+    rng = np.random.default_rng(seed)
+    cases = [
+        (policies.Bernoulli(), tf.TensorShape([None, 4]), rng.integers(0, 2, (16, 4))),
+        (policies.Categorical(), tf.TensorShape([None, 3]), rng.integers(0, 3, 16)),
+        (policies.Categorical(), tf.TensorShape([None, 3]), np.eye(3)[rng.integers(0, 3, 16)]),
+    ]
+    for policy, logits_shape, labels in cases:
+        labels = labels.astype("float32")
+        if seed % 2:  # corrupt one entry: a half, a negative value or an out-of-range id
+            labels.flat[rng.integers(labels.size)] = rng.choice([0.5, -1.0, 3.0])
+        try:
+            policy.check_label_values(labels, logits_shape, "y")
+            eager_ok = True
+        except ValueError:
+            eager_ok = False
+        in_graph = tf.function(policy.labels_valid)(tf.constant(labels), logits_shape)
+        assert bool(in_graph) == eager_ok == (seed % 2 == 0), (policy.name, labels)

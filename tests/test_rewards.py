@@ -317,3 +317,29 @@ def test_local_rewards_equal_rescoring_with_one_decision_changed(name, make, sha
             changed[:, element, value, element] = value
         want = reward(y, changed.reshape(-1, *shape)).numpy().reshape(3, num_elements, values)
         np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "reward, y_true, actions, expected",
+    [
+        (rewards.F1(), [2, 1, 0], [[1, 1, 0]], r"y_true must hold 0 or 1; .*\[0, 1, 2\]"),
+        (rewards.IoU(), [1, 0, 1], [[2, 0, 1]], r"actions must hold 0 or 1; .*\[0, 1, 2\]"),
+        (rewards.F1(), [0.5, 1, 0], [[1, 1, 0]], r"y_true must hold 0 or 1; .*0\.5"),
+        (
+            rewards.IoU(num_classes=3, average="macro"),
+            [1, 0, 1.5],
+            [[1, 0, 2]],
+            r"y_true must hold class ids in \[0, 3\); .*1\.5",
+        ),
+        (
+            rewards.Accuracy(num_classes=3),
+            [1, 0, 2],
+            [[1, 0, 3]],
+            r"actions must hold class ids in \[0, 3\); .*3",
+        ),
+    ],
+)
+def test_a_direct_call_refuses_values_that_are_not_decisions(reward, y_true, actions, expected):
+    # a label of 2 used to count twice: F1 1.33, IoU 2.0
+    with pytest.raises(ValueError, match=expected):
+        reward(tf.constant(y_true), tf.constant(actions))

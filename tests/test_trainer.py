@@ -568,3 +568,64 @@ def test_loss_scale_factor_gives_the_weights_of_no_scaling():
     )
     for a, b in zip(plain.model.get_weights(), scaled.model.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "policy,outputs,bad_value,jit_compile",
+    [
+        ("bernoulli", 1, 0.5, False),
+        ("bernoulli", 1, 2, True),
+        ("categorical", 3, 3, False),  # an out-of-range id would also crash a gather
+    ],
+)
+def test_invalid_labels_after_the_first_batch_stop_fit_and_evaluate(
+    policy, outputs, bad_value, jit_compile
+):
+    """Only the first batch of a dataset is checked before training; a bad label in batch 3
+    must stop fit at that step, before it updates the weights, and stop evaluate."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 8)).astype("float32")
+    y = np.digitize(x[:, 0], [0.0] if outputs == 1 else [-0.5, 0.5]).astype("float32")
+    bad = y.copy()
+    bad[200] = bad_value  # row 200: batch 3 of 64-row batches
+
+    def dataset(labels, rows=256):
+        return tf.data.Dataset.from_tensor_slices((x[:rows], labels[:rows])).batch(64)
+
+    def trainer():
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(outputs)])
+        t = PolicyGradientTrainer(model, reward="accuracy", policy=policy, seed=0)
+        t.compile(optimizer=keras.optimizers.Adam(0.05), jit_compile=jit_compile)
+        return t
+
+    clean = trainer()
+    clean.fit(dataset(y, rows=192), epochs=1, verbose=0)  # batches 0-2 only
+    stopped = trainer()
+    with pytest.raises(ValueError, match=r"training step 3 \(batch 3 of epoch 0\).*" + policy):
+        stopped.fit(dataset(bad), epochs=1, verbose=0)
+    for a, b in zip(clean.model.get_weights(), stopped.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="batch 3 of the evaluation"):
+        stopped.evaluate(dataset(bad), verbose=0)
+    with pytest.raises(ValueError, match="batch 3 of the evaluation"):
+        stopped.fit(dataset(y), validation_data=dataset(bad), epochs=1, verbose=0)
+    # the check leaves clean data alone once it has fired
+    assert np.isfinite(stopped.evaluate(dataset(y), verbose=0, return_dict=True)["accuracy"])
+
+
+def test_estimate_gradient_checks_the_labels_of_every_call(cancer):
+    x_train, _, y_train, _ = cancer
+    trainer = make_trainer(reward="f1")
+    trainer.estimate_gradient(x_train[:64], y_train[:64])
+    bad = y_train[:64].astype("float32")
+    bad[5] = 0.5
+    with pytest.raises(ValueError, match=r"y must hold binary labels .*0\.5"):
+        trainer.estimate_gradient(x_train[:64], bad)
+
+
+def test_string_labels_are_refused_with_the_fix(cancer):
+    x_train, _, y_train, _ = cancer
+    trainer = make_trainer(reward="f1")
+    with pytest.raises(TypeError, match="numeric labels.*dtype string.*StringLookup"):
+        trainer.fit(x_train, np.where(y_train == 1, "malignant", "benign"), verbose=0)
