@@ -136,6 +136,12 @@ def fit_env(
     num_envs = env.num_envs if vectorized else 1
     action_space = env.single_action_space if vectorized else env.action_space
     observation_space = env.single_observation_space if vectorized else env.observation_space
+    if not isinstance(observation_space, gym.spaces.Box):
+        raise TypeError(
+            f"fit_env needs observations that are arrays (a Box observation space); "
+            f"{type(env).__name__} has {observation_space}. Flatten dict or tuple observations "
+            "first, e.g. gymnasium.wrappers.FlattenObservation(env)."
+        )
     adapter = _SpaceAdapter(action_space)
     policy, model = adapter.policy, trainer.model
     baseline = baselines_lib.get(baseline)

@@ -683,8 +683,14 @@ class MatthewsCorrCoef(CountReward):
         return {"num_classes": self.num_classes, "name": self.name}
 
 
+@keras.saving.register_keras_serializable(package="rlmetric")
 class CallableReward(Reward):
-    """Wraps a TensorFlow function ``fn(y_true [B, ...], actions [K, B, ...]) -> [K]``."""
+    """Wraps a TensorFlow function ``fn(y_true [B, ...], actions [K, B, ...]) -> [K]``.
+
+    Saved by reference, as Keras saves custom loss functions: loading finds ``fn`` in its module
+    if that is importable, else by its name in ``custom_objects`` (or registered with
+    ``keras.saving.register_keras_serializable``).
+    """
 
     def __init__(self, fn: Callable[[tf.Tensor, tf.Tensor], tf.Tensor], name: str | None = None):
         if not callable(fn):
@@ -700,7 +706,16 @@ class CallableReward(Reward):
 
     @classmethod
     def from_config(cls, config: dict) -> CallableReward:
-        return cls(keras.saving.deserialize_keras_object(config["fn"]), config.get("name"))
+        try:
+            fn = keras.saving.deserialize_keras_object(config["fn"])
+        except (TypeError, ValueError) as error:
+            fn_name = config["fn"].get("config") if isinstance(config["fn"], dict) else None
+            raise TypeError(
+                f"The reward function {fn_name!r} is not known here: load with "
+                f"custom_objects={{{fn_name!r}: {fn_name}}} (as for a custom Keras loss), or "
+                "register it with @keras.saving.register_keras_serializable()."
+            ) from error
+        return cls(fn, config.get("name"))
 
 
 class NumpyReward(Reward):

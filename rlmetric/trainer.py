@@ -9,8 +9,11 @@ work as usual.
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 import random
+import uuid
 from typing import Any
 
 import keras
@@ -191,6 +194,14 @@ class PolicyGradientTrainer(keras.Model):
             raise TypeError(f"num_samples must be an int; received {num_samples!r}.")
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1; received num_samples={num_samples}.")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
+            raise TypeError(f"seed must be an int or None; received seed={seed!r}.")
+        try:
+            outputs = model.outputs
+        except (AttributeError, ValueError):  # subclassed: checked on the first call instead
+            outputs = None
+        if outputs is not None and len(outputs) != 1:
+            raise ValueError(_multiple_outputs_message(len(outputs)))
         for arg, value in (
             ("entropy_weight", entropy_weight),
             ("crossentropy_weight", crossentropy_weight),
@@ -638,6 +649,11 @@ class PolicyGradientTrainer(keras.Model):
         **kwargs: Any,
     ) -> keras.callbacks.History:
         """``keras.Model.fit``; the data are checked against the model and the reward first."""
+        if x is None:
+            raise ValueError(
+                "fit needs x: arrays of inputs with labels y, or a tf.data.Dataset of (x, y) "
+                "batches; received x=None."
+            )
         for arg in ("class_weight", "sample_weight"):
             if kwargs.get(arg) is not None:
                 raise ValueError(
@@ -723,6 +739,8 @@ class PolicyGradientTrainer(keras.Model):
         if first is None:
             return
         x_rows, y_rows, all_labels = first
+        if isinstance(x, tf.data.Dataset):
+            _refuse_unbatched(x_rows, self.model)
         if y_rows is None:
             raise ValueError(
                 f"{y_name} is missing: PolicyGradientTrainer needs labels to compute the reward."
@@ -736,6 +754,9 @@ class PolicyGradientTrainer(keras.Model):
         )
         actions = self.policy.sample(logits, self.num_samples, seed=0)
         scores = estimators_lib.score_samples(self.reward, labels, actions)
+        # the metrics score one set, the greedy one: a reward whose output size does not follow
+        # K is caught here even when it happens to match num_samples
+        estimators_lib.score_samples(self.reward, labels, self.policy.greedy(logits)[None])
         if not np.all(np.isfinite(keras.ops.convert_to_numpy(scores))):
             raise ValueError(
                 f"Reward {self.reward.name!r} returned non-finite values "
@@ -743,6 +764,17 @@ class PolicyGradientTrainer(keras.Model):
             )
 
     # -- serialization ------------------------------------------------------------------------
+    def save(self, filepath: Any, overwrite: bool = True, **kwargs: Any) -> None:
+        """``keras.Model.save``, written atomically: the file is written next to ``filepath``
+        and renamed onto it, so a failure (a reward that cannot be serialized, a full disk, a
+        killed process, e.g. inside ``ModelCheckpoint``) leaves an existing file untouched."""
+        _save_atomically(functools.partial(super().save, **kwargs), filepath, overwrite, kwargs)
+
+    def save_weights(self, filepath: Any, overwrite: bool = True, **kwargs: Any) -> None:
+        """``keras.Model.save_weights``, written atomically as :meth:`save`."""
+        write = functools.partial(super().save_weights, **kwargs)
+        _save_atomically(write, filepath, overwrite, kwargs)
+
     def get_compile_config(self) -> dict:
         config = super().get_compile_config()
         if config:
@@ -785,9 +817,46 @@ class PolicyGradientTrainer(keras.Model):
         return cls(**config)
 
 
+def _save_atomically(write: Any, filepath: Any, overwrite: bool, kwargs: dict) -> None:
+    """Calls ``write(path, overwrite=...)`` on a temporary file in ``filepath``'s folder, then
+    renames it onto ``filepath`` (atomic on POSIX and Windows). Paths it cannot do this for
+    (file objects, remote URLs, unzipped folders, shards, a file kept by ``overwrite=False``)
+    go to Keras as they are."""
+    plain_file = isinstance(filepath, str | os.PathLike) and "://" not in os.fspath(filepath)
+    if (
+        not plain_file
+        or kwargs.get("zipped") is False
+        or kwargs.get("max_shard_size") is not None
+        or (not overwrite and os.path.exists(filepath))
+    ):
+        write(filepath, overwrite=overwrite)
+        return
+    folder, name = os.path.split(os.path.abspath(os.fspath(filepath)))
+    # the temporary name ends with the target's, so Keras sees the same extension
+    temporary = os.path.join(folder, f".tmp-{uuid.uuid4().hex[:12]}-{name}")
+    try:
+        write(temporary, overwrite=True)
+        with open(temporary, "rb+") as written:
+            os.fsync(written.fileno())
+        os.replace(temporary, filepath)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def _multiple_outputs_message(count: int) -> str:
+    return (
+        f"The model has {count} outputs; PolicyGradientTrainer needs a model with one output, "
+        "the logits of the decisions. Wrap the output you train on in its own keras.Model "
+        "(e.g. keras.Model(model.inputs, model.outputs[0]))."
+    )
+
+
 def _as_float32(logits: Any) -> tf.Tensor:
     """The logits in float32: the policy's log-probabilities, sampling and rewards run in float32
     whatever the model's compute dtype (mixed_float16, mixed_bfloat16), as Keras computes losses."""
+    if isinstance(logits, list | tuple | dict):
+        raise ValueError(_multiple_outputs_message(len(logits)))
     logits = tf.convert_to_tensor(logits)
     return logits if logits.dtype == tf.float32 else tf.cast(logits, tf.float32)
 
@@ -802,6 +871,25 @@ def _as_numeric_labels(y: Any, arg: str) -> tf.Tensor:
             "sklearn.preprocessing.LabelEncoder or keras.layers.StringLookup)."
         )
     return y
+
+
+def _refuse_unbatched(x_rows: Any, model: keras.Model) -> None:
+    """Refuses the first element of a dataset that holds one example, not a batch, for a model
+    whose (single) input is known: a dataset without ``.batch(...)``."""
+    try:
+        input_shape = model.input_shape
+    except (AttributeError, ValueError):
+        return
+    if not isinstance(input_shape, tuple) or not all(
+        d is None or isinstance(d, int) for d in input_shape
+    ):
+        return
+    shape = tf.TensorShape(getattr(x_rows, "shape", None))
+    if shape.rank is not None and shape.rank == len(input_shape) - 1:
+        raise ValueError(
+            f"The dataset yields single examples (x of shape {tuple(shape)}), but the model "
+            f"takes batches of shape {input_shape}: batch it first, e.g. dataset.batch(64)."
+        )
 
 
 def _reject_sample_weight(sample_weight: Any) -> None:
