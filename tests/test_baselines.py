@@ -34,6 +34,17 @@ def test_moving_average_uses_only_earlier_batches_bias_corrected():
     np.testing.assert_allclose(third.numpy(), [-expected], atol=1e-6)
 
 
+def test_moving_average_weights_the_old_average_by_decay():
+    # decay 0.5 weighs old and new alike, so it cannot tell decay from 1 - decay; 0.9 can
+    baseline = baselines.MovingAverage(decay=0.9)
+    state = baseline.initial_state()
+    for batch in ([1.0, 1.0], [0.5, 0.5]):
+        _, state = baseline.advantages(tf.constant(batch), state)
+    advantages, _ = baseline.advantages(tf.constant([0.0]), state)
+    # bias-corrected: (0.9 * 0.1 * 1 + 0.1 * 0.5) / (1 - 0.9^2); swapped weights give 0.54 / 0.19
+    np.testing.assert_allclose(advantages.numpy(), [-0.14 / 0.19], atol=1e-6)
+
+
 def test_group_norm_is_scale_free_and_floored():
     advantages, _ = baselines.GroupNorm().advantages(REWARDS * 100.0, tf.zeros([0]))
     np.testing.assert_allclose(np.std(advantages.numpy()), 1.0, atol=1e-5)

@@ -80,6 +80,33 @@ def test_gaussian_policy_on_a_box_space():
     assert isinstance(policy_for_space(env.action_space), policies.Gaussian)
 
 
+class TorqueBandit(gym.Env):
+    """One step per episode: a 1-D action a is paid -(a - 0.7)^2."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.ones(2, np.float32), {}
+
+    def step(self, action):
+        reward = -float((np.asarray(action).ravel()[0] - 0.7) ** 2)
+        return np.ones(2, np.float32), reward, True, False, {}
+
+
+def test_gaussian_policy_moves_its_mean_toward_the_best_action():
+    # a wrong-signed gradient moves the mean away from 0.7 (the older test only saw the weights
+    # change)
+    env = gym.vector.SyncVectorEnv([TorqueBandit for _ in range(16)])
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, kernel_initializer="zeros")])
+    trainer = compiled(model, lr=0.05)
+    trainer.fit_env(env, episodes=16 * 60, baseline="moving_average", seed=0, verbose=0)
+    mean = float(model(np.ones((1, 2), np.float32))[0, 0])
+    assert abs(mean - 0.7) < 0.2, mean
+
+
 @pytest.mark.parametrize("policy, classes", [("bernoulli", 2), ("categorical", 3)])
 def test_metric_env_multibinary_and_multidiscrete(policy, classes):
     rng = np.random.default_rng(0)

@@ -343,3 +343,19 @@ def test_a_direct_call_refuses_values_that_are_not_decisions(reward, y_true, act
     # a label of 2 used to count twice: F1 1.33, IoU 2.0
     with pytest.raises(ValueError, match=expected):
         reward(tf.constant(y_true), tf.constant(actions))
+
+
+@pytest.mark.parametrize("positive_rate", [0.5, 0.001])
+def test_mcc_is_exact_on_large_imbalanced_counts(positive_rate):
+    # Products of counts near 1e6 * 1e6 exceed float32's 24-bit mantissa; with balanced labels
+    # the rounding happens to cancel, at a 0.1% positive rate it does not.
+    rng = np.random.default_rng(1)
+    y = (rng.random(4_000_000) < positive_rate).astype(np.int32)
+    actions = np.where(rng.random((2, y.size)) < 0.999, y, 1 - y).astype(np.int32)
+    _check(rewards.MatthewsCorrCoef(), y, actions, skm.matthews_corrcoef)
+    _check(
+        rewards.MatthewsCorrCoef(num_classes=2),
+        y,
+        actions,
+        skm.matthews_corrcoef,
+    )

@@ -156,6 +156,7 @@ def test_save_and_load_round_trips(cancer, tmp_path):
     x_train, x_test, y_train, _ = cancer
     trainer = make_trainer(
         reward=rewards.FBeta(beta=2.0, name="f2"),
+        estimator="reinforce",  # (the default best response does not use a baseline)
         baseline=baselines.MovingAverage(decay=0.8),
         entropy_weight=0.01,
         crossentropy_weight=0.1,
@@ -181,6 +182,7 @@ def test_save_and_load_round_trips(cancer, tmp_path):
     assert isinstance(restored.baseline, baselines.MovingAverage) and restored.baseline.decay == 0.8
     np.testing.assert_allclose(restored.predict(x_test, verbose=0), logits, atol=1e-6)
     np.testing.assert_allclose(restored._baseline_state.numpy(), trainer._baseline_state.numpy())
+    assert trainer._baseline_state.numpy()[1] < 1.0  # a state that fit wrote, not the initial
 
     # weights-only checkpoints into a trainer rebuilt from the config
     trainer.save_weights(tmp_path / "t.weights.h5")
@@ -230,8 +232,15 @@ def test_from_numpy_reward_trains_and_refuses_xla(cancer):
     with pytest.raises(ValueError, match=r"jit_compile=True cannot run the reward\(s\) \['f1'\]"):
         trainer.compile(optimizer="adam", jit_compile=True)
     trainer.compile(optimizer="adam")
-    history = trainer.fit(x_train[:128], y_train[:128], batch_size=64, epochs=1, verbose=0)
-    assert np.isfinite(history.history["reward"][0])
+    history = trainer.fit(x_train[:128], y_train[:128], batch_size=64, epochs=2, verbose=0)
+    # the same seed and decisions as the built-in F1: the same rewards and the same weights
+    keras.utils.set_random_seed(1234)
+    builtin = PolicyGradientTrainer(mlp(), reward="f1", estimator="reinforce", seed=0)
+    builtin.compile(optimizer="adam")
+    expected = builtin.fit(x_train[:128], y_train[:128], batch_size=64, epochs=2, verbose=0)
+    np.testing.assert_allclose(history.history["reward"], expected.history["reward"], atol=1e-6)
+    for a, b in zip(trainer.model.get_weights(), builtin.model.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
 
 
 # -- errors, all raised before any weight update ---------------------------------------------
@@ -629,3 +638,57 @@ def test_string_labels_are_refused_with_the_fix(cancer):
     trainer = make_trainer(reward="f1")
     with pytest.raises(TypeError, match="numeric labels.*dtype string.*StringLookup"):
         trainer.fit(x_train, np.where(y_train == 1, "malignant", "benign"), verbose=0)
+
+
+def test_a_nonfinite_gradient_with_a_finite_loss_stops_fit_before_the_weights_change():
+    """sqrt(|z|) after a zero-initialised layer: the loss is finite, but d sqrt(|z|)/dz is
+    infinite at 0, so the first layer's kernel gradient is NaN. Guarding rewards and the loss
+    alone would write NaN into the weights."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(3, kernel_initializer="zeros"),
+            keras.layers.Lambda(lambda z: keras.ops.sqrt(keras.ops.abs(z))),
+            keras.layers.Dense(1, kernel_initializer="ones"),
+        ]
+    )
+    trainer = make_trainer(model=model, reward="f1", estimator="reinforce")
+    initial = [w.copy() for w in model.get_weights()]
+    with pytest.raises(rlmetric.NonFiniteError, match="Non-finite gradient at training step 0"):
+        trainer.fit(x, y, batch_size=64, epochs=1, verbose=0)
+    for before, after in zip(initial, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(before, after)
+
+
+def test_fit_writes_the_baseline_state_back():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(128, 30)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    trainer = make_trainer(reward="f1", estimator="reinforce", baseline="moving_average")
+    initial = trainer._baseline_state.numpy().copy()
+    trainer.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    average, decay_power = trainer._baseline_state.numpy()
+    assert decay_power == pytest.approx(0.9**4)  # four updates were written
+    assert 0.0 < average <= 1.0 and not np.array_equal(initial, [average, decay_power])
+
+
+@pytest.mark.parametrize(
+    "reward, reference",
+    [
+        (rewards.F1(average="samples"), lambda y, p: f1_score(y, p, average="samples")),
+        (rewards.Accuracy(subset=True), lambda y, p: float(np.mean(np.all(y == p, axis=1)))),
+    ],
+)
+def test_evaluate_weights_per_row_rewards_by_batch_size(reward, reference):
+    """Row-averaged rewards over batches of 64 and a short last batch of 8: the whole-set value
+    is the row mean, not the mean of the batch means."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(200, 6)).astype("float32")
+    y = (x[:, :3] + rng.normal(scale=0.5, size=(200, 3)) > 0).astype("int32")
+    trainer = make_trainer(model=mlp(inputs=6, outputs=3), reward=reward)
+    logs = trainer.evaluate(x, y, batch_size=64, return_dict=True, verbose=0)
+    want = reference(y, trainer.predict_actions(x))
+    assert logs[reward.name] == pytest.approx(want, abs=1e-6)
