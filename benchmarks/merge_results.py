@@ -1,0 +1,65 @@
+"""Merge the results.csv of several `rlmetric bench` runs (a full run done in parts) and print
+the tables and verdicts of the merged runs, as `rlmetric bench` prints them for one run.
+
+A later file replaces every row of a task that an earlier file also has, so a task re-run in a
+later part is counted once.
+
+    python benchmarks/merge_results.py part1/results.csv part2/results.csv \
+        --out benchmarks/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import shutil
+import tempfile
+from pathlib import Path
+
+from rlmetric.bench import suite
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        row["seed"] = int(row["seed"])
+        row["chosen"] = int(row["chosen"])
+        for key in ("test", "best_validation", "learning_rate", "train_seconds"):
+            row[key] = float(row[key])
+    return rows
+
+
+def merge(paths: list[Path]) -> list[dict]:
+    merged: list[dict] = []
+    for path in paths:
+        rows = read_rows(path)
+        tasks = {r["task"] for r in rows}
+        merged = [r for r in merged if r["task"] not in tasks] + rows
+    return merged
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("csv", nargs="+", type=Path, help="results.csv files, earliest first")
+    parser.add_argument("--out", type=Path, required=True, help="folder for results.csv + plot")
+    args = parser.parse_args()
+    rows = merge(args.csv)
+    chosen = [r for r in rows if r["chosen"]]
+    tasks = {r["task"] for r in chosen}
+    seeds = max(len({r["seed"] for r in chosen if r["task"] == task}) for task in tasks)
+    summary = suite.summarize(chosen)
+    print(suite.markdown_table(summary, seeds))
+    print()
+    print(suite.verdict_table(suite.compare(chosen)))
+    args.out.mkdir(parents=True, exist_ok=True)
+    suite._write_csv(args.out / "results.csv", rows)
+    with tempfile.TemporaryDirectory() as folder:  # no curves in a CSV: keep the bar plot only
+        for path in suite._plots(summary, {}, Path(folder)):
+            if path.name == "test_metric.png":
+                shutil.copy(path, args.out / path.name)
+    print(f"\nwrote {args.out / 'results.csv'} and {args.out / 'test_metric.png'}")
+
+
+if __name__ == "__main__":
+    main()
