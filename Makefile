@@ -6,14 +6,14 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PYTHONUNBUFFERED := 1
 
-.PHONY: test bench bench-smoke lint examples clean
+.PHONY: test bench bench-smoke lint docs examples clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install -q -e '.[bench,test]'
+	$(BIN)/python -m pip install -q -e '.[bench,test,docs]'
 	touch $(STAMP)
 
 test: $(STAMP)
@@ -25,6 +25,11 @@ bench-smoke: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check rlmetric tests examples benchmarks
+
+# the API reference and guide, into site/; warnings are errors (mkdocs.yml: strict)
+docs: $(STAMP)
+	mkdir -p docs/results && cp benchmarks/results/*.png docs/results/
+	$(BIN)/mkdocs build --strict
 
 bench: $(STAMP)
 	$(BIN)/rlmetric bench --quick --out bench_quick

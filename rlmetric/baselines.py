@@ -82,7 +82,19 @@ class Baseline:
 
 @keras.saving.register_keras_serializable(package="rlmetric")
 class NoBaseline(Baseline):
-    """Plain REINFORCE: the advantage is the reward itself."""
+    """Plain REINFORCE: the advantage is the reward itself.
+
+    References:
+        Williams (1992), Simple statistical gradient-following algorithms for connectionist
+        reinforcement learning.
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from rlmetric import baselines
+        >>> advantages, _ = baselines.NoBaseline().advantages(tf.constant([0.2, 0.6]), None)
+        >>> print(advantages.numpy().round(3))
+        [0.2 0.6]
+    """
 
     name = "none"
 
@@ -100,6 +112,21 @@ class MovingAverage(Baseline):
 
     Args:
         decay: weight of the old average, in ``[0, 1)``.
+
+    References:
+        Williams (1992), Simple statistical gradient-following algorithms for connectionist
+        reinforcement learning (the reinforcement-comparison baseline). Kingma & Ba (2015),
+        Adam (the bias correction).
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from rlmetric import baselines
+        >>> baseline = baselines.MovingAverage(decay=0.9)
+        >>> state = baseline.initial_state()
+        >>> first, state = baseline.advantages(tf.constant([1.0, 0.0]), state)  # no history yet
+        >>> second, state = baseline.advantages(tf.constant([1.0, 0.0]), state)
+        >>> print(first.numpy().round(3), second.numpy().round(3))  # the second subtracts 0.5
+        [1. 0.] [ 0.5 -0.5]
     """
 
     name = "moving_average"
@@ -129,7 +156,20 @@ class MovingAverage(Baseline):
 
 @keras.saving.register_keras_serializable(package="rlmetric")
 class LeaveOneOut(Baseline):
-    """RLOO: each sample's baseline is the mean reward of the other ``K - 1`` samples."""
+    r"""RLOO: each sample's baseline is the mean reward of the other ``K - 1`` samples.
+
+    .. math:: A_k = R_k - \frac{1}{K - 1} \sum_{j \ne k} R_j
+
+    References:
+        Kool, van Hoof & Welling (2019), Buy 4 REINFORCE samples, get a baseline for free!
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from rlmetric import baselines
+        >>> advantages, _ = baselines.LeaveOneOut().advantages(tf.constant([0.2, 0.6, 1.0]), None)
+        >>> print(advantages.numpy().round(3))  # 0.2 - 0.8, 0.6 - 0.6, 1.0 - 0.4
+        [-0.6  0.   0.6]
+    """
 
     name = "leave_one_out"
     min_samples = 2
@@ -143,7 +183,20 @@ class LeaveOneOut(Baseline):
 
 @keras.saving.register_keras_serializable(package="rlmetric")
 class Greedy(Baseline):
-    """Self-critical (SCST): the baseline is the reward of the mode decisions."""
+    """Self-critical (SCST): the baseline is the reward of the mode decisions.
+
+    References:
+        Rennie, Marcheret, Mroueh, Ross & Goel (2017), Self-critical sequence training for image
+        captioning.
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from rlmetric import baselines
+        >>> rewards = tf.constant([0.2, 0.6])
+        >>> advantages, _ = baselines.Greedy().advantages(rewards, None, greedy_reward=0.5)
+        >>> print(advantages.numpy().round(3))
+        [-0.3  0.1]
+    """
 
     name = "greedy"
     requires_greedy = True
@@ -162,6 +215,16 @@ class GroupNorm(Baseline):
     Args:
         std_floor: the smallest divisor, so that a group of (nearly) equal rewards gives
             (nearly) zero advantages instead of amplified noise.
+
+    References:
+        Shao et al. (2024), DeepSeekMath (group relative policy optimization, GRPO).
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from rlmetric import baselines
+        >>> advantages, _ = baselines.GroupNorm().advantages(tf.constant([0.0, 1.0]), None)
+        >>> print(advantages.numpy().round(3))
+        [-1.  1.]
     """
 
     name = "group_norm"

@@ -56,7 +56,8 @@ def staircase(
 
     Args:
         x: ``[...]`` scores.
-        thresholds, heights: ``[T]`` each.
+        thresholds: ``[T]`` increasing thresholds.
+        heights: ``[T]`` the step height at each threshold.
 
     Returns:
         ``[...]`` levels, of the dtype of ``x``.

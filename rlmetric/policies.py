@@ -244,6 +244,16 @@ class Bernoulli(Policy):
 
     Logits ``[B]`` or ``[B, 1]`` (binary classification), ``[B, L]`` (multi-label) or
     ``[B, H, W, 1]`` (binary segmentation; any rank works). The actions have the logits' shape.
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from rlmetric import policies
+        >>> policy = policies.Bernoulli()
+        >>> logits = tf.constant([[3.0], [-3.0]])
+        >>> policy.sample(logits, num_samples=4, seed=0).shape  # [K, B, 1]
+        TensorShape([4, 2, 1])
+        >>> print(policy.greedy(logits).numpy().ravel())  # positive at logit > 0
+        [1 0]
     """
 
     name = "bernoulli"
@@ -315,6 +325,16 @@ class Categorical(Policy):
 
     Logits ``[B, C]`` (multi-class) or ``[B, H, W, C]`` (per-pixel classes); actions drop the
     class axis: ``[B]`` or ``[B, H, W]`` class ids.
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from rlmetric import policies
+        >>> policy = policies.Categorical()
+        >>> logits = tf.zeros([2, 8, 8, 3])  # 3 classes per pixel
+        >>> policy.sample(logits, num_samples=4, seed=0).shape  # [K, B, H, W]
+        TensorShape([4, 2, 8, 8])
+        >>> print(policy.log_prob(logits, tf.zeros([2, 8, 8], tf.int32))[0, 0, 0].numpy().round(4))
+        -1.0986
     """
 
     name = "categorical"

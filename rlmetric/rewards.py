@@ -513,7 +513,21 @@ class FBeta(CountReward):
 
 @keras.saving.register_keras_serializable(package="rlmetric")
 class F1(FBeta):
-    """F1 score ``2 tp / (2 tp + fp + fn)`` (``f1_score``)."""
+    """F1 score ``2 tp / (2 tp + fp + fn)`` (``f1_score``).
+
+    Examples:
+        One score per decision set: labels ``[B]``, decisions ``[K, B]``.
+
+        >>> import tensorflow as tf
+        >>> from sklearn.metrics import f1_score
+        >>> from rlmetric import rewards
+        >>> y_true = tf.constant([1, 0, 1, 1])
+        >>> actions = tf.constant([[1, 0, 0, 1], [1, 1, 1, 1]])
+        >>> print(rewards.F1()(y_true, actions).numpy().round(4))
+        [0.8    0.8571]
+        >>> round(f1_score([1, 0, 1, 1], [1, 1, 1, 1]), 4)
+        0.8571
+    """
 
     default_name = "f1"
 
@@ -541,7 +555,19 @@ class Dice(F1):
 
 @keras.saving.register_keras_serializable(package="rlmetric")
 class IoU(CountReward):
-    """Intersection over union (Jaccard index) ``tp / (tp + fp + fn)`` (``jaccard_score``)."""
+    """Intersection over union (Jaccard index) ``tp / (tp + fp + fn)`` (``jaccard_score``).
+
+    Examples:
+        The mean IoU over 3 classes of per-pixel class ids ``[B, H, W]``:
+
+        >>> import tensorflow as tf
+        >>> from rlmetric import rewards
+        >>> y_true = tf.constant([[[0, 1], [2, 2]]])
+        >>> actions = tf.constant([[[[0, 1], [2, 0]]]])  # K = 1 set: one pixel wrong
+        >>> miou = rewards.IoU(average="macro", num_classes=3)
+        >>> round(float(miou(y_true, actions)[0]), 4)  # (1/2 + 1 + 1/2) / 3
+        0.6667
+    """
 
     default_name = "iou"
 

@@ -299,8 +299,9 @@ class SoftDice(_SurrogateLoss):
         activation: ``"sigmoid"`` (independent channels, binary targets) or ``"softmax"``
             (classes on the last axis, class-id or one-hot targets).
         include_background: whether channel 0 counts (``False`` needs ``softmax``).
-        smooth_nr, smooth_dr: added to the numerator and the denominator (MONAI's defaults); a
-            channel empty in both target and prediction scores ``1 - smooth_nr / smooth_dr``.
+        smooth_nr: added to the numerator (MONAI's default).
+        smooth_dr: added to the denominator (MONAI's default); a channel empty in both target
+            and prediction scores ``1 - smooth_nr / smooth_dr``.
         squared_pred: sum squared probabilities in the denominator (V-Net's variant).
         batch: sum over the batch before dividing (one Dice per channel for the batch) instead
             of one per example.
@@ -388,7 +389,9 @@ class SoftJaccard(SoftDice):
     jaccard = True
 
 
-def lovasz_jaccard_gradient(sorted_targets: tf.Tensor, sorted_valid: tf.Tensor | None = None):
+def lovasz_jaccard_gradient(
+    sorted_targets: tf.Tensor, sorted_valid: tf.Tensor | None = None
+) -> tf.Tensor:
     """The gradient of the Lovasz extension of the Jaccard loss at a point, given its
     coordinates' targets in decreasing order of error.
 
