@@ -1,8 +1,9 @@
 """Merge the results.csv of several `rlmetric bench` runs (a full run done in parts) and print
 the tables and verdicts of the merged runs, as `rlmetric bench` prints them for one run.
 
-A later file replaces every row of a task that an earlier file also has, so a task re-run in a
-later part is counted once.
+A later file replaces every row of a (task, method) pair that an earlier file also has, so a
+method re-run on a task in a later part is counted once, and a method run alone later (e.g. a new
+estimator) joins the tasks' other methods.
 
     python benchmarks/merge_results.py part1/results.csv part2/results.csv \
         --out benchmarks/results
@@ -34,8 +35,8 @@ def merge(paths: list[Path]) -> list[dict]:
     merged: list[dict] = []
     for path in paths:
         rows = read_rows(path)
-        tasks = {r["task"] for r in rows}
-        merged = [r for r in merged if r["task"] not in tasks] + rows
+        pairs = {(r["task"], r["method"]) for r in rows}
+        merged = [r for r in merged if (r["task"], r["method"]) not in pairs] + rows
     return merged
 
 

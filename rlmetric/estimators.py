@@ -317,6 +317,17 @@ class LocalBestResponse(Estimator):
     set to ``v`` and the other decisions held at a context: the policy's mode
     (``context="mode"``, the default: one deterministic set, the decisions that are scored at
     prediction time) or the ``K`` sampled sets (``context="samples"``, averaged over them).
+
+    ``context="coupled"`` draws all decisions with one shared uniform instead, each wrong with
+    its probability ``1 - p_i(label)`` (a wrong categorical decision takes the likeliest other
+    class), so the wrong sets are nested in the order of decreasing error. An element's weight
+    is then the reward lost when it turns wrong at its place in that order
+    (:meth:`rlmetric.rewards.CountReward.coupled_gains`): the worst decisions get the gains of a
+    batch that is still mostly right. For the Jaccard loss these gains are the Lovasz gradient
+    (Berman et al. 2018). Here they weight a cross-entropy, not the Lovasz loss's linear
+    form. Count rewards with standard confusion counts only (not ``Accuracy``). Cost: a sort of
+    the global batch (an all-gather under ``tf.distribute``) and ``O(N G)`` memory for ``G``
+    count groups.
     With ``R_i(v)`` that reward,
 
     * the best response is ``a*_i = argmax_v R_i(v)``;
@@ -347,7 +358,8 @@ class LocalBestResponse(Estimator):
     the logged ``reward`` is that of the mode.
 
     Args:
-        context: ``"mode"`` (default) or ``"samples"`` (the ``K`` policy samples).
+        context: ``"mode"`` (default), ``"samples"`` (the ``K`` policy samples) or
+            ``"coupled"`` (one shared uniform for all decisions).
         normalize: divide by the sum of the weights over the (global) batch.
 
     References:
@@ -372,7 +384,7 @@ class LocalBestResponse(Estimator):
     """
 
     name = "best_response"
-    CONTEXTS = ("mode", "samples")
+    CONTEXTS = ("mode", "samples", "coupled")
 
     def __init__(self, context: str = "mode", normalize: bool = True) -> None:
         if context not in self.CONTEXTS:
@@ -386,11 +398,19 @@ class LocalBestResponse(Estimator):
 
     def check(self, *, policy, reward, baseline, num_samples):
         _require_count_reward(self.name, reward)
+        if self.context == "coupled" and not reward.supports_coupled_gains:
+            raise ValueError(
+                f"estimator LocalBestResponse(context='coupled') cannot use the reward "
+                f"{reward.name!r} (its counts are not per class, label or Bernoulli row); use "
+                "context='mode'."
+            )
 
     def __call__(
         self, logits, y_true, *, policy, reward, baseline, baseline_state, num_samples, seed=None
     ):
         fixed_logits = tf.stop_gradient(logits)
+        if self.context == "coupled":
+            return self._coupled(logits, y_true, policy, reward, baseline_state)
         if self.context == "mode":
             actions = policy.greedy(fixed_logits)[None]  # [1, B, ...]
         else:
@@ -415,6 +435,26 @@ class LocalBestResponse(Estimator):
         rewards = reward(y_true, actions)  # [K] (or [1]: the mode's reward)
         advantages = rewards - tf.reduce_mean(rewards)
         return EstimatorOutput(loss, rewards, advantages, baseline_state, actions)
+
+    def _coupled(self, logits, y_true, policy, reward, baseline_state) -> EstimatorOutput:
+        fixed_logits = tf.stop_gradient(logits)
+        mode = policy.greedy(fixed_logits)
+        labels = tf.cast(y_true, tf.int32)
+        probs = policy.value_probs(fixed_logits)  # [B, ..., V]
+        num_values = tf.shape(probs)[-1]
+        probs = tf.reshape(probs, tf.concat([tf.shape(labels), [num_values]], axis=0))
+        truth = tf.one_hot(labels, num_values, dtype=probs.dtype)
+        errors = 1.0 - tf.reduce_sum(probs * truth, axis=-1)
+        wrong = tf.argmax(probs - 2.0 * truth, axis=-1, output_type=tf.int32)  # likeliest other
+        weights = tf.stop_gradient(reward.coupled_gains(labels, errors, wrong))  # [N]
+        crossentropy = tf.reshape(policy.crossentropy(logits, labels), [-1])
+        loss = tf.reduce_sum(tf.cast(weights, crossentropy.dtype) * crossentropy)
+        if self.normalize:
+            total = rewards_lib._sum_over_replicas(tf.reduce_sum(weights))
+            loss = tf.math.divide_no_nan(loss, tf.cast(total, loss.dtype))
+        rewards = reward(y_true, mode[None])  # [1]: the mode's reward
+        advantages = rewards - tf.reduce_mean(rewards)
+        return EstimatorOutput(loss, rewards, advantages, baseline_state, mode[None])
 
     def get_config(self) -> dict:
         return {"context": self.context, "normalize": self.normalize}

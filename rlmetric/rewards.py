@@ -285,6 +285,84 @@ class CountReward(Reward):
         total, weight = tf.unstack(statistics, num=2, axis=-1)
         return _safe_divide(total, weight, self.zero_division)
 
+    @property
+    def supports_coupled_gains(self) -> bool:
+        """Whether :meth:`coupled_gains` applies: standard confusion counts (not Accuracy's own
+        counting), and not row-wise groups of categorical decisions."""
+        standard = type(self).counts is CountReward.counts
+        return standard and not (self.groups_are_rows and self.num_classes is not None)
+
+    def coupled_gains(self, y_true: tf.Tensor, errors: tf.Tensor, wrong: tf.Tensor) -> tf.Tensor:
+        """What each element's correct decision is worth when the decisions are drawn coupled.
+
+        The coupled draw takes one uniform ``u`` for the whole (global) batch: element ``i`` is
+        wrong, set to ``wrong_i``, iff ``u < errors_i``, and right otherwise. Each element keeps
+        its probability of being wrong, and the wrong sets are nested: as ``u`` falls, elements
+        turn wrong in the order of decreasing error. For the Jaccard loss the expected loss under
+        this draw is its Lovasz extension (Berman et al. 2018). The gain of element ``i`` is the
+        reward lost when it turns wrong at its place in that order:
+        ``R(worse ones wrong) - R(worse ones and i wrong)``. The worst decisions get the gains of
+        a batch that is still mostly right.
+
+        Args:
+            y_true: ``[B, ...]`` labels in the action shape.
+            errors: ``[B, ...]`` float, each decision's probability of being wrong.
+            wrong: ``[B, ...]`` int, the value a wrong decision takes (``1 - y`` for Bernoulli
+                decisions; for categorical ones e.g. the most likely wrong class).
+
+        Returns:
+            float32 ``[N]`` gains ``>= 0`` of this replica's ``N`` elements (row-major), computed
+            on the global batch under ``tf.distribute``. Cost: a sort of the global batch and
+            ``O(N * G)`` memory for ``G`` count groups.
+        """
+        if not self.supports_coupled_gains:
+            raise ValueError(
+                f"Reward {self.name!r}: coupled gains need standard confusion counts per class, "
+                "label or Bernoulli row; use context='mode' for this reward."
+            )
+        y_true = tf.convert_to_tensor(y_true)
+        errors = tf.cast(tf.convert_to_tensor(errors), tf.float32)
+        wrong = tf.cast(tf.convert_to_tensor(wrong), tf.int32)
+        layout = self.layout(tf.TensorShape([1]).concatenate(y_true.shape))
+        local_rows = tf.shape(y_true)[0]
+        replica = tf.distribute.get_replica_context()
+        distributed = replica is not None and replica.num_replicas_in_sync > 1
+        if distributed:  # the order and the counts are those of the global batch
+            rows = replica.all_gather(local_rows[None], axis=0)
+            offset = tf.reduce_sum(rows[: replica.replica_id_in_sync_group])
+            y_true, errors, wrong = (replica.all_gather(t, axis=0) for t in (y_true, errors, wrong))
+        labels = tf.reshape(tf.cast(y_true, tf.int32), [-1])  # [N]
+        num_elements = tf.size(labels)
+        base = self.counts(y_true, y_true[None])[0]  # [G, 4]: every decision right
+        num_groups = tf.shape(base)[0]
+        # a wrong decision moves counts (tp, fp, fn, tn) of at most two groups
+        loses_tp = tf.constant([-1.0, 0.0, 1.0, 0.0])  # the true group: tp -> fn
+        gains_fp = tf.constant([0.0, 1.0, 0.0, -1.0])  # a negative group: tn -> fp
+        if layout == CLASSES:  # class ids (a Bernoulli binary target: the classes 0 and 1)
+            delta = (
+                tf.one_hot(labels, num_groups)[:, :, None] * loses_tp
+                + tf.one_hot(tf.reshape(wrong, [-1]), num_groups)[:, :, None] * gains_fp
+            )
+        else:  # independent labels (the last axis), or rows for average="samples"
+            element = tf.range(num_elements)
+            if self.groups_are_rows:
+                group = element // (num_elements // tf.shape(y_true)[0])
+            else:
+                group = element % num_groups
+            cell = tf.where((labels == 1)[:, None], loses_tp[None], gains_fp[None])  # [N, 4]
+            delta = tf.one_hot(group, num_groups)[:, :, None] * cell[:, None, :]
+        order = tf.argsort(tf.reshape(errors, [-1]), direction="DESCENDING", stable=True)
+        prefix = base[None] + tf.cumsum(tf.gather(delta, order), axis=0)  # [N, G, 4]
+        scores = tf.cast(
+            self.from_counts(tf.concat([base[None], prefix], axis=0), layout), tf.float32
+        )  # [N + 1]: the reward with the first j elements of the order wrong
+        gains = tf.scatter_nd(order[:, None], scores[:-1] - scores[1:], [num_elements])
+        gains = tf.maximum(gains, 0.0)  # count metrics never gain from a wrong decision
+        if distributed:
+            per_row = num_elements // tf.reduce_sum(rows)
+            gains = gains[offset * per_row : (offset + local_rows) * per_row]
+        return gains
+
     def local_rewards(self, y_true: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
         """The reward of every sample set with one element's decision replaced by each value.
 

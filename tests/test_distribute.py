@@ -159,6 +159,11 @@ EQUIVALENCE_SCRIPT = TWO_LOGICAL_CPUS + textwrap.dedent(
             "categorical",
             "best_response",
         ),
+        # the coupled context orders the global batch: an all-gather, then this replica's part
+        "categorical_miou_coupled": (
+            3, np.digitize(x[:, 1], [-0.5, 0.5]).astype("int32"), "miou", "categorical", "coupled"
+        ),
+        "bernoulli_f1_coupled": (1, (x[:, 0] > 0.3).astype("int32"), "f1", "bernoulli", "coupled"),
         # a regulariser must count once, not once per replica (Keras scales it by 1/replicas)
         "bernoulli_f1_l2": (
             1, (x[:, 0] > 0.3).astype("int32"), "f1", "bernoulli", "best_response", 0.05
@@ -175,6 +180,10 @@ EQUIVALENCE_SCRIPT = TWO_LOGICAL_CPUS + textwrap.dedent(
             self.values.append(float(logs["reward"]))
 
     def train(strategy, outputs, y, reward, policy, estimator, l2=0.0):
+        if estimator == "coupled":
+            from rlmetric.estimators import LocalBestResponse
+
+            estimator = LocalBestResponse(context="coupled")
         with strategy.scope():
             keras.utils.set_random_seed(0)
             regularizer = keras.regularizers.L2(l2) if l2 else None

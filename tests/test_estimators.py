@@ -387,3 +387,39 @@ def test_best_response_config_round_trips_and_auto_picks_it_for_count_rewards():
     assert isinstance(pick(custom, policies.Bernoulli()), estimators.Reinforce)
     rows = rewards.F1(average="samples", num_classes=3)
     assert isinstance(pick(rows, policies.Categorical()), estimators.Reinforce)
+
+
+@pytest.mark.parametrize(
+    "policy, shape, reward, num_values",
+    [
+        (policies.Bernoulli(), (16, 3), rewards.F1(average="macro"), 2),
+        (policies.Categorical(), (16, 3), rewards.IoU(average="macro", num_classes=3), 3),
+    ],
+)
+def test_coupled_best_response_is_the_crossentropy_weighted_by_the_coupled_gains(
+    policy, shape, reward, num_values
+):
+    """The loss is sum_i w_i CE_i(label) / sum_i w_i with w the reward's coupled gains, the
+    errors being 1 - p(label) and a wrong decision the likeliest other value."""
+    logits = tf.constant(rng.normal(size=shape).astype(np.float32))
+    labels_shape = shape if num_values == 2 else shape[:-1]
+    labels = tf.constant(rng.integers(0, num_values, labels_shape).astype(np.int32))
+    out, _ = best_response_output(logits, labels, reward, policy, "coupled")
+    probs = policy.value_probs(logits).numpy().reshape(-1, num_values)
+    flat = labels.numpy().ravel()
+    p_true = probs[np.arange(flat.size), flat]
+    masked = probs.copy()
+    masked[np.arange(flat.size), flat] = -1.0
+    weights = reward.coupled_gains(
+        labels, (1 - p_true).reshape(labels_shape), masked.argmax(-1).reshape(labels_shape)
+    ).numpy()
+    crossentropy = -np.log(p_true)
+    np.testing.assert_allclose(
+        out.loss, (weights * crossentropy).sum() / weights.sum(), rtol=1e-5, atol=1e-7
+    )
+    config = keras.saving.serialize_keras_object(estimators.LocalBestResponse("coupled"))
+    assert estimators.get(config).context == "coupled"
+    with pytest.raises(ValueError, match="context='mode'"):
+        estimators.LocalBestResponse(context="coupled").check(
+            policy=policy, reward=rewards.Accuracy(), baseline=None, num_samples=1
+        )

@@ -359,3 +359,98 @@ def test_mcc_is_exact_on_large_imbalanced_counts(positive_rate):
         actions,
         skm.matthews_corrcoef,
     )
+
+
+# -- coupled gains ---------------------------------------------------------------------------
+def _reference_coupled_gains(labels, errors, wrong, score):
+    """By brute force: the decision sets with the first j elements of the error order wrong,
+    scored with scikit-learn (``score(y, decisions)`` on arrays of the labels' shape)."""
+    order = np.argsort(-errors.ravel(), kind="stable")
+    decisions = labels.ravel().copy()
+    scores = [score(labels, decisions.reshape(labels.shape))]
+    for i in order:
+        decisions[i] = wrong.ravel()[i]
+        scores.append(score(labels, decisions.reshape(labels.shape)))
+    gains = np.zeros(labels.size)
+    gains[order] = np.maximum(np.array(scores[:-1]) - np.array(scores[1:]), 0.0)
+    return gains
+
+
+COUPLED_CASES = {
+    "binary-iou": (rewards.IoU(), (30,), 2, lambda t, p: skm.jaccard_score(t, p, zero_division=0)),
+    "binary-f1-pixels": (
+        rewards.F1(),
+        (2, 4, 4, 1),
+        2,
+        lambda t, p: skm.f1_score(t.ravel(), p.ravel(), zero_division=0),
+    ),
+    "binary-mcc": (rewards.MatthewsCorrCoef(), (30,), 2, skm.matthews_corrcoef),
+    "multilabel-macro-f1": (
+        rewards.F1(average="macro"),
+        (10, 3),
+        2,
+        lambda t, p: skm.f1_score(t, p, average="macro", zero_division=0),
+    ),
+    "multilabel-micro-iou": (
+        rewards.IoU(average="micro"),
+        (10, 3),
+        2,
+        lambda t, p: skm.jaccard_score(t, p, average="micro", zero_division=0),
+    ),
+    "multilabel-samples-f1": (
+        rewards.F1(average="samples"),
+        (8, 3),
+        2,
+        lambda t, p: skm.f1_score(t, p, average="samples", zero_division=0),
+    ),
+    "categorical-miou": (
+        rewards.IoU(average="macro", num_classes=4),
+        (3, 4, 4),
+        4,
+        lambda t, p: skm.jaccard_score(t.ravel(), p.ravel(), average="macro", zero_division=0),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(COUPLED_CASES))
+def test_coupled_gains_match_brute_force_with_scikit_learn(case):
+    reward, shape, num_values, score = COUPLED_CASES[case]
+    rng = np.random.default_rng(len(case))
+    for trial in range(3):
+        labels = rng.integers(0, num_values, shape).astype(np.int32)
+        if trial == 2:
+            labels[:] = 0  # no positive label / one class only
+        errors = rng.random(shape).astype(np.float32)
+        if num_values == 2:
+            wrong = 1 - labels
+        else:  # any wrong class
+            wrong = (labels + rng.integers(1, num_values, shape)) % num_values
+        got = reward.coupled_gains(tf.constant(labels), tf.constant(errors), tf.constant(wrong))
+        want = _reference_coupled_gains(labels, errors, wrong, score)
+        np.testing.assert_allclose(got.numpy(), want, atol=1e-6, err_msg=f"{case} {trial}")
+
+
+def test_coupled_gains_of_the_jaccard_loss_are_the_lovasz_gradient():
+    """Under the coupled draw the expected Jaccard loss is its Lovasz extension (Berman et al.
+    2018), so the gains equal the Lovasz gradient of the errors (here hand-checked too)."""
+    from rlmetric.surrogates import lovasz_jaccard_gradient
+
+    labels = np.array([1, 0, 1], np.int32)
+    errors = np.array([0.9, 0.5, 0.1], np.float32)
+    gains = rewards.IoU().coupled_gains(labels, errors, 1 - labels).numpy()
+    # IoU 1 -> 1/2 (first positive missed) -> 1/3 (a false positive) -> 0
+    np.testing.assert_allclose(gains, [0.5, 1 / 6, 1 / 3], atol=1e-6)
+    rng = np.random.default_rng(0)
+    labels = (rng.random(50) < 0.4).astype(np.int32)
+    errors = rng.random(50).astype(np.float32)
+    order = np.argsort(-errors, kind="stable")
+    lovasz = np.zeros(50)
+    lovasz[order] = lovasz_jaccard_gradient(tf.constant(labels[order][None], tf.float32))[0]
+    got = rewards.IoU().coupled_gains(labels, errors, 1 - labels).numpy()
+    np.testing.assert_allclose(got, lovasz, atol=1e-6)
+
+
+def test_coupled_gains_refuse_rewards_they_cannot_count():
+    assert not rewards.Accuracy().supports_coupled_gains
+    with pytest.raises(ValueError, match="context='mode'"):
+        rewards.Accuracy().coupled_gains(tf.constant([1, 0]), tf.constant([0.5, 0.5]), [0, 1])

@@ -390,6 +390,8 @@ XLA_CASES = [
     ("disarm", "none", "bernoulli", "iou"),
     ("best_response", "none", "categorical", "miou"),
     ("best_response", "leave_one_out", "bernoulli", "f1"),
+    (estimators.LocalBestResponse(context="coupled"), "none", "categorical", "miou"),
+    (estimators.LocalBestResponse(context="coupled"), "none", "bernoulli", "iou"),
 ]
 
 

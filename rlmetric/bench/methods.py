@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from rlmetric import layers, surrogates
+from rlmetric import estimators, layers, surrogates
 from rlmetric.bench.tasks import STEP_THRESHOLDS, Task
 from rlmetric.trainer import PolicyGradientTrainer
 
@@ -387,6 +387,13 @@ METHODS: dict[str, Method] = {
             "response for count rewards), K=8",
             ALL_KINDS,
             _policy_gradient(None),
+        ),
+        Method(
+            "pg-coupled",
+            "PolicyGradientTrainer: the best response with coupled decisions "
+            "(LocalBestResponse(context='coupled')), K=8",
+            ("binary", "multilabel", "binary-seg", "multiclass-seg"),
+            _policy_gradient(estimators.LocalBestResponse(context="coupled")),
         ),
         Method(
             "pg-disarm",
