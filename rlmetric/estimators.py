@@ -18,6 +18,7 @@ import tensorflow as tf
 from rlmetric import baselines as baselines_lib
 from rlmetric import policies as policies_lib
 from rlmetric import rewards as rewards_lib
+from rlmetric._distribute import sum_over_replicas
 from rlmetric._registry import resolve
 
 __all__ = [
@@ -318,16 +319,16 @@ class LocalBestResponse(Estimator):
     (``context="mode"``, the default: one deterministic set, the decisions that are scored at
     prediction time) or the ``K`` sampled sets (``context="samples"``, averaged over them).
 
-    ``context="coupled"`` draws all decisions with one shared uniform instead, each wrong with
-    its probability ``1 - p_i(label)`` (a wrong categorical decision takes the likeliest other
-    class), so the wrong sets are nested in the order of decreasing error. An element's weight
-    is then the reward lost when it turns wrong at its place in that order
+    ``context="coupled"`` draws the decisions, seen as one-vs-rest pairs of an element and a
+    count group, with one shared uniform instead: each pair is wrong with its probability, and the
+    wrong sets are nested in the order of decreasing error. An element's weight is the reward
+    lost when its pairs turn wrong at their places in that order
     (:meth:`rlmetric.rewards.CountReward.coupled_gains`): the worst decisions get the gains of a
-    batch that is still mostly right. For the Jaccard loss these gains are the Lovasz gradient
+    batch that is still mostly right. For the Jaccard index these gains are the Lovasz gradient
     (Berman et al. 2018). Here they weight a cross-entropy, not the Lovasz loss's linear
     form. Count rewards with standard confusion counts only (not ``Accuracy``). Cost: a sort of
-    the global batch (an all-gather under ``tf.distribute``) and ``O(N G)`` memory for ``G``
-    count groups.
+    the global batch (an all-gather under ``tf.distribute``) and ``O(N P G)`` memory for ``P``
+    pairs per element and ``G`` count groups (``C^2`` per pixel for ``C`` classes).
     With ``R_i(v)`` that reward,
 
     * the best response is ``a*_i = argmax_v R_i(v)``;
@@ -430,7 +431,7 @@ class LocalBestResponse(Estimator):
         loss = tf.reduce_sum(tf.cast(weights, crossentropy.dtype) * crossentropy)
         if self.normalize:
             # the global batch's total, so that replicas' gradients add up to one weighted mean
-            total = rewards_lib._sum_over_replicas(tf.reduce_sum(weights))
+            total = sum_over_replicas(tf.reduce_sum(weights))
             loss = tf.math.divide_no_nan(loss, tf.cast(total, loss.dtype))
         rewards = reward(y_true, actions)  # [K] (or [1]: the mode's reward)
         advantages = rewards - tf.reduce_mean(rewards)
@@ -440,17 +441,12 @@ class LocalBestResponse(Estimator):
         fixed_logits = tf.stop_gradient(logits)
         mode = policy.greedy(fixed_logits)
         labels = tf.cast(y_true, tf.int32)
-        probs = policy.value_probs(fixed_logits)  # [B, ..., V]
-        num_values = tf.shape(probs)[-1]
-        probs = tf.reshape(probs, tf.concat([tf.shape(labels), [num_values]], axis=0))
-        truth = tf.one_hot(labels, num_values, dtype=probs.dtype)
-        errors = 1.0 - tf.reduce_sum(probs * truth, axis=-1)
-        wrong = tf.argmax(probs - 2.0 * truth, axis=-1, output_type=tf.int32)  # likeliest other
-        weights = tf.stop_gradient(reward.coupled_gains(labels, errors, wrong))  # [N]
+        value_probs = policy.value_probs(fixed_logits)  # [B, ..., V]
+        weights = tf.stop_gradient(reward.coupled_gains(labels, value_probs))  # [N]
         crossentropy = tf.reshape(policy.crossentropy(logits, labels), [-1])
         loss = tf.reduce_sum(tf.cast(weights, crossentropy.dtype) * crossentropy)
         if self.normalize:
-            total = rewards_lib._sum_over_replicas(tf.reduce_sum(weights))
+            total = sum_over_replicas(tf.reduce_sum(weights))
             loss = tf.math.divide_no_nan(loss, tf.cast(total, loss.dtype))
         rewards = reward(y_true, mode[None])  # [1]: the mode's reward
         advantages = rewards - tf.reduce_mean(rewards)

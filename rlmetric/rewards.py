@@ -38,6 +38,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from rlmetric._distribute import sum_over_replicas
 from rlmetric._registry import resolve
 
 __all__ = [
@@ -79,15 +80,6 @@ class Reward:
     @classmethod
     def from_config(cls, config: dict) -> Reward:
         return cls(**config)
-
-
-def _sum_over_replicas(values: tf.Tensor) -> tf.Tensor:
-    """Sums over the replicas of a ``tf.distribute`` strategy inside ``strategy.run``; the
-    identity elsewhere (one replica, or the cross-replica context)."""
-    replica = tf.distribute.get_replica_context()
-    if replica is None or replica.num_replicas_in_sync == 1:
-        return values
-    return replica.all_reduce(tf.distribute.ReduceOp.SUM, values)
 
 
 def _safe_divide(numerator: tf.Tensor, denominator: tf.Tensor, zero_division: float) -> tf.Tensor:
@@ -292,28 +284,34 @@ class CountReward(Reward):
         standard = type(self).counts is CountReward.counts
         return standard and not (self.groups_are_rows and self.num_classes is not None)
 
-    def coupled_gains(self, y_true: tf.Tensor, errors: tf.Tensor, wrong: tf.Tensor) -> tf.Tensor:
+    def coupled_gains(self, y_true: tf.Tensor, value_probs: tf.Tensor) -> tf.Tensor:
         """What each element's correct decision is worth when the decisions are drawn coupled.
 
-        The coupled draw takes one uniform ``u`` for the whole (global) batch: element ``i`` is
-        wrong, set to ``wrong_i``, iff ``u < errors_i``, and right otherwise. Each element keeps
-        its probability of being wrong, and the wrong sets are nested: as ``u`` falls, elements
-        turn wrong in the order of decreasing error. For the Jaccard loss the expected loss under
-        this draw is its Lovasz extension (Berman et al. 2018). The gain of element ``i`` is the
-        reward lost when it turns wrong at its place in that order:
-        ``R(worse ones wrong) - R(worse ones and i wrong)``. The worst decisions get the gains of
-        a batch that is still mostly right.
+        The count groups see the decisions as one-vs-rest pairs: element ``i`` and group ``g``
+        (a class, a label, or a row for ``average="samples"``) form a pair whose target is
+        ``t = 1[label of i is g]`` (for labels and rows: the element's 0/1 label) and whose error is
+        ``|t - p_i(g)|``. The coupled draw takes one uniform ``u`` for all pairs of the (global)
+        batch: a pair is wrong iff ``u < error``. Each pair keeps its probability of being wrong,
+        and the wrong sets are nested in the order of decreasing error. A wrong pair with
+        ``t = 1`` moves a true positive of its group to a false negative; with ``t = 0``, a true
+        negative to a false positive. The gain of a pair is the reward lost when it turns wrong at
+        its place in that order, ``R(worse pairs wrong) - R(worse pairs and this one wrong)``. An
+        element's gain is the sum over its pairs. The worst decisions get the gains of a batch
+        that is still mostly right. For the Jaccard index (binary, or the mean over classes)
+        these are the gradients of the Lovasz extension of the Jaccard loss (Berman et al. 2018),
+        the weights of the Lovasz hinge and Lovasz-softmax losses.
 
         Args:
             y_true: ``[B, ...]`` labels in the action shape.
-            errors: ``[B, ...]`` float, each decision's probability of being wrong.
-            wrong: ``[B, ...]`` int, the value a wrong decision takes (``1 - y`` for Bernoulli
-                decisions; for categorical ones e.g. the most likely wrong class).
+            value_probs: ``[B, ..., V]`` the policy's probability of each value (``V = 2`` for
+                Bernoulli decisions, ``C`` for categorical ones), as
+                :meth:`rlmetric.policies.Policy.value_probs` returns them.
 
         Returns:
             float32 ``[N]`` gains ``>= 0`` of this replica's ``N`` elements (row-major), computed
-            on the global batch under ``tf.distribute``. Cost: a sort of the global batch and
-            ``O(N * G)`` memory for ``G`` count groups.
+            on the global batch under ``tf.distribute`` (an all-gather). Cost: a sort of the
+            ``N P`` pairs (``P = 2`` for a binary target, ``C`` for classes, 1 for labels and
+            rows) and ``O(N P G)`` memory for ``G`` count groups.
         """
         if not self.supports_coupled_gains:
             raise ValueError(
@@ -321,8 +319,7 @@ class CountReward(Reward):
                 "label or Bernoulli row; use context='mode' for this reward."
             )
         y_true = tf.convert_to_tensor(y_true)
-        errors = tf.cast(tf.convert_to_tensor(errors), tf.float32)
-        wrong = tf.cast(tf.convert_to_tensor(wrong), tf.int32)
+        value_probs = tf.cast(tf.convert_to_tensor(value_probs), tf.float32)
         layout = self.layout(tf.TensorShape([1]).concatenate(y_true.shape))
         local_rows = tf.shape(y_true)[0]
         replica = tf.distribute.get_replica_context()
@@ -330,33 +327,44 @@ class CountReward(Reward):
         if distributed:  # the order and the counts are those of the global batch
             rows = replica.all_gather(local_rows[None], axis=0)
             offset = tf.reduce_sum(rows[: replica.replica_id_in_sync_group])
-            y_true, errors, wrong = (replica.all_gather(t, axis=0) for t in (y_true, errors, wrong))
+            y_true = replica.all_gather(y_true, axis=0)
+            value_probs = replica.all_gather(value_probs, axis=0)
         labels = tf.reshape(tf.cast(y_true, tf.int32), [-1])  # [N]
         num_elements = tf.size(labels)
+        num_values = tf.shape(value_probs)[-1]
+        probs = tf.reshape(value_probs, [num_elements, num_values])
         base = self.counts(y_true, y_true[None])[0]  # [G, 4]: every decision right
         num_groups = tf.shape(base)[0]
-        # a wrong decision moves counts (tp, fp, fn, tn) of at most two groups
-        loses_tp = tf.constant([-1.0, 0.0, 1.0, 0.0])  # the true group: tp -> fn
-        gains_fp = tf.constant([0.0, 1.0, 0.0, -1.0])  # a negative group: tn -> fp
-        if layout == CLASSES:  # class ids (a Bernoulli binary target: the classes 0 and 1)
-            delta = (
-                tf.one_hot(labels, num_groups)[:, :, None] * loses_tp
-                + tf.one_hot(tf.reshape(wrong, [-1]), num_groups)[:, :, None] * gains_fp
-            )
-        else:  # independent labels (the last axis), or rows for average="samples"
+        if layout == CLASSES:  # one pair per element and class
+            targets = tf.one_hot(labels, num_values)  # [N, P = C]
+            pair_probs = probs
+            group = tf.broadcast_to(tf.range(num_values)[None], tf.shape(targets))
+        else:  # one pair per element: its label (the last axis) or its row
+            targets = tf.cast(labels, tf.float32)[:, None]  # [N, 1]
+            pair_probs = probs[:, 1:]  # the probability of 1
             element = tf.range(num_elements)
             if self.groups_are_rows:
                 group = element // (num_elements // tf.shape(y_true)[0])
             else:
                 group = element % num_groups
-            cell = tf.where((labels == 1)[:, None], loses_tp[None], gains_fp[None])  # [N, 4]
-            delta = tf.one_hot(group, num_groups)[:, :, None] * cell[:, None, :]
-        order = tf.argsort(tf.reshape(errors, [-1]), direction="DESCENDING", stable=True)
-        prefix = base[None] + tf.cumsum(tf.gather(delta, order), axis=0)  # [N, G, 4]
+            group = group[:, None]
+        errors = tf.reshape(tf.abs(targets - pair_probs), [-1])  # [M] pairs, element-major
+        targets = tf.reshape(targets, [-1])
+        group = tf.reshape(group, [-1])
+        # a wrong pair moves one count of its group: tp -> fn (target 1) or tn -> fp (target 0)
+        cell = tf.where(
+            (targets > 0.5)[:, None],
+            tf.constant([[-1.0, 0.0, 1.0, 0.0]]),
+            tf.constant([[0.0, 1.0, 0.0, -1.0]]),
+        )  # [M, 4]
+        delta = tf.one_hot(group, num_groups)[:, :, None] * cell[:, None, :]  # [M, G, 4]
+        order = tf.argsort(errors, direction="DESCENDING", stable=True)
+        prefix = base[None] + tf.cumsum(tf.gather(delta, order), axis=0)  # [M, G, 4]
         scores = tf.cast(
             self.from_counts(tf.concat([base[None], prefix], axis=0), layout), tf.float32
-        )  # [N + 1]: the reward with the first j elements of the order wrong
-        gains = tf.scatter_nd(order[:, None], scores[:-1] - scores[1:], [num_elements])
+        )  # [M + 1]: the reward with the first j pairs of the order wrong
+        pair_gains = tf.scatter_nd(order[:, None], scores[:-1] - scores[1:], tf.shape(errors))
+        gains = tf.reduce_sum(tf.reshape(pair_gains, [num_elements, -1]), axis=1)
         gains = tf.maximum(gains, 0.0)  # count metrics never gain from a wrong decision
         if distributed:
             per_row = num_elements // tf.reduce_sum(rows)
@@ -391,12 +399,12 @@ class CountReward(Reward):
             )
         counts = self.counts(y_true, actions)  # [K, G, 4]
         if not self.groups_are_rows:  # classes and labels: counts of the global batch
-            counts = _sum_over_replicas(counts)
+            counts = sum_over_replicas(counts)
         num_groups = tf.shape(counts)[1]
         statistics = self.group_statistics(counts, tf.range(num_groups), layout)  # [K, G, S]
         base = tf.reduce_sum(statistics, axis=1)  # [K, S]
         if self.groups_are_rows:  # rows are local; their summed statistics are global
-            base = _sum_over_replicas(base)
+            base = sum_over_replicas(base)
         num_sets = tf.shape(actions)[0]
         labels = tf.reshape(tf.cast(y_true, tf.int32), [1, -1])  # [1, N]
         before = tf.reshape(tf.cast(actions, tf.int32), [num_sets, -1])  # [K, N]
@@ -469,8 +477,8 @@ class CountReward(Reward):
         if self.groups_are_rows:
             group_ids = tf.range(tf.shape(counts)[1])
             statistics = tf.reduce_sum(self.group_statistics(counts, group_ids, layout), axis=1)
-            return self.from_statistics(_sum_over_replicas(statistics), layout)
-        return self.from_counts(_sum_over_replicas(counts), layout)
+            return self.from_statistics(sum_over_replicas(statistics), layout)
+        return self.from_counts(sum_over_replicas(counts), layout)
 
     def get_config(self) -> dict:
         return {

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import random
-import uuid
 from typing import Any
 
 import keras
@@ -24,14 +22,24 @@ from rlmetric import baselines as baselines_lib
 from rlmetric import estimators as estimators_lib
 from rlmetric import policies as policies_lib
 from rlmetric import rewards as rewards_lib
+from rlmetric._distribute import check_xla_strategy
+from rlmetric._inputs import (
+    PROBABILITY_ACTIVATIONS,
+    as_float32,
+    as_numeric_labels,
+    first_rows,
+    multiple_outputs_message,
+    output_activation,
+    refuse_unbatched,
+    reject_sample_weight,
+)
+from rlmetric._saving import save_atomically
 from rlmetric.metrics import RewardMetric
 
 __all__ = ["PolicyGradientTrainer", "NonFiniteError"]
 
-_PREFLIGHT_ROWS = 32
 #: what ``fit`` and ``evaluate`` log besides the rewards (a reward may not take these names)
 _TRAINER_LOGS = ("loss", "reward", "advantage_std", "entropy")
-_PROBABILITY_ACTIVATIONS = ("sigmoid", "softmax")
 _NONFINITE_WHAT = {1: "reward", 2: "loss", 3: "gradient"}
 _INVALID_LABELS = 4  # the "what" of a training step whose labels are not decisions of the policy
 
@@ -84,37 +92,6 @@ class _MeanOfEach(keras.metrics.Metric):
 def _as_logs(metric: keras.metrics.Metric) -> dict[str, Any]:
     result = metric.result()
     return result if isinstance(result, dict) else {metric.name: result}
-
-
-def _check_xla_strategy(strategy: tf.distribute.Strategy) -> None:
-    """Refuses ``jit_compile=True`` with several replicas on CPU devices, before training."""
-    if strategy.num_replicas_in_sync <= 1:
-        return
-    cpu_replicas = [d for d in strategy.extended.worker_devices if "CPU" in d.upper()]
-    if cpu_replicas:
-        raise ValueError(
-            f"jit_compile=True does not run under {type(strategy).__name__} with replicas on CPU "
-            f"devices ({', '.join(cpu_replicas)}): TensorFlow's XLA compiles each replica's step "
-            "for one device and fails on the mirrored variables of the other logical CPU "
-            "devices (a plain Keras model fails the same way). Compile with "
-            "jit_compile=False (Keras' choice on CPU) or use GPU replicas."
-        )
-
-
-def _output_activation(model: keras.Model) -> str | None:
-    """The name of the activation of the layer producing a single-output model's output (looking
-    into nested models), or None when it cannot be told (subclassed or unbuilt models)."""
-    try:
-        outputs = model.outputs
-    except (AttributeError, ValueError):
-        return None
-    if not outputs or len(outputs) != 1:
-        return None
-    history = getattr(outputs[0], "_keras_history", None)
-    layer = history[0] if history else None
-    if isinstance(layer, keras.Model) and layer is not model:
-        return _output_activation(layer)
-    return getattr(getattr(layer, "activation", None), "__name__", None)
 
 
 class _NonFiniteGuard(keras.callbacks.Callback):
@@ -217,15 +194,15 @@ class PolicyGradientTrainer(keras.Model):
         except (AttributeError, ValueError):  # subclassed: checked on the first call instead
             outputs = None
         if outputs is not None and len(outputs) != 1:
-            raise ValueError(_multiple_outputs_message(len(outputs)))
+            raise ValueError(multiple_outputs_message(len(outputs)))
         for arg, value in (
             ("entropy_weight", entropy_weight),
             ("crossentropy_weight", crossentropy_weight),
         ):
             if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"{arg} must be a finite number >= 0; received {arg}={value!r}.")
-        activation = _output_activation(model)
-        if activation in _PROBABILITY_ACTIVATIONS:
+        activation = output_activation(model)
+        if activation in PROBABILITY_ACTIVATIONS:
             raise ValueError(
                 f"The model's output layer applies {activation!r}, so it returns probabilities, "
                 "but the trainer reads its outputs as logits (a decision is positive at logit > 0, "
@@ -407,7 +384,7 @@ class PolicyGradientTrainer(keras.Model):
                 )
             jit_compile = False
         if jit_compile is True:
-            _check_xla_strategy(self.distribute_strategy)
+            check_xla_strategy(self.distribute_strategy)
         self._extra_rewards = extra
         self._create_reward_metrics()
         super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
@@ -438,11 +415,11 @@ class PolicyGradientTrainer(keras.Model):
     def _forward(self, x: Any, y: Any, training: bool) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """Logits ``[B, ...]`` (float32), labels in the action shape (int32) and a scalar bool:
         whether every label value is a decision of the policy."""
-        logits = _as_float32(self(x, training=training))
+        logits = as_float32(self(x, training=training))
         if self._logits_shape is None:
             self._setup_outputs(logits.shape)
         self.policy.check_logits(logits.shape)
-        y = _as_numeric_labels(y, "y")
+        y = as_numeric_labels(y, "y")
         labels_ok = self.policy.labels_valid(y, logits.shape)
         labels = self.policy.format_labels(y, logits.shape)
         # Out-of-range class ids would fail inside a gather; the step is discarded anyway.
@@ -465,7 +442,7 @@ class PolicyGradientTrainer(keras.Model):
 
     def train_step(self, data: Any) -> dict[str, tf.Tensor]:
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        _reject_sample_weight(sample_weight)
+        reject_sample_weight(sample_weight)
         seed = self._step_seed()
         with tf.GradientTape() as tape:
             logits, labels, labels_ok = self._forward(x, y, training=True)
@@ -612,7 +589,7 @@ class PolicyGradientTrainer(keras.Model):
 
     def test_step(self, data: Any) -> dict[str, tf.Tensor]:
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        _reject_sample_weight(sample_weight)
+        reject_sample_weight(sample_weight)
         logits, labels, labels_ok = self._forward(x, y, training=False)
         invalid = tf.cast(tf.logical_not(labels_ok), tf.int64)
         replica = tf.distribute.get_replica_context()
@@ -712,7 +689,7 @@ class PolicyGradientTrainer(keras.Model):
     def predict_actions(self, x: Any, batch_size: int | None = None) -> np.ndarray:
         """Greedy decisions for ``x``: 0/1 (Bernoulli) or class ids (categorical), ``[N, ...]``."""
         logits = self.predict(x, batch_size=batch_size, verbose=0)
-        return keras.ops.convert_to_numpy(self.policy.greedy(_as_float32(logits)))
+        return keras.ops.convert_to_numpy(self.policy.greedy(as_float32(logits)))
 
     def estimate_gradient(self, x: Any, y: Any) -> list[np.ndarray]:
         """One draw of the estimator's estimate of ``grad E[reward]`` (the ascent direction) on
@@ -722,7 +699,7 @@ class PolicyGradientTrainer(keras.Model):
         in inference mode and the baseline state is read, not updated.
         """
         x = tf.nest.map_structure(tf.convert_to_tensor, x)
-        y = _as_numeric_labels(y, "y")
+        y = as_numeric_labels(y, "y")
         if self._gradient_function is None:
             self._preflight(x, y, "x", "y")  # checks every label value too
             self._gradient_function = tf.function(self._reward_gradient, reduce_retracing=True)
@@ -751,20 +728,20 @@ class PolicyGradientTrainer(keras.Model):
                 "This trainer was created with reward=None, for fit_env on gymnasium envs only; "
                 "pass a reward (e.g. reward='f1') to train or evaluate on labelled data."
             )
-        first = _first_rows(x, y)
+        first = first_rows(x, y)
         if first is None:
             return
         x_rows, y_rows, all_labels = first
         if isinstance(x, tf.data.Dataset):
-            _refuse_unbatched(x_rows, self.model)
+            refuse_unbatched(x_rows, self.model)
         if y_rows is None:
             raise ValueError(
                 f"{y_name} is missing: PolicyGradientTrainer needs labels to compute the reward."
             )
-        logits = _as_float32(self.model(x_rows, training=False))
+        logits = as_float32(self.model(x_rows, training=False))
         self._setup_outputs(logits.shape)
         self.policy.check_logits(logits.shape)
-        labels = self.policy.format_labels(_as_numeric_labels(y_rows, y_name), logits.shape)
+        labels = self.policy.format_labels(as_numeric_labels(y_rows, y_name), logits.shape)
         self.policy.check_label_values(
             all_labels if all_labels is not None else y_rows, logits.shape, y_name
         )
@@ -784,12 +761,12 @@ class PolicyGradientTrainer(keras.Model):
         """``keras.Model.save``, written atomically: the file is written next to ``filepath``
         and renamed onto it, so a failure (a reward that cannot be serialized, a full disk, a
         killed process, e.g. inside ``ModelCheckpoint``) leaves an existing file untouched."""
-        _save_atomically(functools.partial(super().save, **kwargs), filepath, overwrite, kwargs)
+        save_atomically(functools.partial(super().save, **kwargs), filepath, overwrite, kwargs)
 
     def save_weights(self, filepath: Any, overwrite: bool = True, **kwargs: Any) -> None:
         """``keras.Model.save_weights``, written atomically as :meth:`save`."""
         write = functools.partial(super().save_weights, **kwargs)
-        _save_atomically(write, filepath, overwrite, kwargs)
+        save_atomically(write, filepath, overwrite, kwargs)
 
     def get_compile_config(self) -> dict:
         config = super().get_compile_config()
@@ -831,107 +808,3 @@ class PolicyGradientTrainer(keras.Model):
                     config[key], custom_objects=custom_objects
                 )
         return cls(**config)
-
-
-def _save_atomically(write: Any, filepath: Any, overwrite: bool, kwargs: dict) -> None:
-    """Calls ``write(path, overwrite=...)`` on a temporary file in ``filepath``'s folder, then
-    renames it onto ``filepath`` (atomic on POSIX and Windows). Paths it cannot do this for
-    (file objects, remote URLs, unzipped folders, shards, a file kept by ``overwrite=False``)
-    go to Keras as they are."""
-    plain_file = isinstance(filepath, str | os.PathLike) and "://" not in os.fspath(filepath)
-    if (
-        not plain_file
-        or kwargs.get("zipped") is False
-        or kwargs.get("max_shard_size") is not None
-        or (not overwrite and os.path.exists(filepath))
-    ):
-        write(filepath, overwrite=overwrite)
-        return
-    folder, name = os.path.split(os.path.abspath(os.fspath(filepath)))
-    # the temporary name ends with the target's, so Keras sees the same extension
-    temporary = os.path.join(folder, f".tmp-{uuid.uuid4().hex[:12]}-{name}")
-    try:
-        write(temporary, overwrite=True)
-        with open(temporary, "rb+") as written:
-            os.fsync(written.fileno())
-        os.replace(temporary, filepath)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-
-
-def _multiple_outputs_message(count: int) -> str:
-    return (
-        f"The model has {count} outputs; PolicyGradientTrainer needs a model with one output, "
-        "the logits of the decisions. Wrap the output you train on in its own keras.Model "
-        "(e.g. keras.Model(model.inputs, model.outputs[0]))."
-    )
-
-
-def _as_float32(logits: Any) -> tf.Tensor:
-    """The logits in float32: the policy's log-probabilities, sampling and rewards run in float32
-    whatever the model's compute dtype (mixed_float16, mixed_bfloat16), as Keras computes losses."""
-    if isinstance(logits, list | tuple | dict):
-        raise ValueError(_multiple_outputs_message(len(logits)))
-    logits = tf.convert_to_tensor(logits)
-    return logits if logits.dtype == tf.float32 else tf.cast(logits, tf.float32)
-
-
-def _as_numeric_labels(y: Any, arg: str) -> tf.Tensor:
-    """``y`` as a tensor, refused with ``TypeError`` unless it holds numbers or booleans."""
-    y = tf.convert_to_tensor(y)
-    if not (y.dtype.is_integer or y.dtype.is_floating or y.dtype.is_bool):
-        raise TypeError(
-            f"{arg} must hold numeric labels (0/1 decisions or class ids); received a tensor of "
-            f"dtype {y.dtype.name}. Map string labels to ids first (e.g. with "
-            "sklearn.preprocessing.LabelEncoder or keras.layers.StringLookup)."
-        )
-    return y
-
-
-def _refuse_unbatched(x_rows: Any, model: keras.Model) -> None:
-    """Refuses the first element of a dataset that holds one example, not a batch, for a model
-    whose (single) input is known: a dataset without ``.batch(...)``."""
-    try:
-        input_shape = model.input_shape
-    except (AttributeError, ValueError):
-        return
-    if not isinstance(input_shape, tuple) or not all(
-        d is None or isinstance(d, int) for d in input_shape
-    ):
-        return
-    shape = tf.TensorShape(getattr(x_rows, "shape", None))
-    if shape.rank is not None and shape.rank == len(input_shape) - 1:
-        raise ValueError(
-            f"The dataset yields single examples (x of shape {tuple(shape)}), but the model "
-            f"takes batches of shape {input_shape}: batch it first, e.g. dataset.batch(64)."
-        )
-
-
-def _reject_sample_weight(sample_weight: Any) -> None:
-    if sample_weight is not None:
-        raise ValueError(
-            "PolicyGradientTrainer does not support sample weights: a batch metric such as F1 "
-            "has no per-example weights."
-        )
-
-
-def _first_rows(x: Any, y: Any) -> tuple[Any, Any, Any] | None:
-    """The first rows of ``(x, y)`` (arrays, tensors or a ``tf.data.Dataset`` of ``(x, y)``),
-    and all of ``y`` when it is an in-memory array; ``None`` for other inputs (generators,
-    ``PyDataset``), which are checked at the first step instead."""
-    if isinstance(x, tf.data.Dataset):
-        for element in x.take(1):
-            if isinstance(element, tuple | list) and len(element) >= 2:
-                return element[0], element[1], None
-            return element, None, None
-        raise ValueError("The dataset passed as x is empty.")
-    leaves = tf.nest.flatten(x)
-    if not leaves or not all(isinstance(a, np.ndarray | tf.Tensor) for a in leaves):
-        return None
-    x_rows = tf.nest.map_structure(lambda a: a[:_PREFLIGHT_ROWS], x)
-    if y is None:
-        return x_rows, None, None
-    if not isinstance(y, np.ndarray | tf.Tensor):
-        y = np.asarray(y)
-    return x_rows, y[:_PREFLIGHT_ROWS], y

@@ -367,7 +367,9 @@ def test_best_response_refuses_rewards_without_counts_and_bad_options():
             baseline=baselines.NoBaseline(),
             num_samples=4,
         )
-    with pytest.raises(ValueError, match=r"context must be one of \('mode', 'samples'\); "):
+    with pytest.raises(
+        ValueError, match=r"context must be one of \('mode', 'samples', 'coupled'\); "
+    ):
         estimators.LocalBestResponse(context="greedy")
     with pytest.raises(TypeError, match=r"normalize must be a bool; received normalize='yes'"):
         estimators.LocalBestResponse(normalize="yes")
@@ -399,21 +401,16 @@ def test_best_response_config_round_trips_and_auto_picks_it_for_count_rewards():
 def test_coupled_best_response_is_the_crossentropy_weighted_by_the_coupled_gains(
     policy, shape, reward, num_values
 ):
-    """The loss is sum_i w_i CE_i(label) / sum_i w_i with w the reward's coupled gains, the
-    errors being 1 - p(label) and a wrong decision the likeliest other value."""
+    """The loss is sum_i w_i CE_i(label) / sum_i w_i with w the reward's coupled gains of the
+    policy's value probabilities."""
     logits = tf.constant(rng.normal(size=shape).astype(np.float32))
     labels_shape = shape if num_values == 2 else shape[:-1]
     labels = tf.constant(rng.integers(0, num_values, labels_shape).astype(np.int32))
     out, _ = best_response_output(logits, labels, reward, policy, "coupled")
     probs = policy.value_probs(logits).numpy().reshape(-1, num_values)
     flat = labels.numpy().ravel()
-    p_true = probs[np.arange(flat.size), flat]
-    masked = probs.copy()
-    masked[np.arange(flat.size), flat] = -1.0
-    weights = reward.coupled_gains(
-        labels, (1 - p_true).reshape(labels_shape), masked.argmax(-1).reshape(labels_shape)
-    ).numpy()
-    crossentropy = -np.log(p_true)
+    weights = reward.coupled_gains(labels, policy.value_probs(logits)).numpy()
+    crossentropy = -np.log(probs[np.arange(flat.size), flat])
     np.testing.assert_allclose(
         out.loss, (weights * crossentropy).sum() / weights.sum(), rtol=1e-5, atol=1e-7
     )

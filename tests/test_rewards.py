@@ -362,14 +362,14 @@ def test_mcc_is_exact_on_large_imbalanced_counts(positive_rate):
 
 
 # -- coupled gains ---------------------------------------------------------------------------
-def _reference_coupled_gains(labels, errors, wrong, score):
-    """By brute force: the decision sets with the first j elements of the error order wrong,
-    scored with scikit-learn (``score(y, decisions)`` on arrays of the labels' shape)."""
+def _reference_coupled_gains(labels, errors, score):
+    """By brute force: the decision sets with the first j elements of the error order wrong
+    (flipped), scored with scikit-learn (``score(y, decisions)`` on arrays of the labels' shape)."""
     order = np.argsort(-errors.ravel(), kind="stable")
     decisions = labels.ravel().copy()
     scores = [score(labels, decisions.reshape(labels.shape))]
     for i in order:
-        decisions[i] = wrong.ravel()[i]
+        decisions[i] = 1 - decisions[i]
         scores.append(score(labels, decisions.reshape(labels.shape)))
     gains = np.zeros(labels.size)
     gains[order] = np.maximum(np.array(scores[:-1]) - np.array(scores[1:]), 0.0)
@@ -377,80 +377,89 @@ def _reference_coupled_gains(labels, errors, wrong, score):
 
 
 COUPLED_CASES = {
-    "binary-iou": (rewards.IoU(), (30,), 2, lambda t, p: skm.jaccard_score(t, p, zero_division=0)),
+    "binary-iou": (rewards.IoU(), (30,), lambda t, p: skm.jaccard_score(t, p, zero_division=0)),
     "binary-f1-pixels": (
         rewards.F1(),
         (2, 4, 4, 1),
-        2,
         lambda t, p: skm.f1_score(t.ravel(), p.ravel(), zero_division=0),
     ),
-    "binary-mcc": (rewards.MatthewsCorrCoef(), (30,), 2, skm.matthews_corrcoef),
+    "binary-mcc": (rewards.MatthewsCorrCoef(), (30,), skm.matthews_corrcoef),
     "multilabel-macro-f1": (
         rewards.F1(average="macro"),
         (10, 3),
-        2,
         lambda t, p: skm.f1_score(t, p, average="macro", zero_division=0),
     ),
     "multilabel-micro-iou": (
         rewards.IoU(average="micro"),
         (10, 3),
-        2,
         lambda t, p: skm.jaccard_score(t, p, average="micro", zero_division=0),
     ),
     "multilabel-samples-f1": (
         rewards.F1(average="samples"),
         (8, 3),
-        2,
         lambda t, p: skm.f1_score(t, p, average="samples", zero_division=0),
-    ),
-    "categorical-miou": (
-        rewards.IoU(average="macro", num_classes=4),
-        (3, 4, 4),
-        4,
-        lambda t, p: skm.jaccard_score(t.ravel(), p.ravel(), average="macro", zero_division=0),
     ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(COUPLED_CASES))
-def test_coupled_gains_match_brute_force_with_scikit_learn(case):
-    reward, shape, num_values, score = COUPLED_CASES[case]
+def test_coupled_gains_of_bernoulli_decisions_match_brute_force_with_scikit_learn(case):
+    """A Bernoulli element's pairs share its error |y - p(1)|, so its gain is what flipping it
+    loses once every element with a larger error is flipped."""
+    reward, shape, score = COUPLED_CASES[case]
     rng = np.random.default_rng(len(case))
     for trial in range(3):
-        labels = rng.integers(0, num_values, shape).astype(np.int32)
+        labels = rng.integers(0, 2, shape).astype(np.int32)
         if trial == 2:
-            labels[:] = 0  # no positive label / one class only
-        errors = rng.random(shape).astype(np.float32)
-        if num_values == 2:
-            wrong = 1 - labels
-        else:  # any wrong class
-            wrong = (labels + rng.integers(1, num_values, shape)) % num_values
-        got = reward.coupled_gains(tf.constant(labels), tf.constant(errors), tf.constant(wrong))
-        want = _reference_coupled_gains(labels, errors, wrong, score)
+            labels[:] = 0  # no positive label
+        p1 = rng.random(shape).astype(np.float32)
+        value_probs = np.stack([1 - p1, p1], axis=-1)
+        got = reward.coupled_gains(tf.constant(labels), tf.constant(value_probs))
+        want = _reference_coupled_gains(labels, np.abs(labels - p1), score)
         np.testing.assert_allclose(got.numpy(), want, atol=1e-6, err_msg=f"{case} {trial}")
 
 
-def test_coupled_gains_of_the_jaccard_loss_are_the_lovasz_gradient():
-    """Under the coupled draw the expected Jaccard loss is its Lovasz extension (Berman et al.
-    2018), so the gains equal the Lovasz gradient of the errors (here hand-checked too)."""
+def _lovasz_weights(targets, errors):
+    """Per element, the Lovasz gradients of its one-vs-rest lists ``[N, L]``, summed over the
+    lists and divided by their number (the lists' mean, as Lovasz-softmax)."""
     from rlmetric.surrogates import lovasz_jaccard_gradient
 
+    weights = np.zeros(targets.shape)
+    for c in range(targets.shape[1]):
+        order = np.argsort(-errors[:, c], kind="stable")
+        sorted_targets = tf.constant(targets[order, c][None], tf.float32)
+        weights[order, c] = lovasz_jaccard_gradient(sorted_targets)[0].numpy()
+    return weights.sum(1) / targets.shape[1]
+
+
+def test_coupled_gains_of_the_jaccard_index_are_the_lovasz_gradient():
+    """For the Jaccard index the gains are the gradient of the Lovasz extension of the Jaccard
+    loss (Berman et al. 2018): the weights of the Lovasz hinge for binary IoU, and of
+    Lovasz-softmax for the mean IoU over classes (all present). Checked by hand on one case."""
     labels = np.array([1, 0, 1], np.int32)
-    errors = np.array([0.9, 0.5, 0.1], np.float32)
-    gains = rewards.IoU().coupled_gains(labels, errors, 1 - labels).numpy()
+    p1 = np.array([0.1, 0.5, 0.9], np.float32)  # errors 0.9, 0.5, 0.1
+    gains = rewards.IoU().coupled_gains(labels, np.stack([1 - p1, p1], -1)).numpy()
     # IoU 1 -> 1/2 (first positive missed) -> 1/3 (a false positive) -> 0
     np.testing.assert_allclose(gains, [0.5, 1 / 6, 1 / 3], atol=1e-6)
     rng = np.random.default_rng(0)
     labels = (rng.random(50) < 0.4).astype(np.int32)
-    errors = rng.random(50).astype(np.float32)
-    order = np.argsort(-errors, kind="stable")
-    lovasz = np.zeros(50)
-    lovasz[order] = lovasz_jaccard_gradient(tf.constant(labels[order][None], tf.float32))[0]
-    got = rewards.IoU().coupled_gains(labels, errors, 1 - labels).numpy()
-    np.testing.assert_allclose(got, lovasz, atol=1e-6)
+    p1 = rng.random(50).astype(np.float32)
+    got = rewards.IoU().coupled_gains(labels, np.stack([1 - p1, p1], -1)).numpy()
+    want = _lovasz_weights(labels[:, None].astype(float), np.abs(labels - p1)[:, None])
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    for _ in range(3):
+        labels = rng.permutation(np.arange(24) % 4).astype(np.int32)  # every class present
+        logits = rng.normal(size=(24, 4)) * 2
+        probs = (np.exp(logits) / np.exp(logits).sum(1, keepdims=True)).astype(np.float32)
+        miou = rewards.IoU(average="macro", num_classes=4)
+        got = miou.coupled_gains(labels, probs).numpy()
+        targets = np.eye(4)[labels]
+        np.testing.assert_allclose(
+            got, _lovasz_weights(targets, np.abs(targets - probs)), atol=1e-6
+        )
 
 
 def test_coupled_gains_refuse_rewards_they_cannot_count():
     assert not rewards.Accuracy().supports_coupled_gains
     with pytest.raises(ValueError, match="context='mode'"):
-        rewards.Accuracy().coupled_gains(tf.constant([1, 0]), tf.constant([0.5, 0.5]), [0, 1])
+        rewards.Accuracy().coupled_gains(tf.constant([1, 0]), tf.fill([2, 2], 0.5))

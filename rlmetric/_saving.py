@@ -1,0 +1,34 @@
+"""Saving files so that a failure never leaves a half-written or truncated target."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any
+
+
+def save_atomically(write: Any, filepath: Any, overwrite: bool, kwargs: dict) -> None:
+    """Calls ``write(path, overwrite=...)`` on a temporary file in ``filepath``'s folder, then
+    renames it onto ``filepath`` (atomic on POSIX and Windows). Paths it cannot do this for
+    (file objects, remote URLs, unzipped folders, shards, a file kept by ``overwrite=False``)
+    go to Keras as they are."""
+    plain_file = isinstance(filepath, str | os.PathLike) and "://" not in os.fspath(filepath)
+    if (
+        not plain_file
+        or kwargs.get("zipped") is False
+        or kwargs.get("max_shard_size") is not None
+        or (not overwrite and os.path.exists(filepath))
+    ):
+        write(filepath, overwrite=overwrite)
+        return
+    folder, name = os.path.split(os.path.abspath(os.fspath(filepath)))
+    # the temporary name ends with the target's, so Keras sees the same extension
+    temporary = os.path.join(folder, f".tmp-{uuid.uuid4().hex[:12]}-{name}")
+    try:
+        write(temporary, overwrite=True)
+        with open(temporary, "rb+") as written:
+            os.fsync(written.fileno())
+        os.replace(temporary, filepath)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
