@@ -1,11 +1,14 @@
 """tf.distribute helpers shared by the rewards, the estimators and the trainer: sums over the
-replicas inside ``strategy.run``, and the check of a strategy before training.
+replicas inside ``strategy.run``, the check of a strategy before training, and the optimizer
+update taken on every replica or none.
 
 (The replicas' global batch offsets for sampling live in :func:`rlmetric.policies.batch_uniform`
-and :meth:`rlmetric.rewards.CountReward.coupled_gains`; the merge_call apply and the multi-worker
-logs in the trainer, next to the step that uses them.)"""
+and :meth:`rlmetric.rewards.CountReward.coupled_gains`; the multi-worker logs in the trainer,
+next to the step that uses them.)"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import tensorflow as tf
 
@@ -32,3 +35,34 @@ def check_xla_strategy(strategy: tf.distribute.Strategy) -> None:
             "devices (a plain Keras model fails the same way). Compile with "
             "jit_compile=False (Keras' choice on CPU) or use GPU replicas."
         )
+
+
+def apply_on_replicas_if(
+    optimizer: Any, variables: list, replica: Any, condition: tf.Tensor, gradients: list
+) -> None:
+    """``optimizer.apply(gradients, variables)`` on every replica of ``replica``'s strategy
+    where ``condition`` holds (agreed across replicas).
+
+    Under a strategy that synchronises through ``merge_call`` the optimizer cannot run in a
+    ``tf.cond`` of the replica context, so the condition is taken in the cross-replica
+    context, as Keras' LossScaleOptimizer does.
+    """
+    if tf.__internal__.distribute.strategy_supports_no_merge_call():
+
+        def apply():
+            optimizer.apply(gradients, variables)
+
+        tf.cond(condition, apply, lambda: None)
+        return
+
+    def cross_replica(distribution, condition, gradients):
+        take = distribution.experimental_local_results(condition)[0]
+
+        def apply_everywhere():
+            distribution.extended.call_for_each_replica(
+                lambda g: optimizer.apply(g, variables), args=(gradients,)
+            )
+
+        tf.cond(take, apply_everywhere, lambda: None)
+
+    replica.merge_call(cross_replica, args=(condition, gradients))

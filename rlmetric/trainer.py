@@ -22,7 +22,7 @@ from rlmetric import baselines as baselines_lib
 from rlmetric import estimators as estimators_lib
 from rlmetric import policies as policies_lib
 from rlmetric import rewards as rewards_lib
-from rlmetric._distribute import check_xla_strategy
+from rlmetric._distribute import apply_on_replicas_if, check_xla_strategy
 from rlmetric._inputs import (
     PROBABILITY_ACTIVATIONS,
     as_float32,
@@ -34,7 +34,7 @@ from rlmetric._inputs import (
     reject_sample_weight,
 )
 from rlmetric._saving import save_atomically
-from rlmetric.metrics import RewardMetric
+from rlmetric.metrics import MeanOfEach, MetricList, RewardMetric, as_logs
 
 __all__ = ["PolicyGradientTrainer", "NonFiniteError"]
 
@@ -49,49 +49,6 @@ class NonFiniteError(FloatingPointError):
 
     The step that produced it did not update the weights.
     """
-
-
-class _MetricList:
-    """Holds metrics created after construction outside Keras' attribute tracking, which
-    refuses new state once the trainer is built; the trainer lists them in ``metrics``."""
-
-    def __init__(self) -> None:
-        self.items: list[keras.metrics.Metric] = []
-
-
-class _MeanOfEach(keras.metrics.Metric):
-    """Running means of several per-step scalars in one variable ``[n + 1]`` (the sums, then
-    the number of updates): one state update per step instead of two variables for each
-    ``keras.metrics.Mean``. Under XLA every variable a step touches costs several microseconds
-    of launch overhead, as much as a small layer. ``result()`` is a dict by name."""
-
-    def __init__(self, names: tuple[str, ...], name: str = "training_stats") -> None:
-        super().__init__(name=name)
-        self.names = tuple(names)
-        self.totals = self.add_variable(
-            shape=(len(names) + 1,), initializer="zeros", name="totals_and_count"
-        )
-
-    @property
-    def count(self) -> tf.Tensor:
-        return self.totals[-1]
-
-    def update_state(self, values: list) -> None:
-        one = tf.ones([], self.totals.dtype)
-        self.totals.assign_add(tf.stack([tf.cast(v, self.totals.dtype) for v in values] + [one]))
-
-    def result(self) -> dict[str, tf.Tensor]:
-        totals = self.totals.value
-        means = totals[:-1] / tf.maximum(totals[-1], 1.0)
-        return {name: means[i] for i, name in enumerate(self.names)}
-
-    def reset_state(self) -> None:
-        self.totals.assign(tf.zeros_like(self.totals))
-
-
-def _as_logs(metric: keras.metrics.Metric) -> dict[str, Any]:
-    result = metric.result()
-    return result if isinstance(result, dict) else {metric.name: result}
 
 
 class _NonFiniteGuard(keras.callbacks.Callback):
@@ -257,9 +214,9 @@ class PolicyGradientTrainer(keras.Model):
             trainable=False,
             name="invalid_test_labels",
         )
-        self._training_stats = _MeanOfEach(("loss", "reward", "advantage_std", "entropy"))
+        self._training_stats = MeanOfEach(("loss", "reward", "advantage_std", "entropy"))
         self._entropy_tracker = keras.metrics.Mean(name="entropy")  # evaluate's
-        self._reward_metrics = _MetricList()
+        self._reward_metrics = MetricList()
         self._extra_rewards: list[rewards_lib.Reward] = []
         self._logits_shape: tf.TensorShape | None = None
         self._gradient_function = None
@@ -352,7 +309,7 @@ class PolicyGradientTrainer(keras.Model):
             mode_only = metric is self._training_stats or metric is self._entropy_tracker
             if mode_only and float(metric.count.numpy()) == 0:
                 continue
-            logs.update(_as_logs(metric))
+            logs.update(as_logs(metric))
         return logs
 
     def compile(
@@ -521,7 +478,7 @@ class PolicyGradientTrainer(keras.Model):
 
             tf.cond(take, apply, record_failure)
             return
-        self._apply_on_replicas_if(replica, take, gradients)
+        apply_on_replicas_if(self.optimizer, self.trainable_variables, replica, take, gradients)
         self._update_baseline_state(
             tf.where(take, estimate.baseline_state, self._baseline_state.value)
         )
@@ -530,35 +487,6 @@ class PolicyGradientTrainer(keras.Model):
     def _update_baseline_state(self, state: tf.Tensor) -> None:
         if self._baseline_state.shape.num_elements() != 0:  # stateless baselines: no write
             self._baseline_state.assign(state)
-
-    def _apply_on_replicas_if(self, replica, condition: tf.Tensor, gradients: list) -> None:
-        """``optimizer.apply`` on every replica of ``replica``'s strategy where ``condition``
-        holds (agreed across replicas).
-
-        Under a strategy that synchronises through ``merge_call`` the optimizer cannot run in a
-        ``tf.cond`` of the replica context, so the condition is taken in the cross-replica
-        context, as Keras' LossScaleOptimizer does.
-        """
-        variables = self.trainable_variables
-        if tf.__internal__.distribute.strategy_supports_no_merge_call():
-
-            def apply():
-                self.optimizer.apply(gradients, variables)
-
-            tf.cond(condition, apply, lambda: None)
-            return
-
-        def cross_replica(distribution, condition, gradients):
-            take = distribution.experimental_local_results(condition)[0]
-
-            def apply_everywhere():
-                distribution.extended.call_for_each_replica(
-                    lambda g: self.optimizer.apply(g, variables), args=(gradients,)
-                )
-
-            tf.cond(take, apply_everywhere, lambda: None)
-
-        replica.merge_call(cross_replica, args=(condition, gradients))
 
     def _raise_if_nonfinite(self, batch: int | None = None, epoch: int | None = None) -> None:
         step, what = (int(v) for v in self._nonfinite.numpy())
@@ -606,7 +534,7 @@ class PolicyGradientTrainer(keras.Model):
     def _step_logs(self, metrics: list) -> dict[str, tf.Tensor]:
         logs = {}
         for metric in metrics:
-            logs.update(_as_logs(metric))
+            logs.update(as_logs(metric))
         if isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
             # Keras 3 reduces multi-worker logs with strategy.reduce("MEAN", v, axis=0), which
             # rejects scalars (tensorflow/tensorflow#72388); as [1] tensors they reduce to the
