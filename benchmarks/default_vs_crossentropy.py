@@ -189,11 +189,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--out", default="bench_default")
+    parser.add_argument("--problems", default=",".join(PROBLEMS), help="comma-separated subset")
     args = parser.parse_args()
+    names = args.problems.split(",")
+    unknown = sorted(set(names) - set(PROBLEMS))
+    if unknown:
+        parser.error(f"unknown problems {unknown}; known: {sorted(PROBLEMS)}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for name in PROBLEMS:
+    for name in names:
         for seed in range(args.seeds):
             scores, steps = run(name, seed)
             rows.append({"problem": name, "seed": seed, "steps": steps, **scores})
@@ -213,7 +218,7 @@ def main() -> None:
         "| previous default (REINFORCE + leave-one-out) |"
     )
     print("|---|---|---|---|---|---|---|")
-    for name in PROBLEMS:
+    for name in names:
         mine = [r for r in rows if r["problem"] == name]
         default = [r["default"] for r in mine]
         crossentropy = [r["crossentropy"] for r in mine]

@@ -467,21 +467,30 @@ ALIASES = {
     "disarm": DisARM,
     "best_response": LocalBestResponse,
     "local_best_response": LocalBestResponse,
+    "coupled_best_response": lambda: LocalBestResponse(context="coupled"),
 }
 
 
 def default_estimator(reward: Any, policy: Any) -> Estimator:
     """What ``estimator="auto"`` (the trainer's default) resolves to for a reward and policy.
 
-    :class:`LocalBestResponse` for rewards computed from confusion counts, whose per-element
-    effects it can tabulate (all but row-wise averages of categorical decisions); REINFORCE
-    (with the trainer's baseline) for any other reward. ``benchmarks/RESULTS.md`` has the
-    measurements behind the choice.
+    * IoU (Jaccard) rewards: :class:`LocalBestResponse` with ``context="coupled"``. The Jaccard
+      loss is submodular, and its gains in the order of the errors are the gradient of its
+      tight convex (Lovasz) extension. Measured: mean IoU 0.70 against 0.65 with the mode as
+      context on ``shapes-miou``, a tie on ``shapes-iou``.
+    * Other rewards computed from confusion counts (all but row-wise averages of categorical
+      decisions): :class:`LocalBestResponse` with the mode as context (better than the coupled
+      context on 3 of the 4 F1 tasks).
+    * Any other reward: REINFORCE (with the trainer's baseline).
+
+    ``benchmarks/RESULTS.md`` has the measurements behind the choice.
     """
     categorical_rows = isinstance(policy, policies_lib.Categorical) and getattr(
         reward, "groups_are_rows", False
     )
     if isinstance(reward, rewards_lib.CountReward) and not categorical_rows:
+        if isinstance(reward, rewards_lib.IoU) and reward.supports_coupled_gains:
+            return LocalBestResponse(context="coupled")
         return LocalBestResponse()
     return Reinforce()
 

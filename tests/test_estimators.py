@@ -382,9 +382,13 @@ def test_best_response_config_round_trips_and_auto_picks_it_for_count_rewards():
     assert estimator.get_config() == {"context": "mode", "normalize": True}
     assert isinstance(estimators.get("best_response"), estimators.LocalBestResponse)
     pick = estimators.default_estimator
-    assert isinstance(pick(rewards.F1(), policies.Bernoulli()), estimators.LocalBestResponse)
+    assert pick(rewards.F1(), policies.Bernoulli()).context == "mode"
+    assert pick(rewards.MatthewsCorrCoef(), policies.Bernoulli()).context == "mode"
+    # IoU: the coupled context (the Jaccard loss's Lovasz order)
     miou = rewards.IoU(average="macro", num_classes=4)
-    assert isinstance(pick(miou, policies.Categorical()), estimators.LocalBestResponse)
+    assert pick(miou, policies.Categorical()).context == "coupled"
+    assert pick(rewards.IoU(), policies.Bernoulli()).context == "coupled"
+    assert estimators.get("coupled_best_response").context == "coupled"
     custom = rewards.CallableReward(lambda y, a: a, name="custom")
     assert isinstance(pick(custom, policies.Bernoulli()), estimators.Reinforce)
     rows = rewards.F1(average="samples", num_classes=3)
