@@ -97,7 +97,8 @@ class PolicyGradientTrainer(keras.Model):
             ``"greedy"``, ``"group_norm"`` or a :mod:`rlmetric.baselines` object.
         num_samples: ``K``, decision sets drawn per batch (``>= 2`` for leave-one-out).
         estimator: ``"auto"`` (default: ``"best_response"`` for rewards computed from confusion
-            counts, with ``context="coupled"`` for IoU, else ``"reinforce"``; see
+            counts, with ``context="coupled"`` for the mean IoU of categorical decisions, else
+            ``"reinforce"``; see
             :func:`rlmetric.estimators.default_estimator`),
             ``"best_response"``, ``"reinforce"``, ``"local"``, ``"disarm"`` or a
             :mod:`rlmetric.estimators` object.
