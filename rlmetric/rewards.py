@@ -309,9 +309,9 @@ class CountReward(Reward):
 
         Returns:
             float32 ``[N]`` gains ``>= 0`` of this replica's ``N`` elements (row-major), computed
-            on the global batch under ``tf.distribute`` (an all-gather). Cost: a sort of the
-            ``N P`` pairs (``P = 2`` for a binary target, ``C`` for classes, 1 for labels and
-            rows) and ``O(N P G)`` memory for ``G`` count groups.
+            on the global batch under ``tf.distribute`` (an all-gather). Cost: two sorts of the
+            ``M = N P`` pairs (``P = 2`` for a binary target, ``C`` for classes, 1 for labels and
+            rows) and ``O(M S)`` memory for ``S`` statistics per group (at most 5).
         """
         if not self.supports_coupled_gains:
             raise ValueError(
@@ -357,11 +357,33 @@ class CountReward(Reward):
             tf.constant([[-1.0, 0.0, 1.0, 0.0]]),
             tf.constant([[0.0, 1.0, 0.0, -1.0]]),
         )  # [M, 4]
-        delta = tf.one_hot(group, num_groups)[:, :, None] * cell[:, None, :]  # [M, G, 4]
         order = tf.argsort(errors, direction="DESCENDING", stable=True)
-        prefix = base[None] + tf.cumsum(tf.gather(delta, order), axis=0)  # [M, G, 4]
+        group, cell = tf.gather(group, order), tf.gather(cell, order)  # in the error order
+        # Each pair changes its own group's counts only, and the reward is a function of the
+        # groups' statistics summed (group_statistics): so the reward after each prefix is
+        # the sum of the statistics' changes so far, and only each pair's own group's running
+        # counts are needed -- O(M S) memory, not the O(M G 4) of every group's counts.
+        by_group = tf.argsort(group, stable=True)  # contiguous groups, error order within
+        grouped_cells = tf.gather(cell, by_group)
+        running = tf.cumsum(grouped_cells, axis=0, exclusive=True)  # [M, 4]
+        grouped = tf.gather(group, by_group)
+        position = tf.range(tf.size(grouped))
+        first = tf.math.unsorted_segment_min(position, grouped, num_groups)  # [G]
+        before = (
+            tf.gather(base, grouped) + running - tf.gather(running, tf.gather(first, grouped))
+        )  # this pair's group's counts before it turns wrong, [M, 4]
+        statistics_change = self.group_statistics(
+            (before + grouped_cells)[:, None], grouped[:, None], layout
+        ) - self.group_statistics(before[:, None], grouped[:, None], layout)  # [M, 1, S]
+        change = tf.scatter_nd(
+            by_group[:, None], statistics_change[:, 0], tf.shape(statistics_change[:, 0])
+        )  # back to the error order
+        total = tf.reduce_sum(
+            self.group_statistics(base[None], tf.range(num_groups), layout)[0], axis=0
+        )  # [S]: every decision right
+        prefix = total[None] + tf.cumsum(change, axis=0)  # [M, S]
         scores = tf.cast(
-            self.from_counts(tf.concat([base[None], prefix], axis=0), layout), tf.float32
+            self.from_statistics(tf.concat([total[None], prefix], axis=0), layout), tf.float32
         )  # [M + 1]: the reward with the first j pairs of the order wrong
         pair_gains = tf.scatter_nd(order[:, None], scores[:-1] - scores[1:], tf.shape(errors))
         gains = tf.reduce_sum(tf.reshape(pair_gains, [num_elements, -1]), axis=1)
