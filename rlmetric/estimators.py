@@ -88,6 +88,9 @@ class Estimator:
     """
 
     name = "estimator"
+    #: whether the estimator subtracts the trainer's baseline (REINFORCE does; the estimators
+    #: that credit each decision with its own effect, or pair samples, do not)
+    uses_baseline = False
 
     def check(self, *, policy: Any, reward: Any, baseline: Any, num_samples: int) -> None:
         """Raises ``ValueError`` before training when the pieces cannot work together."""
@@ -177,6 +180,7 @@ class Reinforce(Estimator):
     """
 
     name = "reinforce"
+    uses_baseline = True
 
     def __call__(
         self,

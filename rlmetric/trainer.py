@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import math
 import random
+import warnings
 from typing import Any
 
 import keras
@@ -176,6 +177,18 @@ class PolicyGradientTrainer(keras.Model):
         if isinstance(estimator, str) and estimator == "auto":
             estimator = estimators_lib.default_estimator(self.reward, self.policy)
         self.estimator = estimators_lib.get(estimator)
+        # (leave-one-out is the default, which loaded configs carry too: not a choice)
+        if not self.estimator.uses_baseline and not isinstance(
+            self.baseline, baselines_lib.LeaveOneOut
+        ):
+            warnings.warn(
+                f"baseline={self.baseline.name!r} is ignored: the estimator "
+                f"{self.estimator.name!r} does not use a baseline (it credits each decision "
+                "with its own effect, or pairs its samples). Pass estimator='reinforce' to use "
+                "the baseline.",
+                UserWarning,
+                stacklevel=2,
+            )
         self.num_samples = int(num_samples)
         self.entropy_weight = float(entropy_weight)
         self.crossentropy_weight = float(crossentropy_weight)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -694,3 +695,12 @@ def test_evaluate_weights_per_row_rewards_by_batch_size(reward, reference):
     logs = trainer.evaluate(x, y, batch_size=64, return_dict=True, verbose=0)
     want = reference(y, trainer.predict_actions(x))
     assert logs[reward.name] == pytest.approx(want, abs=1e-6)
+
+
+def test_a_baseline_the_estimator_ignores_is_named_in_a_warning():
+    with pytest.warns(UserWarning, match="baseline='moving_average' is ignored.*'best_response'"):
+        PolicyGradientTrainer(mlp(), reward="f1", baseline="moving_average")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the defaults and REINFORCE with a baseline: silent
+        PolicyGradientTrainer(mlp(), reward="f1")
+        PolicyGradientTrainer(mlp(), reward="f1", estimator="reinforce", baseline="greedy")
