@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from _common import in_graph_step_timer, median_ratios, write_csv  # noqa: E402
 
-from rlmetric import PolicyGradientTrainer  # noqa: E402
+from rlmetric import PolicyGradientTrainer, estimators, policies, rewards  # noqa: E402
 
 STEPS_PER_EXECUTION = 32
 MODES = ("compute", "compute_launch_per_step", "fit")
@@ -90,13 +90,17 @@ def build(config: str, method: str, num_samples: int, jit: bool, size: int = 64)
             steps_per_execution=STEPS_PER_EXECUTION,
         )
         return model
+    reward = "f1" if config == "mlp" else "iou"
+    estimator = (
+        estimators.default_estimator(rewards.get(reward), policies.get("bernoulli"))
+        if ESTIMATOR == "auto"
+        else estimators.get(ESTIMATOR)
+    )
+    options = {}
+    if estimator.uses_baseline:  # (K = 1 has no other samples to leave out)
+        options["baseline"] = "leave_one_out" if num_samples > 1 else "moving_average"
     trainer = PolicyGradientTrainer(
-        model,
-        reward="f1" if config == "mlp" else "iou",
-        baseline="leave_one_out" if num_samples > 1 else "moving_average",
-        estimator=ESTIMATOR,
-        num_samples=num_samples,
-        seed=0,
+        model, reward=reward, estimator=estimator, num_samples=num_samples, seed=0, **options
     )
     trainer.compile(optimizer="adam", jit_compile=jit, steps_per_execution=STEPS_PER_EXECUTION)
     return trainer
