@@ -485,7 +485,7 @@ def default_estimator(reward: Any, policy: Any) -> Estimator:
       ``shapes-miou``, at 2.5-4x the step cost.
     * Other rewards computed from confusion counts (all but row-wise averages of categorical
       decisions): :class:`LocalBestResponse` with the mode as context. On binary IoU the
-      coupled context measured a tie (+0.0025) at 2.5x the step cost. On 3 of the 4 F1 tasks
+      coupled context measured a tie (+0.0025) at 2.5-3.7x the step cost. On 3 of the 4 F1 tasks
       the mode measured better.
     * Any other reward: REINFORCE (with the trainer's baseline).
 
