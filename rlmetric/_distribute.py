@@ -22,6 +22,13 @@ def sum_over_replicas(values: tf.Tensor) -> tf.Tensor:
     return replica.all_reduce(tf.distribute.ReduceOp.SUM, values)
 
 
+def global_rows(replica: Any, local_rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Inside ``strategy.run`` with several replicas: the number of rows of the global batch and
+    the offset of this replica's ``local_rows`` in it (an all-gather of the local sizes)."""
+    rows = replica.all_gather(tf.reshape(local_rows, [1]), axis=0)  # [replicas]
+    return tf.reduce_sum(rows), tf.reduce_sum(rows[: replica.replica_id_in_sync_group])
+
+
 def check_xla_strategy(strategy: tf.distribute.Strategy) -> None:
     """Refuses ``jit_compile=True`` with several replicas on CPU devices, before training."""
     if strategy.num_replicas_in_sync <= 1:

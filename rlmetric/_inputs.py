@@ -15,6 +15,38 @@ PREFLIGHT_ROWS = 32
 PROBABILITY_ACTIVATIONS = ("sigmoid", "softmax")
 
 
+def are_class_ids(values: np.ndarray, num_classes: int) -> bool:
+    """Whether every one of ``values`` (any shape) is an integral id in ``[0, num_classes)``:
+    a decision of a categorical policy, or of a Bernoulli one with ``num_classes=2``. The one
+    eager check of label and action values for the policies, the rewards and ``MetricEnv``."""
+    values = np.asarray(values)
+    if values.size == 0:
+        return True
+    integral = np.all(np.mod(values, 1) == 0)
+    return bool(integral and values.min() >= 0 and values.max() < num_classes)
+
+
+def check_output_layer(model: keras.Model) -> None:
+    """Refuses, at construction, a model with several outputs or whose output layer returns
+    probabilities (sigmoid/softmax) instead of logits. Subclassed models, whose outputs are
+    unknown until called, are checked on the first call (:func:`as_float32`)."""
+    try:
+        outputs = model.outputs
+    except (AttributeError, ValueError):
+        return
+    if outputs is not None and len(outputs) != 1:
+        raise ValueError(multiple_outputs_message(len(outputs)))
+    activation = output_activation(model)
+    if activation in PROBABILITY_ACTIVATIONS:
+        raise ValueError(
+            f"The model's output layer applies {activation!r}, so it returns probabilities, "
+            "but the trainer reads its outputs as logits (a decision is positive at logit > 0, "
+            f"which every {activation} output is). Remove the activation from the last layer "
+            "(e.g. Dense(1) instead of Dense(1, activation='sigmoid')); apply it yourself "
+            "at prediction time if you need probabilities."
+        )
+
+
 def output_activation(model: keras.Model) -> str | None:
     """The name of the activation of the layer producing a single-output model's output (looking
     into nested models), or None when it cannot be told (subclassed or unbuilt models)."""

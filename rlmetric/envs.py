@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from rlmetric import rewards as rewards_lib
+from rlmetric._inputs import are_class_ids
 
 __all__ = ["MetricEnv"]
 
@@ -76,7 +77,8 @@ class MetricEnv(gym.Env):
             )
         label_values = np.unique(y)
         if policy == "bernoulli":
-            if not np.all(np.isin(label_values, [0, 1])):
+            self._num_values = 2
+            if not are_class_ids(label_values, 2):
                 raise ValueError(
                     f"y must hold binary labels (0 or 1) for policy='bernoulli'; received values "
                     f"{label_values[:8].tolist()}."
@@ -84,8 +86,8 @@ class MetricEnv(gym.Env):
             self.action_space = gym.spaces.MultiBinary(list((batch_size, *y.shape[1:])))
         else:
             num_classes = int(num_classes or label_values.max() + 1)
-            integral = np.all(np.mod(label_values, 1) == 0)
-            if not integral or label_values.min() < 0 or label_values.max() >= num_classes:
+            self._num_values = num_classes
+            if not are_class_ids(label_values, num_classes):
                 raise ValueError(
                     f"y must hold class ids in [0, {num_classes}); received values "
                     f"{label_values[:8].tolist()}."
@@ -119,7 +121,7 @@ class MetricEnv(gym.Env):
     def _decision_hint(self) -> str:
         if self.policy == "bernoulli":
             return "0 or 1 (policy='bernoulli')"
-        return f"in [0, {int(self.action_space.nvec.flat[0])}) (policy='categorical')"
+        return f"in [0, {self._num_values}) (policy='categorical')"
 
     def _batch(self, index: int) -> np.ndarray:
         rows = self._order[index * self.batch_size : (index + 1) * self.batch_size]
@@ -141,10 +143,8 @@ class MetricEnv(gym.Env):
                 f"MetricEnv.step expects predictions of shape {self.action_space.shape} (one per "
                 f"label of the batch); received an action of shape {action.shape}."
             )
-        if not self.action_space.contains(action.astype(self.action_space.dtype, copy=False)) or (
-            not np.all(np.mod(action, 1) == 0)
-        ):
-            values = np.unique(action)
+        values = np.unique(action)
+        if not are_class_ids(values, self._num_values):
             raise ValueError(
                 f"MetricEnv.step expects decisions {self._decision_hint()}; received an action "
                 f"with values {values[:8].tolist()}."

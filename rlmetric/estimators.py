@@ -415,23 +415,27 @@ class LocalBestResponse(Estimator):
     ):
         fixed_logits = tf.stop_gradient(logits)
         if self.context == "coupled":
-            return self._coupled(logits, y_true, policy, reward, baseline_state)
-        if self.context == "mode":
-            actions = policy.greedy(fixed_logits)[None]  # [1, B, ...]
+            actions = policy.greedy(fixed_logits)[None]  # [1, B, ...]: the mode, for its reward
+            targets = tf.cast(y_true, tf.int32)  # for count metrics the best response is the label
+            weights = reward.coupled_gains(targets, policy.value_probs(fixed_logits))  # [N]
         else:
-            actions = policy.sample(fixed_logits, num_samples, seed=seed)  # [K, B, ...]
-        local = tf.reduce_mean(reward.local_rewards(y_true, actions), axis=0)  # [N, V]
-        local = tf.stop_gradient(local)
-        best = tf.argmax(local, axis=-1, output_type=tf.int32)  # [N]
-        gains = tf.gather(local, best, axis=1, batch_dims=1)[:, None] - local  # [N, V] >= 0
-        probs = tf.reshape(policy.value_probs(fixed_logits), tf.shape(local))  # [N, V]
-        others = probs * (1.0 - tf.one_hot(best, tf.shape(local)[-1], dtype=probs.dtype))
-        weights = tf.math.divide_no_nan(
-            tf.reduce_sum(others * tf.cast(gains, probs.dtype), axis=-1),
-            tf.reduce_sum(others, axis=-1),
-        )  # [N]
-        action_shape = tf.shape(actions)[1:]
-        crossentropy = tf.reshape(policy.crossentropy(logits, tf.reshape(best, action_shape)), [-1])
+            if self.context == "mode":
+                actions = policy.greedy(fixed_logits)[None]  # [1, B, ...]
+            else:
+                actions = policy.sample(fixed_logits, num_samples, seed=seed)  # [K, B, ...]
+            local = tf.reduce_mean(reward.local_rewards(y_true, actions), axis=0)  # [N, V]
+            local = tf.stop_gradient(local)
+            best = tf.argmax(local, axis=-1, output_type=tf.int32)  # [N]
+            gains = tf.gather(local, best, axis=1, batch_dims=1)[:, None] - local  # [N, V] >= 0
+            probs = tf.reshape(policy.value_probs(fixed_logits), tf.shape(local))  # [N, V]
+            others = probs * (1.0 - tf.one_hot(best, tf.shape(local)[-1], dtype=probs.dtype))
+            weights = tf.math.divide_no_nan(
+                tf.reduce_sum(others * tf.cast(gains, probs.dtype), axis=-1),
+                tf.reduce_sum(others, axis=-1),
+            )  # [N]
+            targets = tf.reshape(best, tf.shape(actions)[1:])
+        weights = tf.stop_gradient(weights)
+        crossentropy = tf.reshape(policy.crossentropy(logits, targets), [-1])
         loss = tf.reduce_sum(tf.cast(weights, crossentropy.dtype) * crossentropy)
         if self.normalize:
             # the global batch's total, so that replicas' gradients add up to one weighted mean
@@ -440,21 +444,6 @@ class LocalBestResponse(Estimator):
         rewards = reward(y_true, actions)  # [K] (or [1]: the mode's reward)
         advantages = rewards - tf.reduce_mean(rewards)
         return EstimatorOutput(loss, rewards, advantages, baseline_state, actions)
-
-    def _coupled(self, logits, y_true, policy, reward, baseline_state) -> EstimatorOutput:
-        fixed_logits = tf.stop_gradient(logits)
-        mode = policy.greedy(fixed_logits)
-        labels = tf.cast(y_true, tf.int32)
-        value_probs = policy.value_probs(fixed_logits)  # [B, ..., V]
-        weights = tf.stop_gradient(reward.coupled_gains(labels, value_probs))  # [N]
-        crossentropy = tf.reshape(policy.crossentropy(logits, labels), [-1])
-        loss = tf.reduce_sum(tf.cast(weights, crossentropy.dtype) * crossentropy)
-        if self.normalize:
-            total = sum_over_replicas(tf.reduce_sum(weights))
-            loss = tf.math.divide_no_nan(loss, tf.cast(total, loss.dtype))
-        rewards = reward(y_true, mode[None])  # [1]: the mode's reward
-        advantages = rewards - tf.reduce_mean(rewards)
-        return EstimatorOutput(loss, rewards, advantages, baseline_state, mode[None])
 
     def get_config(self) -> dict:
         return {"context": self.context, "normalize": self.normalize}

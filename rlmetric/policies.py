@@ -22,6 +22,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from rlmetric._distribute import global_rows
+from rlmetric._inputs import are_class_ids
 from rlmetric._registry import resolve
 
 tfd = tfp.distributions
@@ -101,9 +103,8 @@ def batch_uniform(shape: Any, seed: Any, dtype: tf.DType = tf.float32) -> tf.Ten
         return stateless_uniform(shape, seed, dtype)
     shape = tf.cast(shape, tf.int32)
     local_rows = shape[1]
-    rows = replica.all_gather(local_rows[None], axis=0)  # [replicas]
-    offset = tf.reduce_sum(rows[: replica.replica_id_in_sync_group])
-    global_shape = tf.concat([shape[:1], [tf.reduce_sum(rows)], shape[2:]], axis=0)
+    total_rows, offset = global_rows(replica, local_rows)
+    global_shape = tf.concat([shape[:1], [total_rows], shape[2:]], axis=0)
     noise = stateless_uniform(global_shape, seed, dtype)
     return noise[:, offset : offset + local_rows]
 
@@ -312,7 +313,7 @@ class Bernoulli(Policy):
 
     def check_label_values(self, y_true, logits_shape, arg):
         values = _label_values(y_true)
-        if not np.all(np.isin(values, [0, 1])):
+        if not are_class_ids(values, 2):
             raise ValueError(
                 f"{arg} must hold binary labels (0 or 1) for policy='bernoulli'; received "
                 f"values {_describe(values)}."
@@ -424,9 +425,7 @@ class Categorical(Policy):
                 )
             return
         values = _label_values(y_true)
-        integral = np.all(np.mod(values, 1) == 0) if values.size else True
-        in_range = values.size == 0 or (values.min() >= 0 and values.max() < num_classes)
-        if not integral or not in_range:
+        if not are_class_ids(values, num_classes):
             raise ValueError(
                 f"{arg} must hold class ids in [0, {num_classes}) for policy='categorical' with "
                 f"{num_classes} logits per decision; received values {_describe(values)}."

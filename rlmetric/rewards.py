@@ -38,7 +38,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from rlmetric._distribute import sum_over_replicas
+from rlmetric._distribute import global_rows, sum_over_replicas
+from rlmetric._inputs import are_class_ids
 from rlmetric._registry import resolve
 
 __all__ = [
@@ -194,15 +195,10 @@ class CountReward(Reward):
     def _check_values(self, arg: str, values: tf.Tensor) -> None:
         values = np.unique(np.asarray(values))
         if self.num_classes is None:
-            expected, valid = "0 or 1", np.all(np.isin(values, [0, 1]))
+            expected, num_values = "0 or 1", 2
         else:
-            expected = f"class ids in [0, {self.num_classes})"
-            valid = values.size == 0 or (
-                np.all(np.mod(values, 1) == 0)
-                and values.min() >= 0
-                and values.max() < self.num_classes
-            )
-        if not valid:
+            expected, num_values = f"class ids in [0, {self.num_classes})", self.num_classes
+        if not are_class_ids(values, num_values):
             raise ValueError(
                 f"Reward {self.name!r}: {arg} must hold {expected}; received values "
                 f"{values[:8].tolist()}."
@@ -325,8 +321,7 @@ class CountReward(Reward):
         replica = tf.distribute.get_replica_context()
         distributed = replica is not None and replica.num_replicas_in_sync > 1
         if distributed:  # the order and the counts are those of the global batch
-            rows = replica.all_gather(local_rows[None], axis=0)
-            offset = tf.reduce_sum(rows[: replica.replica_id_in_sync_group])
+            total_rows, offset = global_rows(replica, local_rows)
             y_true = replica.all_gather(y_true, axis=0)
             value_probs = replica.all_gather(value_probs, axis=0)
         labels = tf.reshape(tf.cast(y_true, tf.int32), [-1])  # [N]
@@ -389,7 +384,7 @@ class CountReward(Reward):
         gains = tf.reduce_sum(tf.reshape(pair_gains, [num_elements, -1]), axis=1)
         gains = tf.maximum(gains, 0.0)  # count metrics never gain from a wrong decision
         if distributed:
-            per_row = num_elements // tf.reduce_sum(rows)
+            per_row = num_elements // total_rows
             gains = gains[offset * per_row : (offset + local_rows) * per_row]
         return gains
 

@@ -23,14 +23,12 @@ from rlmetric import baselines as baselines_lib
 from rlmetric import estimators as estimators_lib
 from rlmetric import policies as policies_lib
 from rlmetric import rewards as rewards_lib
-from rlmetric._distribute import apply_on_replicas_if, check_xla_strategy
+from rlmetric._distribute import apply_on_replicas_if, check_xla_strategy, sum_over_replicas
 from rlmetric._inputs import (
-    PROBABILITY_ACTIVATIONS,
     as_float32,
     as_numeric_labels,
+    check_output_layer,
     first_rows,
-    multiple_outputs_message,
-    output_activation,
     refuse_unbatched,
     reject_sample_weight,
 )
@@ -149,27 +147,13 @@ class PolicyGradientTrainer(keras.Model):
             raise ValueError(f"num_samples must be >= 1; received num_samples={num_samples}.")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
             raise TypeError(f"seed must be an int or None; received seed={seed!r}.")
-        try:
-            outputs = model.outputs
-        except (AttributeError, ValueError):  # subclassed: checked on the first call instead
-            outputs = None
-        if outputs is not None and len(outputs) != 1:
-            raise ValueError(multiple_outputs_message(len(outputs)))
         for arg, value in (
             ("entropy_weight", entropy_weight),
             ("crossentropy_weight", crossentropy_weight),
         ):
             if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"{arg} must be a finite number >= 0; received {arg}={value!r}.")
-        activation = output_activation(model)
-        if activation in PROBABILITY_ACTIVATIONS:
-            raise ValueError(
-                f"The model's output layer applies {activation!r}, so it returns probabilities, "
-                "but the trainer reads its outputs as logits (a decision is positive at logit > 0, "
-                f"which every {activation} output is). Remove the activation from the last layer "
-                "(e.g. Dense(1) instead of Dense(1, activation='sigmoid')); apply it yourself "
-                "at prediction time if you need probabilities."
-            )
+        check_output_layer(model)
         self.model = model
         self.policy = policies_lib.get(policy)
         self.reward = None if reward is None else rewards_lib.get(reward)
@@ -534,11 +518,11 @@ class PolicyGradientTrainer(keras.Model):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         reject_sample_weight(sample_weight)
         logits, labels, labels_ok = self._forward(x, y, training=False)
-        invalid = tf.cast(tf.logical_not(labels_ok), tf.int64)
-        replica = tf.distribute.get_replica_context()
-        if replica is not None and replica.num_replicas_in_sync > 1:
-            invalid = tf.minimum(replica.all_reduce(tf.distribute.ReduceOp.SUM, invalid), 1)
-        self._invalid_test_labels.assign(tf.maximum(self._invalid_test_labels, invalid))
+        # invalid anywhere: the flag of every replica (the identity on one)
+        invalid = sum_over_replicas(tf.cast(tf.logical_not(labels_ok), tf.int64))
+        self._invalid_test_labels.assign(
+            tf.maximum(self._invalid_test_labels, tf.minimum(invalid, 1))
+        )
         greedy = self.policy.greedy(logits)
         for metric in self._reward_metrics.items:
             metric.update_state(labels, greedy)
