@@ -194,6 +194,7 @@ class Reinforce(Estimator):
         num_samples,
         seed=None,
     ):
+        logits = policy.mask_logits(logits, y_true)
         actions = policy.sample(tf.stop_gradient(logits), num_samples, seed=seed)  # [K, B, ...]
         rewards = score_samples(reward, y_true, actions)  # [K]
         greedy_reward = None
@@ -476,6 +477,8 @@ def default_estimator(reward: Any, policy: Any) -> Estimator:
       decisions): :class:`LocalBestResponse` with the mode as context. On binary IoU the
       coupled context measured a tie (+0.0025) at 2.5-3.7x the step cost. On 3 of the 4 F1 tasks
       the mode measured better.
+    * Ranking rewards that are sums over ranks (NDCG, DCG, precision and recall at ``k``) of
+      the Plackett-Luce policy: :class:`rlmetric.plackett_luce.PLRank`.
     * Any other reward: REINFORCE (with the trainer's baseline).
 
     ``benchmarks/RESULTS.md`` has the measurements behind the choice.
@@ -488,9 +491,17 @@ def default_estimator(reward: Any, policy: Any) -> Estimator:
         if categorical and isinstance(reward, rewards_lib.IoU) and reward.supports_coupled_gains:
             return LocalBestResponse(context="coupled")
         return LocalBestResponse()
+    from rlmetric import plackett_luce
+
+    if isinstance(policy, plackett_luce.PlackettLuce) and getattr(reward, "sums_over_ranks", False):
+        return plackett_luce.PLRank()
     return Reinforce()
 
 
 def get(identifier: Any) -> Estimator:
     """An estimator from an alias (see ``ALIASES``), a config dict or an Estimator."""
-    return resolve(identifier, ALIASES, Estimator, "estimator")
+    from rlmetric import plackett_luce  # (imports this module: its alias joins here)
+
+    return resolve(
+        identifier, {**ALIASES, **plackett_luce.ESTIMATOR_ALIASES}, Estimator, "estimator"
+    )

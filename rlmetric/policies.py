@@ -166,6 +166,11 @@ class Policy:
         log_probs = self.log_prob(logits, actions)
         return tf.reduce_sum(tf.reshape(log_probs, [tf.shape(actions)[0], -1]), axis=1)
 
+    def mask_logits(self, logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+        """The logits ``[B, ...]`` with the elements that ``labels`` (action shape) mark as
+        absent made impossible: padded items of a ranking. The identity here."""
+        return logits
+
     def greedy(self, logits: tf.Tensor) -> tf.Tensor:
         """The mode of every element: logits ``[B, ...]`` -> int32 ``[B, ...]``."""
         raise NotImplementedError
@@ -501,5 +506,8 @@ ALIASES = {"bernoulli": Bernoulli, "categorical": Categorical, "gaussian": Gauss
 
 
 def get(identifier: Any) -> Policy:
-    """A policy from an alias (``"bernoulli"``, ``"categorical"``), a config dict or a Policy."""
-    return resolve(identifier, ALIASES, Policy, "policy")
+    """A policy from an alias (``"bernoulli"``, ``"categorical"``, ``"gaussian"``,
+    ``"plackett_luce"``), a config dict or a Policy."""
+    from rlmetric import plackett_luce  # (imports this module: its alias joins here)
+
+    return resolve(identifier, {**ALIASES, **plackett_luce.POLICY_ALIASES}, Policy, "policy")

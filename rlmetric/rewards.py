@@ -930,4 +930,6 @@ def get(identifier: Any) -> Reward:
         )
     if callable(identifier) and not isinstance(identifier, Reward | type):
         return CallableReward(identifier)
-    return resolve(identifier, ALIASES, Reward, "reward")
+    from rlmetric import ranking  # (imports this module: the ranking aliases join here)
+
+    return resolve(identifier, {**ALIASES, **ranking.ALIASES}, Reward, "reward")

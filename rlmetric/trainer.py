@@ -380,7 +380,7 @@ class PolicyGradientTrainer(keras.Model):
         labels = self.policy.format_labels(y, logits.shape)
         # Out-of-range class ids would fail inside a gather; the step is discarded anyway.
         labels = tf.where(labels_ok, labels, tf.zeros_like(labels))
-        return logits, labels, labels_ok
+        return self.policy.mask_logits(logits, labels), labels, labels_ok
 
     def _estimate(
         self, logits: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor

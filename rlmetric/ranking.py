@@ -1,0 +1,358 @@
+"""Ranking metrics as rewards: NDCG, DCG, MRR, average precision, precision, recall and hit rate
+at a cutoff ``k``, scored for ``K`` sampled rankings of every list at once.
+
+Conventions (those of TF-Ranking and KerasRS):
+
+* **labels** ``y_true [B, L]``: the graded relevance (``>= 0``) of each of the ``L`` items of
+  each of the ``B`` lists. A label of ``-1`` marks padding, for lists shorter than ``L``: padded
+  items take no rank, so the ranks of the real items are counted among the real items only.
+* **actions** ``[K, B, L]``: for each sample set and list, the index of the item at each rank
+  (``actions[k, b, 0]`` is the top item), a permutation of ``0 .. L-1``. This is what
+  :class:`rlmetric.plackett_luce.PlackettLuce` samples.
+* an item is **relevant** (MRR, MAP, precision, recall, hit rate) when its label is ``>= 1``;
+  NDCG and DCG use the graded label through the gain, ``2^rel - 1`` by default (``"linear"``:
+  ``rel``), and the discount ``1 / log2(1 + rank)``.
+* every list counts once in the mean over lists; a list whose metric is undefined (no relevant
+  item, or an all-zero ideal DCG) scores 0, as in scikit-learn's ``ndcg_score`` and KerasRS.
+
+The rewards return the mean over lists, ``[K]``; inside ``strategy.run`` with several replicas,
+the mean over the lists of the global batch (the sums and list counts are summed over replicas).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from rlmetric._distribute import sum_over_replicas
+from rlmetric.rewards import Reward
+
+__all__ = [
+    "RankingReward",
+    "DCG",
+    "NDCG",
+    "MRR",
+    "AveragePrecision",
+    "PrecisionAtK",
+    "RecallAtK",
+    "HitRate",
+    "ranked_labels",
+    "ALIASES",
+    "PADDING_LABEL",
+]
+
+#: the label of a padded item (lists shorter than ``L``)
+PADDING_LABEL = -1
+GAINS = ("exponential", "linear")
+
+
+def ranked_labels(y_true: tf.Tensor, actions: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """The labels in the order of each ranking, and each position's rank among the real items.
+
+    Args:
+        y_true: ``[B, L]`` float labels, ``-1`` for padding.
+        actions: ``[K, B, L]`` item indices by rank.
+
+    Returns:
+        ``labels [K, B, L]`` (``labels[k, b, r]`` is the label of the item at rank ``r``) and
+        ``ranks [K, B, L]`` float: the 1-based rank of that position counted over real items
+        (padding counts 0 and is skipped), 0 at padded positions.
+    """
+    actions = tf.cast(actions, tf.int32)
+    y_true = tf.cast(y_true, tf.float32)
+    labels = tf.gather(
+        tf.broadcast_to(y_true[None], tf.shape(actions)), actions, axis=2, batch_dims=2
+    )
+    valid = tf.cast(labels >= 0.0, tf.float32)
+    return labels, tf.math.cumsum(valid, axis=-1) * valid
+
+
+class RankingReward(Reward):
+    """Base class: a metric of each list's ranking, averaged over lists.
+
+    ``__call__(y_true [B, L], actions [K, B, L]) -> [K]``; subclasses implement
+    :meth:`per_list` (``[K, B]``). Rewards that are a sum over ranks of a rank weight times an
+    item gain, ``R = sum_r theta_r rho(pi_r)`` (DCG, NDCG, precision and recall at ``k``), also
+    implement :meth:`item_gains` and :meth:`rank_weights`, which
+    :class:`rlmetric.plackett_luce.PLRank` needs; :attr:`sums_over_ranks` says which.
+
+    Args:
+        k: the cutoff: only the top ``k`` ranks count (``None``: the whole list).
+        name: the Keras metric name in the logs.
+    """
+
+    default_name = "ranking"
+    sums_over_ranks = False
+
+    def __init__(self, k: int | None = None, name: str | None = None) -> None:
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1):
+            raise ValueError(
+                f"{type(self).__name__}: k must be a positive int (the rank cutoff) or None for "
+                f"the whole list; received k={k!r}."
+            )
+        self.k = None if k is None else int(k)
+        self.name = name or (f"{self.default_name}@{k}" if k else self.default_name)
+
+    def _within_k(self, ranks: tf.Tensor) -> tf.Tensor:
+        """1.0 where a rank (0 at padding) is a real item within the cutoff."""
+        within = ranks > 0.0
+        if self.k is not None:
+            within &= ranks <= float(self.k)
+        return tf.cast(within, tf.float32)
+
+    def _check(self, y_true: tf.Tensor, actions: tf.Tensor) -> None:
+        if actions.shape.rank is not None and actions.shape.rank != 3:
+            raise ValueError(
+                f"Reward {self.name!r} expects actions of shape [K, B, L] (the item index at "
+                f"each rank, for K sample sets of B lists); received shape {actions.shape}."
+            )
+        if y_true.shape.rank is not None and y_true.shape.rank != 2:
+            raise ValueError(
+                f"Reward {self.name!r} expects labels y_true of shape [B, L] (the relevance of "
+                f"the L items of B lists, -1 for padding); received shape {y_true.shape}."
+            )
+        if (
+            y_true.shape.rank is not None
+            and actions.shape.rank is not None
+            and not y_true.shape.is_compatible_with(actions.shape[1:])
+        ):
+            raise ValueError(
+                f"Reward {self.name!r}: y_true of shape {y_true.shape} does not match actions of "
+                f"shape {actions.shape}; y_true must be [B, L] = {actions.shape[1:]}."
+            )
+
+    def per_list(self, y_true: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
+        """The metric of every list in every sample set: ``[B, L]``, ``[K, B, L]`` -> ``[K, B]``."""
+        if not self.sums_over_ranks:
+            raise NotImplementedError
+        labels, ranks = ranked_labels(y_true, actions)
+        gains = tf.gather(
+            tf.broadcast_to(self.item_gains(y_true)[None], tf.shape(actions)),
+            tf.cast(actions, tf.int32),
+            axis=2,
+            batch_dims=2,
+        )
+        weights = self.rank_weights(y_true)  # [B, L] by rank among real items
+        positions = tf.cast(tf.maximum(ranks - 1.0, 0.0), tf.int32)
+        by_rank = tf.gather(
+            tf.broadcast_to(weights[None], tf.shape(actions)), positions, axis=2, batch_dims=2
+        )
+        return tf.reduce_sum(by_rank * gains * tf.cast(ranks > 0.0, tf.float32), axis=-1)
+
+    def item_gains(self, y_true: tf.Tensor) -> tf.Tensor:
+        """``rho``: each item's gain, ``[B, L]`` -> ``[B, L]`` (0 at padding)."""
+        raise NotImplementedError
+
+    def rank_weights(self, y_true: tf.Tensor) -> tf.Tensor:
+        """``theta``: the weight of each rank among a list's real items, ``[B, L]`` -> ``[B, L]``
+        (0 beyond the cutoff)."""
+        raise NotImplementedError
+
+    def _cutoff(self, y_true: tf.Tensor) -> tf.Tensor:
+        """``[B, L]``: 1.0 at ranks ``1 .. k`` (all ranks without a cutoff)."""
+        ranks = tf.range(1, tf.shape(y_true)[-1] + 1)
+        within = ranks <= self.k if self.k is not None else tf.ones_like(ranks, tf.bool)
+        return tf.broadcast_to(tf.cast(within, tf.float32)[None], tf.shape(y_true))
+
+    def __call__(self, y_true: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
+        """The mean over lists of :meth:`per_list`: ``[B, L]``, ``[K, B, L]`` -> ``[K]``."""
+        y_true = tf.cast(tf.convert_to_tensor(y_true), tf.float32)
+        actions = tf.convert_to_tensor(actions)
+        self._check(y_true, actions)
+        total = sum_over_replicas(tf.reduce_sum(self.per_list(y_true, actions), axis=-1))
+        lists = sum_over_replicas(tf.cast(tf.shape(actions)[1], tf.float32))
+        return total / tf.maximum(lists, 1.0)
+
+    def get_config(self) -> dict:
+        return {"k": self.k, "name": self.name}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+def _relevant(labels: tf.Tensor) -> tf.Tensor:
+    return tf.cast(labels >= 1.0, tf.float32)
+
+
+def _discounts(length: tf.Tensor) -> tf.Tensor:
+    """``1 / log2(1 + r)`` for ranks ``r = 1 .. length``."""
+    ranks = tf.range(1, length + 1, dtype=tf.float32)
+    return tf.math.log(2.0) / tf.math.log1p(ranks)
+
+
+@keras.saving.register_keras_serializable(package="rlmetric")
+class DCG(RankingReward):
+    r"""Discounted cumulative gain at ``k``:
+
+    .. math:: \mathrm{DCG@k} = \sum_{r=1}^{k} \frac{g(\mathrm{rel}_{\pi_r})}{\log_2(1 + r)},
+       \qquad g(x) = 2^x - 1 \text{ (or } x \text{ with gain="linear")}
+
+    Equals ``sklearn.metrics.dcg_score(gains, scores, k=k)`` for the ranking the scores sort to.
+
+    Args:
+        k: the cutoff (``None``: the whole list).
+        gain: ``"exponential"`` (``2^rel - 1``, the default of TF-Ranking and KerasRS) or
+            ``"linear"`` (``rel``, scikit-learn's).
+        name: the metric name.
+
+    References:
+        Jarvelin & Kekalainen (2002), Cumulated gain-based evaluation of IR techniques.
+    """
+
+    default_name = "dcg"
+    sums_over_ranks = True
+
+    def __init__(self, k: int | None = None, gain: str = "exponential", name: str | None = None):
+        super().__init__(k=k, name=name)
+        if gain not in GAINS:
+            raise ValueError(
+                f"{type(self).__name__}: gain must be one of {list(GAINS)}; received {gain!r}."
+            )
+        self.gain = gain
+
+    def _gain(self, labels: tf.Tensor) -> tf.Tensor:
+        labels = tf.maximum(labels, 0.0)  # padding (-1) gains nothing
+        return tf.pow(2.0, labels) - 1.0 if self.gain == "exponential" else labels
+
+    def item_gains(self, y_true):
+        return self._gain(tf.cast(y_true, tf.float32))
+
+    def rank_weights(self, y_true):
+        return _discounts(tf.shape(y_true)[-1])[None] * self._cutoff(y_true)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "gain": self.gain}
+
+
+@keras.saving.register_keras_serializable(package="rlmetric")
+class NDCG(DCG):
+    r"""Normalized DCG at ``k``: ``DCG@k`` of the ranking over ``DCG@k`` of the ideal ranking
+    (items sorted by label). 0 for a list with no positive gain.
+
+    Equals ``sklearn.metrics.ndcg_score`` (given the gains as its ``y_true``) and
+    ``keras_rs.metrics.NDCG``.
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from rlmetric.ranking import NDCG
+        >>> labels = tf.constant([[3.0, 0.0, 1.0, -1.0]])  # the 4th item is padding
+        >>> ideal, worst = tf.constant([[[0, 2, 1, 3]]]), tf.constant([[[1, 2, 0, 3]]])
+        >>> float(NDCG()(labels, ideal)[0]), round(float(NDCG()(labels, worst)[0]), 4)
+        (1.0, 0.5997)
+
+    References:
+        Jarvelin & Kekalainen (2002), Cumulated gain-based evaluation of IR techniques.
+    """
+
+    default_name = "ndcg"
+
+    def ideal_dcg(self, y_true: tf.Tensor) -> tf.Tensor:
+        """``[B, L]`` -> ``[B]``: the DCG at ``k`` of the items sorted by label."""
+        y_true = tf.cast(y_true, tf.float32)
+        ideal = tf.sort(y_true, axis=-1, direction="DESCENDING")  # padding (-1) last
+        weights = self.rank_weights(y_true)
+        return tf.reduce_sum(weights * self._gain(ideal), axis=-1)
+
+    def item_gains(self, y_true):
+        ideal = self.ideal_dcg(y_true)[:, None]
+        gains = self._gain(tf.cast(y_true, tf.float32))
+        return tf.where(ideal > 0.0, gains / tf.where(ideal > 0.0, ideal, 1.0), 0.0)
+
+
+@keras.saving.register_keras_serializable(package="rlmetric")
+class PrecisionAtK(RankingReward):
+    """The fraction of relevant items (label ``>= 1``) among the top ``k``; a list with fewer than
+    ``k`` real items divides by its length (as ``keras_rs.metrics.PrecisionAtK``)."""
+
+    default_name = "precision"
+    sums_over_ranks = True
+
+    def item_gains(self, y_true):
+        return _relevant(tf.cast(y_true, tf.float32))
+
+    def rank_weights(self, y_true):
+        length = tf.reduce_sum(tf.cast(y_true >= 0.0, tf.float32), axis=-1, keepdims=True)
+        cutoff = tf.minimum(length, float(self.k)) if self.k is not None else length
+        return self._cutoff(y_true) / tf.maximum(cutoff, 1.0)
+
+
+@keras.saving.register_keras_serializable(package="rlmetric")
+class RecallAtK(RankingReward):
+    """The fraction of a list's relevant items (label ``>= 1``) that are in the top ``k``."""
+
+    default_name = "recall"
+    sums_over_ranks = True
+
+    def item_gains(self, y_true):
+        relevant = _relevant(tf.cast(y_true, tf.float32))
+        count = tf.reduce_sum(relevant, axis=-1, keepdims=True)
+        return relevant / tf.maximum(count, 1.0)
+
+    def rank_weights(self, y_true):
+        return self._cutoff(y_true)
+
+
+@keras.saving.register_keras_serializable(package="rlmetric")
+class MRR(RankingReward):
+    """Reciprocal rank of the first relevant item (label ``>= 1``) within the top ``k``; 0 if
+    there is none. Its mean over lists is the mean reciprocal rank."""
+
+    default_name = "mrr"
+
+    def per_list(self, y_true, actions):
+        labels, ranks = ranked_labels(y_true, actions)
+        hits = _relevant(labels) * self._within_k(ranks)
+        return tf.reduce_max(hits / tf.maximum(ranks, 1.0), axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="rlmetric")
+class AveragePrecision(RankingReward):
+    """Average precision at ``k``: the sum of the precision at the rank of every relevant item
+    within the top ``k``, over the number of relevant items in the list (as
+    ``keras_rs.metrics.MeanAveragePrecision`` and TF-Ranking). Without a cutoff it equals
+    ``sklearn.metrics.average_precision_score`` of the list. Its mean over lists is MAP."""
+
+    default_name = "map"
+
+    def per_list(self, y_true, actions):
+        labels, ranks = ranked_labels(y_true, actions)
+        hits = _relevant(labels) * self._within_k(ranks)
+        precision = tf.math.cumsum(hits, axis=-1) / tf.maximum(ranks, 1.0)
+        relevant = tf.reduce_sum(_relevant(tf.cast(y_true, tf.float32)), axis=-1)[None]
+        return tf.reduce_sum(precision * hits, axis=-1) / tf.maximum(relevant, 1.0)
+
+
+@keras.saving.register_keras_serializable(package="rlmetric")
+class HitRate(RankingReward):
+    """1 if a relevant item (label ``>= 1``) is in the top ``k``, else 0."""
+
+    default_name = "hit_rate"
+
+    def per_list(self, y_true, actions):
+        labels, ranks = ranked_labels(y_true, actions)
+        return tf.reduce_max(_relevant(labels) * self._within_k(ranks), axis=-1)
+
+
+def _at(cls: type, k: int | None = None, **kwargs: Any):
+    return lambda: cls(k=k, **kwargs)
+
+
+ALIASES = {
+    "ndcg": _at(NDCG),
+    "ndcg@5": _at(NDCG, 5),
+    "ndcg@10": _at(NDCG, 10),
+    "dcg": _at(DCG),
+    "dcg@10": _at(DCG, 10),
+    "mrr": _at(MRR),
+    "mrr@10": _at(MRR, 10),
+    "map": _at(AveragePrecision),
+    "map@10": _at(AveragePrecision, 10),
+    "precision@5": _at(PrecisionAtK, 5),
+    "precision@10": _at(PrecisionAtK, 10),
+    "recall@10": _at(RecallAtK, 10),
+    "hit_rate@10": _at(HitRate, 10),
+}
