@@ -9,9 +9,9 @@ Plackett-Luce distribution ranks the items by drawing the top item with probabil
 
 Adding Gumbel noise to the scores and sorting draws exactly from it (Gumbel-top-k), so a batch
 of ``K`` rankings per list costs one sort. Padded items (label ``-1``, see
-:mod:`rlmetric.ranking`) are given the logit :data:`PADDING_LOGIT` by :meth:`PlackettLuce.mask_logits`
-and so always rank last; by Luce's choice axiom the real items' order is then Plackett-Luce over
-the real items alone.
+:mod:`rlmetric.ranking`) are given the logit :data:`PADDING_LOGIT` by
+:meth:`PlackettLuce.mask_logits` and so always rank last; by Luce's choice axiom the real
+items' order is then Plackett-Luce over the real items alone.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ def reverse_logsumexp(values: tf.Tensor) -> tf.Tensor:
 def _by_rank(values: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
     """``values [B, L]`` per item -> ``[K, B, L]`` in the order of each ranking ``[K, B, L]``."""
     actions = tf.cast(actions, tf.int32)
-    return tf.gather(tf.broadcast_to(values[None], tf.shape(actions)), actions, axis=2, batch_dims=2)
+    values = tf.broadcast_to(values[None], tf.shape(actions))
+    return tf.gather(values, actions, axis=2, batch_dims=2)
 
 
 @keras.saving.register_keras_serializable(package="rlmetric")

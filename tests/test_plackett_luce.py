@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from rlmetric import PolicyGradientTrainer, baselines, estimators, policies, ranking
-from rlmetric.plackett_luce import PLRank, PlackettLuce
+from rlmetric.plackett_luce import PlackettLuce, PLRank
 
 LOGITS = np.array([[1.0, -0.5, 0.3, 0.0], [0.2, 1.5, -1.0, 0.4]], "float32")
 LABELS = np.array([[2.0, 0.0, 1.0, -1.0], [0.0, 3.0, 1.0, 1.0]], "float32")  # list 0: 3 items

@@ -140,12 +140,10 @@ def test_sums_over_ranks_agree_with_item_gains_and_rank_weights():
     y, _ = _case(3)
     rng = np.random.default_rng(0)
     # padding last in every ranking
-    actions = np.stack(
-        [
-            [np.concatenate([rng.permutation(np.flatnonzero(r >= 0)), np.flatnonzero(r < 0)]) for r in y]
-            for _ in range(K)
-        ]
-    ).astype("int32")
+    def padding_last(row):
+        return np.concatenate([rng.permutation(np.flatnonzero(row >= 0)), np.flatnonzero(row < 0)])
+
+    actions = np.stack([[padding_last(r) for r in y] for _ in range(K)]).astype("int32")
     for reward in (ranking.NDCG(5), ranking.DCG(), ranking.PrecisionAtK(3), ranking.RecallAtK(2)):
         gains = reward.item_gains(y).numpy()
         weights = reward.rank_weights(y).numpy()
