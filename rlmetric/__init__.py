@@ -11,6 +11,7 @@ from rlmetric import (
     plackett_luce,
     policies,
     ranking,
+    ranking_losses,
     rewards,
     surrogates,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "plackett_luce",
     "policies",
     "ranking",
+    "ranking_losses",
     "rewards",
     "surrogates",
     "__version__",

@@ -26,6 +26,7 @@ from rlmetric import estimators as estimators_lib
 from rlmetric._distribute import sum_over_replicas
 from rlmetric.policies import Policy, batch_uniform
 from rlmetric.ranking import PADDING_LABEL, RankingReward
+from rlmetric.ranking_losses import listnet
 
 __all__ = ["PlackettLuce", "PLRank", "PADDING_LOGIT", "reverse_logsumexp"]
 
@@ -162,15 +163,9 @@ class PlackettLuce(Policy):
         return tf.where(real, log_partition - mean_score, tf.zeros_like(ordered))
 
     def crossentropy(self, logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-        """ListNet's softmax cross-entropy per list, ``[B]``: ``-sum_i q_i log softmax(s)_i``
-        with ``q`` the labels normalised to sum to 1 (padding left out; 0 for a list without a
-        positive label)."""
-        labels = tf.cast(labels, logits.dtype)
-        masked = self.mask_logits(logits, labels)
-        target = tf.maximum(labels, 0.0)
-        total = tf.reduce_sum(target, axis=-1, keepdims=True)
-        target = target / tf.maximum(total, 1e-12)
-        return -tf.reduce_sum(target * tf.nn.log_softmax(masked, axis=-1), axis=-1)
+        """ListNet's softmax cross-entropy per list, ``[B]``
+        (:func:`rlmetric.ranking_losses.listnet`)."""
+        return listnet(labels, logits)
 
     _label_hint = " (graded relevance >= 0 per item, -1 for padding)"
 

@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from rlmetric import rewards as rewards_lib
+from rlmetric.ranking_losses import ApproxNDCG, LambdaLoss, ListNet, PairwiseLogistic
 
 __all__ = [
     "WeightedBCE",
@@ -42,6 +43,11 @@ __all__ = [
     "LovaszSoftmax",
     "lovasz_jaccard_gradient",
     "threshold_tuned",
+    # ranking surrogates (defined in rlmetric.ranking_losses)
+    "ListNet",
+    "PairwiseLogistic",
+    "ApproxNDCG",
+    "LambdaLoss",
 ]
 
 _PROBABILITY_EPSILON = 1e-7
