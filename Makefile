@@ -38,6 +38,7 @@ examples: $(STAMP)
 	$(BIN)/python examples/quickstart.py
 	$(BIN)/python examples/multilabel_f1.py
 	$(BIN)/python examples/segmentation_iou.py
+	$(BIN)/python examples/ranking_ndcg.py
 	$(BIN)/python examples/cartpole.py
 	$(BIN)/python examples/metric_env.py
 

@@ -10,9 +10,11 @@ both alike (median ratio, quartiles in parentheses):
 * through ``fit`` with ``steps_per_execution=32``: what a user sees.
 
 Configurations: (a) MLP 30-64-1, batch 256, K in {1, 8, 32}, binary F1; (b) a small conv net
-(3x3 convs, 16 channels) on 64x64 masks, batch 16, K in {1, 8}, binary IoU; each with
-``jit_compile`` off and on. The trainer's default estimator (``--estimator`` names another;
-REINFORCE gets the leave-one-out baseline, the moving average at K=1).
+(3x3 convs, 16 channels) on 64x64 masks, batch 16, K in {1, 8}, binary IoU; (c) ranking: a
+per-item MLP (10-64-1) scoring 64 lists of 100 items, K = 8 Plackett-Luce rankings, NDCG@10,
+against a ListNet step; each with ``jit_compile`` off and on. The trainer's default estimator
+(``--estimator`` names another; REINFORCE gets the leave-one-out baseline, the moving average at
+K=1).
 
 Memory (Linux): in a fresh process per configuration, the peak resident memory during 5 training
 steps (after a first step has traced the graph and built the optimizer) above the resident memory
@@ -20,7 +22,8 @@ before them, for the BCE step and the policy-gradient step at each K: it should 
 with a small slope (the model runs once per batch; only the [K, B, ...] noise, actions and
 log-probabilities are repeated). ``--large`` adds per-pixel policies on 256x256 masks (batch 8).
 
-Run: python benchmarks/step_cost.py [--quick] [--large] [--no-memory] [--estimator NAME] [--out DIR]
+Run: python benchmarks/step_cost.py [--quick] [--large] [--no-memory] [--estimator NAME]
+    [--configs mlp,conv,ranking] [--out DIR]
 Writes DIR/step_cost.csv and DIR/step_memory.csv.
 """
 
@@ -42,7 +45,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from _common import in_graph_step_timer, median_ratios, write_csv  # noqa: E402
 
-from rlmetric import PolicyGradientTrainer, estimators, policies, rewards  # noqa: E402
+from rlmetric import PolicyGradientTrainer, estimators, policies, rewards, surrogates  # noqa: E402
 
 STEPS_PER_EXECUTION = 32
 MODES = ("compute", "compute_launch_per_step", "fit")
@@ -65,8 +68,26 @@ def conv(size: int) -> keras.Model:
     )
 
 
+def ranker(items: int = 100, features: int = 10) -> keras.Model:
+    """A per-item MLP scoring lists: [B, L, F] -> [B, L]."""
+    return keras.Sequential(
+        [
+            keras.Input((items, features)),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(1),
+            keras.layers.Reshape((items,)),
+        ]
+    )
+
+
 def data(config: str, batch: int, batches: int, size: int = 64):
     rng = np.random.default_rng(0)
+    if config == "ranking":  # lists of 100 items, relevance 0-4, the last 20 items padding
+        x = rng.normal(size=(batch * batches, 100, 10)).astype("float32")
+        y = np.digitize(x[..., 0] + 0.5 * rng.normal(size=x.shape[:2]), [0.5, 1.0, 1.5, 2.0])
+        y = y.astype("float32")
+        y[:, 80:] = -1.0
+        return x, y
     if config == "mlp":
         x = rng.normal(size=(batch * batches, 30)).astype("float32")
         y = (x[:, 0] + rng.normal(size=len(x)) > 0.8).astype("int32")
@@ -81,18 +102,24 @@ ESTIMATOR = "auto"  # --estimator: the trainer's default unless named
 
 def build(config: str, method: str, num_samples: int, jit: bool, size: int = 64):
     keras.utils.set_random_seed(0)
-    model = mlp() if config == "mlp" else conv(size)
-    if method == "bce":
+    model = {"mlp": mlp, "ranking": ranker}.get(config, lambda: conv(size))()
+    if method == "bce":  # the cross-entropy step: ListNet's softmax cross-entropy for ranking
+        loss = (
+            surrogates.ListNet()
+            if config == "ranking"
+            else keras.losses.BinaryCrossentropy(from_logits=True)
+        )
         model.compile(
             optimizer="adam",
-            loss=keras.losses.BinaryCrossentropy(from_logits=True),
+            loss=loss,
             jit_compile=jit,
             steps_per_execution=STEPS_PER_EXECUTION,
         )
         return model
-    reward = "f1" if config == "mlp" else "iou"
+    reward = {"mlp": "f1", "ranking": "ndcg@10"}.get(config, "iou")
+    policy = "plackett_luce" if config == "ranking" else "bernoulli"
     estimator = (
-        estimators.default_estimator(rewards.get(reward), policies.get("bernoulli"))
+        estimators.default_estimator(rewards.get(reward), policies.get(policy))
         if ESTIMATOR == "auto"
         else estimators.get(ESTIMATOR)
     )
@@ -100,7 +127,13 @@ def build(config: str, method: str, num_samples: int, jit: bool, size: int = 64)
     if estimator.uses_baseline:  # (K = 1 has no other samples to leave out)
         options["baseline"] = "leave_one_out" if num_samples > 1 else "moving_average"
     trainer = PolicyGradientTrainer(
-        model, reward=reward, estimator=estimator, num_samples=num_samples, seed=0, **options
+        model,
+        reward=reward,
+        policy=policy,
+        estimator=estimator,
+        num_samples=num_samples,
+        seed=0,
+        **options,
     )
     trainer.compile(optimizer="adam", jit_compile=jit, steps_per_execution=STEPS_PER_EXECUTION)
     return trainer
@@ -212,6 +245,11 @@ def main() -> None:
         help="the policy-gradient estimator timed (default: the trainer's, 'auto')",
     )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory probes")
+    parser.add_argument(
+        "--configs",
+        default="mlp,conv,ranking",
+        help="which models to time (the ranking row compares with a ListNet step)",
+    )
     parser.add_argument("--memory-probe", help=argparse.SUPPRESS)
     args = parser.parse_args()
     global ESTIMATOR
@@ -223,10 +261,15 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     rounds, steps = (5, 50) if args.quick else (9, 200)
 
+    configs = args.configs.split(",")
     rows = []
     for jit in (False, True):
-        rows += time_config("mlp", 256, [1, 8, 32], jit, steps, rounds)
-        rows += time_config("conv", 16, [1, 8], jit, max(steps // 10, 10), rounds)
+        if "mlp" in configs:
+            rows += time_config("mlp", 256, [1, 8, 32], jit, steps, rounds)
+        if "conv" in configs:
+            rows += time_config("conv", 16, [1, 8], jit, max(steps // 10, 10), rounds)
+        if "ranking" in configs:
+            rows += time_config("ranking", 64, [8], jit, max(steps // 4, 10), rounds)
     write_csv(out / "step_cost.csv", rows)
     print(
         f"\nPolicy-gradient step (estimator={ESTIMATOR!r}) / BCE step, median of {rounds} "
@@ -237,7 +280,12 @@ def main() -> None:
         "| through fit (steps_per_execution=32) |"
     )
     print("|---|---|---|---|---|---|")
-    for config, label in (("mlp", "MLP 30-64-1, batch 256"), ("conv", "conv 64x64, batch 16")):
+    labels = (
+        ("mlp", "MLP 30-64-1, batch 256"),
+        ("conv", "conv 64x64, batch 16"),
+        ("ranking", "ranking: per-item MLP, 64 lists x 100 items (vs a ListNet step)"),
+    )
+    for config, label in labels:
         for jit in (False, True):
             for k in sorted({r["K"] for r in rows if r["config"] == config}):
                 cells = []

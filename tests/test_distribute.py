@@ -215,6 +215,47 @@ EQUIVALENCE_SCRIPT = TWO_LOGICAL_CPUS + textwrap.dedent(
             "single_rewards": single_r,
             "mirrored_rewards": mirrored_r,
         }
+
+    # rankings: Plackett-Luce over lists of 10 items, some padded; NDCG@5 is the mean over the
+    # global batch's lists, and PL-Rank divides by the global number of lists
+    x_lists = rng.normal(size=(128, 10, 6)).astype("float32")
+    y_lists = np.digitize(x_lists[..., 0], [0.0, 0.8, 1.5]).astype("float32")
+    y_lists[::3, 7:] = -1.0
+
+    def train_ranking(strategy, estimator):
+        with strategy.scope():
+            keras.utils.set_random_seed(0)
+            model = keras.Sequential([
+                keras.Input((10, 6)),
+                keras.layers.Dense(16, activation="tanh"),
+                # no output bias: a constant added to every score of a list changes no
+                # ranking, so its gradient is 0 up to rounding, which Adam would amplify
+                keras.layers.Dense(1, use_bias=False),
+                keras.layers.Reshape((10,)),
+            ])
+            trainer = PolicyGradientTrainer(
+                model, reward="ndcg@5", policy="plackett_luce", estimator=estimator,
+                num_samples=4, seed=7,
+            )
+            trainer.compile(optimizer=keras.optimizers.Adam(0.01))
+        rewards = Rewards()
+        trainer.fit(
+            x_lists, y_lists, batch_size=32, epochs=2, shuffle=False, verbose=0,
+            callbacks=[rewards],
+        )
+        return model.get_weights(), rewards.values
+
+    for estimator in ("pl_rank", "reinforce"):
+        single_w, single_r = train_ranking(single, estimator)
+        mirrored_w, mirrored_r = train_ranking(mirrored, estimator)
+        report[f"plackett_luce_ndcg_{estimator}"] = {
+            "replicas": mirrored.num_replicas_in_sync,
+            "steps": len(single_r),
+            "weight_error": max(float(np.abs(a - b).max()) for a, b in zip(single_w, mirrored_w)),
+            "moved": max(float(np.abs(a).max()) for a in single_w),
+            "single_rewards": single_r,
+            "mirrored_rewards": mirrored_r,
+        }
     print(json.dumps(report))
     """
 )

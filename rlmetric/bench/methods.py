@@ -29,6 +29,7 @@ __all__ = ["Method", "METHODS", "FitResult", "exact_level_reward"]
 NUM_SAMPLES = 8
 SIGMOID_KINDS = ("binary", "multilabel", "binary-seg")
 ALL_KINDS = SIGMOID_KINDS + ("multiclass-seg", "steps")
+RANKING = ("ranking",)
 
 
 @dataclass
@@ -99,6 +100,9 @@ def _build(task: Task, x_train, y_train, seed: int, head: str = "classes") -> ke
         layer = keras.layers.Dense(y_train.shape[1])
     elif task.kind == "steps":
         layer = keras.layers.Dense({"classes": 5, "score": 1, "steps": 4}[head])
+    elif task.kind == "ranking":  # one score per item: [Q, L, 64] -> [Q, L]
+        scores = keras.layers.Dense(1)(body.output)
+        return keras.Model(body.input, keras.layers.Reshape(tuple(y_train.shape[1:]))(scores))
     else:
         layer = keras.layers.Dense(1)
     return keras.Model(body.input, layer(body.output))
@@ -124,7 +128,13 @@ def _count_decide(outputs):  # Bernoulli per step: the level is the number of st
     return (outputs > 0).sum(-1).astype("int32")
 
 
+def _scores_decide(outputs):  # rankings are read from the scores by the task's metric
+    return outputs
+
+
 def _default_decide(task: Task):
+    if task.kind == "ranking":
+        return _scores_decide
     return _threshold_decide() if task.kind in SIGMOID_KINDS else _argmax_decide
 
 
@@ -167,6 +177,7 @@ def _reward(task: Task):
         "binary-seg": "iou",
         "multiclass-seg": "miou",
         "steps": "accuracy",
+        "ranking": "ndcg@10",
     }[task.kind]
 
 
@@ -183,6 +194,8 @@ def _fit_policy_gradient(
 ):
     (x_train, y_train), _, _ = data
     policy = "categorical" if task.kind in ("multiclass-seg", "steps") else "bernoulli"
+    if task.kind == "ranking":
+        policy = "plackett_luce"
     reward = _reward(task)
     if task.kind == "steps" and model.output.shape[-1] == len(STEP_THRESHOLDS):
         policy, reward = "bernoulli", exact_level_reward
@@ -370,9 +383,34 @@ METHODS: dict[str, Method] = {
             _step_layer(layers.StraightThroughStep),
         ),
         Method(
+            "listnet",
+            "ListNet: softmax cross-entropy over each list (labels normalised)",
+            RANKING,
+            _surrogate(lambda t, y: surrogates.ListNet()),
+        ),
+        Method(
+            "ranknet",
+            "RankNet: pairwise logistic loss over the pairs of each list",
+            RANKING,
+            _surrogate(lambda t, y: surrogates.PairwiseLogistic()),
+        ),
+        Method(
+            "approx-ndcg",
+            "ApproxNDCG (smooth ranks, alpha 10)",
+            RANKING,
+            _surrogate(lambda t, y: surrogates.ApproxNDCG()),
+        ),
+        Method(
+            "lambdaloss",
+            "LambdaLoss with NDCG@10 weights (LambdaRank)",
+            RANKING,
+            _surrogate(lambda t, y: surrogates.LambdaLoss(k=10)),
+        ),
+        Method(
             "pg-reinforce",
-            "PolicyGradientTrainer: REINFORCE + leave-one-out baseline, K=8",
-            ALL_KINDS,
+            "PolicyGradientTrainer: REINFORCE + leave-one-out baseline, K=8 (Plackett-Luce "
+            "rankings for ranking tasks)",
+            ALL_KINDS + RANKING,
             _policy_gradient("reinforce"),
         ),
         Method(
@@ -384,8 +422,8 @@ METHODS: dict[str, Method] = {
         Method(
             "pg-best-response",
             "PolicyGradientTrainer with its defaults (estimator='auto': the local best "
-            "response for count rewards), K=8",
-            ALL_KINDS,
+            "response for count rewards, PL-Rank for NDCG@10 of Plackett-Luce rankings), K=8",
+            ALL_KINDS + RANKING,
             _policy_gradient(None),
         ),
         Method(

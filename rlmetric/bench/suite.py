@@ -50,6 +50,10 @@ FULL_METHODS = (
     "lovasz",
     "smooth-step",
     "straight-through",
+    "listnet",
+    "ranknet",
+    "approx-ndcg",
+    "lambdaloss",
     "pg-local",
     "pg-best-response",
 )
@@ -61,9 +65,15 @@ QUICK_METHODS = (
     "soft-f1",
     "lovasz",
     "smooth-step",
+    "listnet",
+    "lambdaloss",
     "pg-local",
     "pg-best-response",
 )
+
+#: the cross-entropy each task's default is compared with: ``bce``, or for ranking ListNet's
+#: softmax cross-entropy over the list
+CROSSENTROPY_METHODS = ("bce", "listnet")
 
 CSV_FIELDS = (
     "task",
@@ -221,8 +231,13 @@ def run_suite(
 
 
 def _add_step_ratios(rows: list[dict]) -> None:
-    """``step_ratio_vs_bce``: a run's time per step over the ``bce`` run of its task and seed."""
-    bce = {(r["task"], r["seed"]): r["step_seconds"] for r in rows if r["method"] == "bce"}
+    """``step_ratio_vs_bce``: a run's time per step over the cross-entropy run (``bce``, or
+    ``listnet`` for ranking) of its task and seed."""
+    bce = {
+        (r["task"], r["seed"]): r["step_seconds"]
+        for r in rows
+        if r["method"] in CROSSENTROPY_METHODS
+    }
     for row in rows:
         reference = bce.get((row["task"], row["seed"]))
         row["step_ratio_vs_bce"] = row["step_seconds"] / reference if reference else float("nan")
@@ -349,8 +364,9 @@ def compare(rows: list[dict]) -> list[dict]:
         policy_gradient = [m for m in methods if m.startswith("pg-")]
         surrogate = [m for m in methods if not m.startswith("pg-")]
         pairs = [("best", _best(rows, task, policy_gradient), _best(rows, task, surrogate))]
-        if DEFAULT_METHOD in methods and "bce" in methods:
-            pairs.append(("default", DEFAULT_METHOD, "bce"))
+        crossentropy = next((m for m in CROSSENTROPY_METHODS if m in methods), None)
+        if DEFAULT_METHOD in methods and crossentropy:
+            pairs.append(("default", DEFAULT_METHOD, crossentropy))
         for kind, mine, theirs in pairs:
             if mine is None or theirs is None:
                 continue
@@ -383,7 +399,7 @@ def verdict_table(comparisons: list[dict]) -> str:
         ),
         "default": (
             f"The default trainer ({DEFAULT_METHOD}: no estimator or baseline argument) vs "
-            "cross-entropy, paired over seeds",
+            "cross-entropy (ListNet's softmax cross-entropy for ranking), paired over seeds",
             "cross-entropy",
             "default trainer",
         ),

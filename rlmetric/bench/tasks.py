@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-__all__ = ["Task", "TASKS", "make_shapes", "STEP_THRESHOLDS"]
+__all__ = ["Task", "TASKS", "make_shapes", "make_ranking_lists", "mean_ndcg", "STEP_THRESHOLDS"]
 
 #: The steps task's staircase: levels 0, .25, .5, .75, 1 between these thresholds.
 STEP_THRESHOLDS = (0.125, 0.375, 0.625, 0.875)
@@ -26,7 +26,8 @@ class Task:
     Attributes:
         name: CLI name (``cancer-f1``).
         kind: ``"binary"`` (one decision per example), ``"multilabel"``, ``"binary-seg"``
-            (a decision per pixel), ``"multiclass-seg"`` (a class per pixel) or ``"steps"``.
+            (a decision per pixel), ``"multiclass-seg"`` (a class per pixel), ``"steps"`` or
+            ``"ranking"`` (a score per item of each list; labels ``[Q, L]``, ``-1`` padding).
         metric: the name of the test metric in tables.
         load: ``(seed, quick) -> (train, val, test)`` pairs ``(x, y)``.
         body: ``input_shape -> keras.Model`` of the features (the head is the method's).
@@ -55,6 +56,8 @@ class Task:
             return f1_score(y_true, decisions, average="macro", zero_division=0.0)
         if self.kind == "binary-seg":
             return jaccard_score(y_true.ravel(), decisions.ravel(), zero_division=0.0)
+        if self.kind == "ranking":
+            return mean_ndcg(y_true, decisions, k=10)
         if self.kind == "multiclass-seg":
             return jaccard_score(
                 y_true.ravel(),
@@ -185,6 +188,91 @@ def _steps(seed: int, quick: bool):
     return _split(x, level, seed)
 
 
+def mean_ndcg(y_true: np.ndarray, scores: np.ndarray, k: int = 10) -> float:
+    """Mean over lists of scikit-learn's ``ndcg_score`` at ``k`` of each list's real items
+    (label ``>= 0``), with gains ``2^rel - 1`` (``rlmetric.ranking.NDCG``'s); 0 for a list
+    without a relevant item."""
+    from sklearn.metrics import ndcg_score
+
+    values = []
+    for labels, row in zip(y_true, scores, strict=True):
+        real = labels >= 0
+        gains = 2.0 ** labels[real] - 1.0
+        values.append(ndcg_score([gains], [row[real]], k=k) if real.sum() > 1 else 0.0)
+    return float(np.mean(values))
+
+
+def make_ranking_lists(
+    features: np.ndarray, relevance: np.ndarray, lists: int, sizes: tuple[int, int], seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lists of items drawn without replacement from a pool.
+
+    Returns ``x [lists, L, F]`` (zeros at padding) and ``y [lists, L]`` float32 relevance with
+    ``-1`` at padding, ``L = sizes[1]``; each list has ``sizes[0] .. sizes[1]`` items.
+    """
+    rng = np.random.default_rng(seed)
+    width = sizes[1]
+    x = np.zeros((lists, width, features.shape[1]), "float32")
+    y = np.full((lists, width), -1.0, "float32")
+    for i in range(lists):  # data generation, not training
+        size = min(int(rng.integers(sizes[0], sizes[1] + 1)), len(features))
+        chosen = rng.choice(len(features), size=size, replace=False)
+        x[i, :size], y[i, :size] = features[chosen], relevance[chosen]
+    return x, y
+
+
+def _synthetic_ranking(seed: int, quick: bool):
+    """Queries of 20-100 items with 10 features; relevance 0-4 cut from a nonlinear function of
+    the features plus noise and a per-query shift (so a query's best items vary in grade)."""
+    rng = np.random.default_rng(3000 + seed)
+    counts = (120, 40, 40) if quick else (480, 160, 160)
+    parts = []
+    for part, lists in enumerate(counts):
+        items = 100 * lists
+        x = rng.normal(size=(items, 10)).astype("float32")
+        signal = (
+            x[:, 0]
+            + 0.8 * np.sin(2.0 * x[:, 1])
+            + 0.6 * x[:, 2] * x[:, 3]
+            - 0.4 * np.abs(x[:, 4])
+            + 0.3 * x[:, 5] ** 2
+            + 0.5 * rng.normal(size=items)
+        )
+        relevance = np.digitize(signal, [0.8, 1.6, 2.3, 3.0]).astype("float32")
+        x_lists, y_lists = make_ranking_lists(x, relevance, lists, (20, 100), 10 * seed + part)
+        parts.append((x_lists, y_lists))
+    return tuple(parts)
+
+
+def _diabetes_ranking(seed: int, quick: bool):
+    """scikit-learn's diabetes set (442 patients, 10 features) as ranking lists: each list is
+    20-40 patients of one split, graded 0-4 by the quintile of their disease progression
+    (quintiles of the training patients). Patients of the splits are disjoint."""
+    from sklearn.datasets import load_diabetes
+    from sklearn.model_selection import train_test_split
+
+    x, target = load_diabetes(return_X_y=True)
+    x_train, x_test, t_train, t_test = train_test_split(x, target, test_size=0.2, random_state=seed)
+    x_train, x_val, t_train, t_val = train_test_split(
+        x_train, t_train, test_size=0.25, random_state=seed
+    )
+    mean, std = x_train.mean(0), x_train.std(0) + 1e-8
+    cuts = np.quantile(t_train, [0.2, 0.4, 0.6, 0.8])
+    counts = (150, 50, 50) if quick else (400, 100, 100)
+    return tuple(
+        make_ranking_lists(
+            ((features - mean) / std).astype("float32"),
+            np.digitize(progression, cuts).astype("float32"),
+            lists,
+            (20, 40),
+            10 * seed + part,
+        )
+        for part, (features, progression, lists) in enumerate(
+            zip((x_train, x_val, x_test), (t_train, t_val, t_test), counts, strict=True)
+        )
+    )
+
+
 def _mlp_body(input_shape) -> keras.Model:
     inputs = keras.Input(input_shape)
     return keras.Model(inputs, keras.layers.Dense(64, activation="relu")(inputs))
@@ -228,5 +316,8 @@ TASKS: dict[str, Task] = {
             classes=4,
         ),
         Task("steps", "steps", "exact-level accuracy", _steps, _mlp_body, 128, 40, 8),
+        # an MLP applied to every item of a list: [Q, L, F] -> [Q, L, 64]
+        Task("ltr-ndcg", "ranking", "NDCG@10", _synthetic_ranking, _mlp_body, 32, 40, 8),
+        Task("diabetes-ndcg", "ranking", "NDCG@10", _diabetes_ranking, _mlp_body, 32, 40, 8),
     )
 }
