@@ -27,9 +27,40 @@ def test_every_task_loads_consistent_splits():
     for task in TASKS.values():
         (x_train, y_train), (x_val, y_val), (x_test, y_test) = task.load(0, True)
         assert len(x_train) == len(y_train) > len(x_val) == len(y_val) > 0 < len(x_test)
-        assert x_train.dtype == np.float32 and y_train.dtype == np.int32
+        labels = np.float32 if task.kind == "ranking" else np.int32  # graded, -1 padding
+        assert x_train.dtype == np.float32 and y_train.dtype == labels
         assert x_train.shape[1:] == x_test.shape[1:]
         assert task.score(y_test, y_test) == pytest.approx(1.0)
+
+
+def test_ranking_tasks_run_with_listnet_as_the_cross_entropy(tmp_path, capsys):
+    rows = run_suite(
+        tasks=["diabetes-ndcg"],
+        methods=["bce", "listnet", "lambdaloss", "pg-best-response"],
+        seeds=1,
+        quick=True,
+        epochs=2,
+        out=tmp_path,
+    )
+    assert {r["method"] for r in rows} == {"listnet", "lambdaloss", "pg-best-response"}
+    for row in rows:
+        assert 0.0 < row["test"] <= 1.0 and row["metric"] == "NDCG@10"
+    listnet = next(r for r in rows if r["method"] == "listnet")
+    assert listnet["step_ratio_vs_bce"] == pytest.approx(1.0)
+    out = capsys.readouterr().out
+    defaults = out[out.index("The default trainer") :]
+    assert "| diabetes-ndcg | listnet " in defaults
+
+
+def test_mean_ndcg_skips_padding_and_scores_lists_without_relevance_zero():
+    from sklearn.metrics import ndcg_score
+
+    from rlmetric.bench.tasks import mean_ndcg
+
+    y = np.array([[2.0, 0.0, 1.0, -1.0], [0.0, 0.0, 0.0, 0.0]])
+    scores = np.array([[0.1, 0.9, 0.5, 5.0], [1.0, 2.0, 3.0, 4.0]])
+    expected = ndcg_score([[3.0, 0.0, 1.0]], [[0.1, 0.9, 0.5]], k=10) / 2
+    assert mean_ndcg(y, scores) == pytest.approx(expected)
 
 
 def test_exact_level_reward_counts_steps():
