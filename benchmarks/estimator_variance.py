@@ -1,14 +1,17 @@
 """Gradient variance, accuracy and step cost of every estimator x baseline on fixed batches.
 
-Two problems, each a fixed (untrained, seeded) model and batch:
+Three problems, each a fixed (untrained, seeded) model and batch:
   * binary F1: MLP 30-64-1 on 256 rows of breast cancer;
-  * per-pixel mIoU: a small conv net on 32x32 images of 3 shape classes + background (batch 8).
+  * per-pixel mIoU: a small conv net on 32x32 images of 3 shape classes + background (batch 8);
+  * NDCG@10 of Plackett-Luce rankings: a per-item MLP scoring 64 lists of 100 items.
 For each estimator x baseline it prints the total gradient variance relative to REINFORCE without
 baseline, the cosine similarity of the mean of 10 draws with a reference gradient (the mean of
-many draws of the local-expectation estimator, which is unbiased), and the in-graph step time
-relative to a cross-entropy step on the same model and batch.
+many draws of an unbiased estimator: local expectation, or PL-Rank for rankings), and the
+in-graph step time relative to a cross-entropy step on the same model and batch (ListNet's
+softmax cross-entropy for rankings).
 
-Run: python benchmarks/estimator_variance.py [--draws N] [--out DIR]
+Run: python benchmarks/estimator_variance.py [--draws N] [--problems binary,segmentation,ranking]
+    [--out DIR]
 Writes DIR/estimator_variance.csv.
 """
 
@@ -28,7 +31,7 @@ import numpy as np  # noqa: E402
 from _common import in_graph_step_timer, median_ratios, write_csv  # noqa: E402
 from sklearn.datasets import load_breast_cancer  # noqa: E402
 
-from rlmetric import PolicyGradientTrainer, diagnostics  # noqa: E402
+from rlmetric import PolicyGradientTrainer, diagnostics, surrogates  # noqa: E402
 
 COMBINATIONS = [
     ("reinforce", "none"),
@@ -85,6 +88,32 @@ def segmentation_problem():
     return "per-pixel mIoU (8 x 32x32, 4 classes)", model, images, masks, "miou", "categorical"
 
 
+RANKING_COMBINATIONS = [
+    ("reinforce", "none"),
+    ("reinforce", "leave_one_out"),
+    ("reinforce", "group_norm"),
+    ("pl_rank", "none"),
+]
+
+
+def ranking_problem():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 100, 10)).astype("float32")
+    y = np.digitize(x[..., 0] + 0.5 * rng.normal(size=(64, 100)), [0.5, 1.0, 1.5, 2.0])
+    y = y.astype("float32")
+    y[:, 80:] = -1.0  # 80 real items per list
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((100, 10)),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(1),
+            keras.layers.Reshape((100,)),
+        ]
+    )
+    return "NDCG@10 (64 lists x 100 items)", model, x, y, "ndcg@10", "plackett_luce"
+
+
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))
 
@@ -96,16 +125,22 @@ def flat(gradients) -> np.ndarray:
 def measure(problem, draws: int, reference_draws: int, num_samples: int = 8):
     title, model, x, y, reward, policy = problem
     trainer = PolicyGradientTrainer(model, reward=reward, policy=policy, num_samples=num_samples)
-    combinations = [c for c in COMBINATIONS if policy == "bernoulli" or c[0] != "disarm"]
+    if policy == "plackett_luce":
+        combinations, unbiased = RANKING_COMBINATIONS, ("pl_rank", "none")
+    else:
+        combinations = [c for c in COMBINATIONS if policy == "bernoulli" or c[0] != "disarm"]
+        unbiased = ("local", "none")
     reference_stats = diagnostics.gradient_stats(
-        trainer, x, y, draws=reference_draws, combinations=[("local", "none")], seed=123
+        trainer, x, y, draws=reference_draws, combinations=[unbiased], seed=123
     )
-    reference = flat(reference_stats["local/none"]["mean"])
+    reference = flat(reference_stats["/".join(unbiased)]["mean"])
 
     rows = []
     timers = {}
     if policy == "bernoulli":
         cross_entropy = keras.losses.BinaryCrossentropy(from_logits=True)
+    elif policy == "plackett_luce":
+        cross_entropy = surrogates.ListNet()
     else:
         cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     baseline_model = keras.models.clone_model(model)
@@ -156,11 +191,17 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=200)
     parser.add_argument("--reference-draws", type=int, default=2000)
     parser.add_argument("--out", default="bench_out")
+    parser.add_argument("--problems", default="binary,segmentation,ranking")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for make in (binary_problem, segmentation_problem):
+    problems = {
+        "binary": binary_problem,
+        "segmentation": segmentation_problem,
+        "ranking": ranking_problem,
+    }
+    for make in (problems[name] for name in args.problems.split(",")):
         problem_rows = measure(make(), args.draws, args.reference_draws)
         rows += problem_rows
         print(f"\n{problem_rows[0]['problem']}, K=8, {args.draws} draws each")

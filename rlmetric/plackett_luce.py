@@ -28,7 +28,13 @@ from rlmetric.policies import Policy, batch_uniform
 from rlmetric.ranking import PADDING_LABEL, RankingReward
 from rlmetric.ranking_losses import listnet
 
-__all__ = ["PlackettLuce", "PLRank", "PADDING_LOGIT", "reverse_logsumexp"]
+__all__ = [
+    "PlackettLuce",
+    "PLRank",
+    "PairwiseBestResponse",
+    "PADDING_LOGIT",
+    "reverse_logsumexp",
+]
 
 #: the logit of a padded item: far below any score, yet finite (no NaN in the sums)
 PADDING_LOGIT = -1e9
@@ -203,6 +209,22 @@ class PlackettLuce(Policy):
         return f"PlackettLuce(top_k={self.top_k!r})"
 
 
+def _check_ranking(estimator: str, policy: Any, reward: Any) -> None:
+    """Refuses, before training, a policy or reward the ranking estimators cannot use."""
+    if not isinstance(policy, PlackettLuce):
+        raise ValueError(
+            f"estimator={estimator!r} needs policy='plackett_luce' (rankings); received "
+            f"policy={getattr(policy, 'name', policy)!r}."
+        )
+    if not (isinstance(reward, RankingReward) and reward.sums_over_ranks):
+        raise ValueError(
+            f"estimator={estimator!r} needs a ranking reward that is a sum over ranks (NDCG, "
+            f"DCG, PrecisionAtK, RecallAtK from rlmetric.ranking); reward "
+            f"{getattr(reward, 'name', reward)!r} is {type(reward).__name__}. Use "
+            "estimator='reinforce' for MRR, MAP, hit rate or any other reward."
+        )
+
+
 @keras.saving.register_keras_serializable(package="rlmetric")
 class PLRank(estimators_lib.Estimator):
     r"""PL-Rank: an unbiased, low-variance estimate of the gradient of a ranking metric that is a
@@ -244,18 +266,7 @@ class PLRank(estimators_lib.Estimator):
     name = "pl_rank"
 
     def check(self, *, policy, reward, baseline, num_samples):
-        if not isinstance(policy, PlackettLuce):
-            raise ValueError(
-                f"estimator='pl_rank' needs policy='plackett_luce' (rankings); received "
-                f"policy={getattr(policy, 'name', policy)!r}."
-            )
-        if not (isinstance(reward, RankingReward) and reward.sums_over_ranks):
-            raise ValueError(
-                f"estimator='pl_rank' needs a ranking reward that is a sum over ranks (NDCG, "
-                f"DCG, PrecisionAtK, RecallAtK from rlmetric.ranking); reward "
-                f"{getattr(reward, 'name', reward)!r} is {type(reward).__name__}. Use "
-                "estimator='reinforce' for MRR, MAP, hit rate or any other reward."
-            )
+        _check_ranking(self.name, policy, reward)
 
     def item_gradients(
         self, logits: tf.Tensor, y_true: tf.Tensor, actions: tf.Tensor, reward: RankingReward
@@ -299,5 +310,61 @@ class PLRank(estimators_lib.Estimator):
         return estimators_lib.EstimatorOutput(loss, rewards, advantages, baseline_state, actions)
 
 
+@keras.saving.register_keras_serializable(package="rlmetric")
+class PairwiseBestResponse(estimators_lib.Estimator):
+    r"""The ranking counterpart of :class:`rlmetric.estimators.LocalBestResponse`: a pairwise
+    logistic loss toward the better order of every pair of items, weighted by what the metric
+    gains from that order in the sampled rankings.
+
+    For a reward that is a sum over ranks, swapping items ``i`` and ``j`` of a ranking changes it
+    by ``(theta_{r_i} - theta_{r_j}) (rho_j - rho_i)``. For every pair with ``rho_i > rho_j``
+    the weight is the gain of ``i`` above ``j`` averaged over the ``K`` sampled rankings,
+
+    .. math:: w_{ij} = (\rho_i - \rho_j) \frac{1}{K} \sum_k |\theta_{r^k_i} - \theta_{r^k_j}|,
+       \qquad \ell = \sum_{\rho_i > \rho_j} w_{ij} \log(1 + e^{-(s_i - s_j)})
+
+    normalised by the sum of the weights over the (global) batch. Its gradient does not vanish
+    on a confidently misordered pair (the logistic loss's slope tends to 1 there), where the
+    Plackett-Luce probabilities make PL-Rank's vanish. Like the best response it is a
+    policy-improvement step, not an unbiased gradient of ``E[R]``; it is at a fixed point when
+    every pair the metric weighs is ordered by ``rho`` with a margin. With the greedy ranking in
+    place of the samples it is LambdaRank's ``|Delta NDCG|``-weighted pairwise loss
+    (:class:`rlmetric.ranking_losses.LambdaLoss`); the samples spread the weight over the pairs
+    that the policy may still place in the top ``k``. Cost ``O(K L^2)`` per list.
+
+    References:
+        Burges, Ragno & Le (2006), Learning to rank with nonsmooth cost functions (LambdaRank).
+        Wang et al. (2018), The LambdaLoss framework for ranking metric optimization.
+    """
+
+    name = "pairwise_best_response"
+
+    def check(self, *, policy, reward, baseline, num_samples):
+        _check_ranking(self.name, policy, reward)
+
+    def __call__(
+        self, logits, y_true, *, policy, reward, baseline, baseline_state, num_samples, seed=None
+    ):
+        logits = policy.mask_logits(logits, y_true)
+        actions = policy.sample(tf.stop_gradient(logits), num_samples, seed=seed)  # [K, B, L]
+        rewards = estimators_lib.score_samples(reward, y_true, actions)  # [K]
+        gains = reward.item_gains(y_true)  # [B, L] by item
+        rank_of_item = tf.argsort(actions, axis=-1)  # [K, B, L]: each item's rank
+        weights_by_rank = tf.broadcast_to(reward.rank_weights(y_true)[None], tf.shape(actions))
+        theta = tf.gather(weights_by_rank, rank_of_item, axis=2, batch_dims=2)  # by item
+        spread = tf.reduce_mean(tf.abs(theta[..., :, None] - theta[..., None, :]), axis=0)
+        real = tf.cast(y_true >= 0.0, tf.float32)
+        pairs = real[:, :, None] * real[:, None, :]
+        weights = tf.stop_gradient(
+            tf.nn.relu(gains[:, :, None] - gains[:, None, :]) * spread * pairs
+        )  # [B, L, L]
+        margins = logits[:, :, None] - logits[:, None, :]
+        total = tf.reduce_sum(weights * tf.nn.softplus(-margins))
+        weight_sum = sum_over_replicas(tf.reduce_sum(weights))
+        loss = total / tf.maximum(weight_sum, 1e-12)
+        advantages = rewards - tf.reduce_mean(rewards)
+        return estimators_lib.EstimatorOutput(loss, rewards, advantages, baseline_state, actions)
+
+
 POLICY_ALIASES = {"plackett_luce": PlackettLuce}
-ESTIMATOR_ALIASES = {"pl_rank": PLRank}
+ESTIMATOR_ALIASES = {"pl_rank": PLRank, "pairwise_best_response": PairwiseBestResponse}

@@ -91,13 +91,15 @@ class PolicyGradientTrainer(keras.Model):
             ``"mcc"``, ...) or a TensorFlow callable ``reward(y_true [B, ...], actions [K, B, ...])
             -> [K]``. Its ``name`` names the metric in the logs (``f1``, ``val_f1``).
             ``None`` for a trainer used only with :meth:`fit_env` (rewards from the env).
-        policy: ``"bernoulli"``, ``"categorical"`` or a :mod:`rlmetric.policies` object.
+        policy: ``"bernoulli"``, ``"categorical"``, ``"plackett_luce"`` (rankings: logits
+            ``[B, L]``, one score per item) or a :mod:`rlmetric.policies` object.
         baseline: ``"leave_one_out"`` (default), ``"none"``, ``"moving_average"``,
             ``"greedy"``, ``"group_norm"`` or a :mod:`rlmetric.baselines` object.
         num_samples: ``K``, decision sets drawn per batch (``>= 2`` for leave-one-out).
         estimator: ``"auto"`` (default: ``"best_response"`` for rewards computed from confusion
-            counts, with ``context="coupled"`` for the mean IoU of categorical decisions, else
-            ``"reinforce"``; see
+            counts, with ``context="coupled"`` for the mean IoU of categorical decisions;
+            ``"pairwise_best_response"`` for NDCG, DCG, precision and recall at ``k`` of
+            ``policy="plackett_luce"``; else ``"reinforce"``; see
             :func:`rlmetric.estimators.default_estimator`),
             ``"best_response"``, ``"reinforce"``, ``"local"``, ``"disarm"`` or a
             :mod:`rlmetric.estimators` object.

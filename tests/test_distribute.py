@@ -245,7 +245,7 @@ EQUIVALENCE_SCRIPT = TWO_LOGICAL_CPUS + textwrap.dedent(
         )
         return model.get_weights(), rewards.values
 
-    for estimator in ("pl_rank", "reinforce"):
+    for estimator in ("pl_rank", "reinforce", "pairwise_best_response"):
         single_w, single_r = train_ranking(single, estimator)
         mirrored_w, mirrored_r = train_ranking(mirrored, estimator)
         report[f"plackett_luce_ndcg_{estimator}"] = {

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from rlmetric import PolicyGradientTrainer, baselines, estimators, policies, ranking
-from rlmetric.plackett_luce import PlackettLuce, PLRank
+from rlmetric.plackett_luce import PairwiseBestResponse, PlackettLuce, PLRank
 
 LOGITS = np.array([[1.0, -0.5, 0.3, 0.0], [0.2, 1.5, -1.0, 0.4]], "float32")
 LABELS = np.array([[2.0, 0.0, 1.0, -1.0], [0.0, 3.0, 1.0, 1.0]], "float32")  # list 0: 3 items
@@ -217,7 +217,7 @@ def _scorer(items=12):
 def test_trainer_learns_ndcg_with_its_defaults_and_saves(tmp_path):
     x, y = _ranking_data()
     trainer = PolicyGradientTrainer(_scorer(), reward="ndcg@5", policy="plackett_luce", seed=0)
-    assert isinstance(trainer.estimator, PLRank)
+    assert isinstance(trainer.estimator, PairwiseBestResponse)
     trainer.compile(optimizer=keras.optimizers.Adam(0.03), metrics=["mrr"])
     before = trainer.evaluate(x, y, return_dict=True, verbose=0)
     trainer.fit(x, y, batch_size=32, epochs=15, verbose=0)
@@ -230,7 +230,8 @@ def test_trainer_learns_ndcg_with_its_defaults_and_saves(tmp_path):
     path = tmp_path / "ranker.keras"
     trainer.save(path)
     loaded = keras.saving.load_model(path)
-    assert isinstance(loaded.policy, PlackettLuce) and isinstance(loaded.estimator, PLRank)
+    assert isinstance(loaded.policy, PlackettLuce)
+    assert isinstance(loaded.estimator, PairwiseBestResponse)
     np.testing.assert_array_equal(loaded.predict_actions(x), greedy)
 
 
@@ -259,3 +260,55 @@ def test_trainer_refuses_bad_ranking_labels_before_training():
             reward="ndcg",
             policy="plackett_luce",
         )
+
+
+def _call(estimator, logits, labels, reward, num_samples=8, seed=0):
+    with tf.GradientTape() as tape:
+        tape.watch(logits)
+        out = estimator(
+            logits,
+            labels,
+            policy=PlackettLuce(),
+            reward=reward,
+            baseline=baselines.NoBaseline(),
+            baseline_state=tf.zeros([0]),
+            num_samples=num_samples,
+            seed=seed,
+        )
+    return out, tape.gradient(out.loss, logits).numpy()
+
+
+def test_pairwise_best_response_is_lambdarank_when_the_policy_is_deterministic():
+    """Scores 50 apart: every sample is the greedy ranking, and the weights are LambdaRank's
+    |Delta NDCG@k|, normalised by their sum."""
+    from rlmetric.ranking_losses import lambda_loss
+
+    labels = tf.constant([[2.0, 0.0, 1.0, 3.0, -1.0], [0.0, 1.0, 0.0, 2.0, 1.0]])
+    logits = tf.constant([[50.0, 100.0, 0.0, 150.0, 0.0], [0.0, 50.0, 100.0, 150.0, 200.0]])
+    reward = ranking.NDCG(k=3)
+    out, _ = _call(PairwiseBestResponse(), logits, labels, reward)
+    gains = reward.item_gains(labels).numpy()
+    rank_weights = reward.rank_weights(labels).numpy()
+    greedy = PlackettLuce().greedy(PlackettLuce().mask_logits(logits, labels)).numpy()
+    weight_sum = 0.0
+    for b in range(2):
+        theta = np.empty(5)
+        theta[greedy[b]] = rank_weights[b]
+        real = labels.numpy()[b] >= 0
+        for i, j in itertools.permutations(np.flatnonzero(real), 2):
+            weight_sum += max(gains[b, i] - gains[b, j], 0.0) * abs(theta[i] - theta[j])
+    expected = float(tf.reduce_sum(lambda_loss(labels, logits, k=3))) / weight_sum
+    assert float(out.loss) == pytest.approx(expected, rel=1e-5)
+
+
+def test_pairwise_best_response_does_not_vanish_on_a_confident_mistake():
+    """The relevant item scored 20 below the others: PL-Rank's gradient carries its
+    probability (e^-20), the pairwise best response the logistic loss's slope (about 1)."""
+
+    labels = tf.constant([[3.0, 0.0, 0.0, 0.0]])
+    logits = tf.constant([[-20.0, 0.0, 0.0, 0.0]])
+    reward = ranking.NDCG(k=2)
+    _, pl_rank = _call(PLRank(), logits, labels, reward, num_samples=64)
+    _, pairwise = _call(PairwiseBestResponse(), logits, labels, reward, num_samples=64)
+    assert abs(pl_rank[0, 0]) < 1e-6
+    assert -pairwise[0, 0] > 0.9  # descent raises the relevant item's score

@@ -422,9 +422,17 @@ METHODS: dict[str, Method] = {
         Method(
             "pg-best-response",
             "PolicyGradientTrainer with its defaults (estimator='auto': the local best "
-            "response for count rewards, PL-Rank for NDCG@10 of Plackett-Luce rankings), K=8",
+            "response for count rewards, the pairwise best response for NDCG@10 of "
+            "Plackett-Luce rankings), K=8",
             ALL_KINDS + RANKING,
             _policy_gradient(None),
+        ),
+        Method(
+            "pg-pl-rank",
+            "PolicyGradientTrainer: PL-Rank (unbiased, reuses each sampled ranking for every "
+            "item), K=8 Plackett-Luce rankings",
+            RANKING,
+            _policy_gradient("pl_rank"),
         ),
         Method(
             "pg-coupled",

@@ -55,6 +55,7 @@ FULL_METHODS = (
     "approx-ndcg",
     "lambdaloss",
     "pg-local",
+    "pg-pl-rank",
     "pg-best-response",
 )
 #: The methods of ``--quick``: cross-entropy, the strongest surrogate of each task in the full
