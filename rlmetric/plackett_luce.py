@@ -42,8 +42,17 @@ _IS_PADDING = PADDING_LOGIT / 2
 
 
 def reverse_logsumexp(values: tf.Tensor) -> tf.Tensor:
-    """``out[..., r] = log sum_{j >= r} exp(values[..., j])``, over the last axis."""
-    return tf.math.cumulative_logsumexp(values, axis=-1, reverse=True)
+    """``out[..., r] = log sum_{j >= r} exp(values[..., j])``, over the last axis.
+
+    One shifted cumulative sum in float64 rather than ``tf.math.cumulative_logsumexp``, which
+    measured 1.3 ms (16x that under XLA on CPU) for 8 x 64 lists of 100 items. Exact while the
+    values of a row span less than about 700 (float64's exponent range); a ``-1e9`` (padding)
+    contributes 0.
+    """
+    wide = tf.cast(values, tf.float64)
+    shift = tf.reduce_max(wide, axis=-1, keepdims=True)
+    sums = tf.math.cumsum(tf.exp(wide - shift), axis=-1, reverse=True)
+    return tf.cast(tf.math.log(tf.maximum(sums, 1e-300)) + shift, values.dtype)
 
 
 def _by_rank(values: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
@@ -275,24 +284,23 @@ class PLRank(estimators_lib.Estimator):
         every rank (logits ``[B, L]`` already masked, labels ``[B, L]``, actions ``[K, B, L]``);
         0 at padded items."""
         scores = _by_rank(tf.stop_gradient(logits), actions)  # [K, B, L]
+        real = scores > _IS_PADDING
         gains = _by_rank(reward.item_gains(y_true), actions)
         weights = tf.broadcast_to(reward.rank_weights(y_true)[None], tf.shape(scores))
+        weights = tf.where(real, weights, 0.0)
         placed = weights * gains  # theta_x rho_{pi_x}
         to_go = tf.math.cumsum(placed, axis=-1, reverse=True)  # G_x
-        log_partition = reverse_logsumexp(scores)  # log Z_x
-        tiny = 1e-30  # log 0 would make -inf - -inf = NaN in the prefix sums
-        log_weight_sum = tf.math.cumulative_logsumexp(
-            tf.math.log(weights + tiny) - log_partition, axis=-1
-        )
-        log_to_go_sum = tf.math.cumulative_logsumexp(
-            tf.math.log(to_go + tiny) - log_partition, axis=-1
-        )
-        # exp(s_d + log sum_x theta_x / Z_x) = sum_x theta_x P(d | x): each term <= theta_x
-        delta = (
-            (to_go - placed)
-            + gains * tf.exp(scores + log_weight_sum)
-            - tf.exp(scores + log_to_go_sum)
-        )
+        # In float64 relative to each list's top score: e_x = exp(s_x - top), Z'_x the suffix
+        # sums; e_d / Z'_x = P(d | x) <= 1 for x <= r_d, so nothing overflows while a list's
+        # scores span less than about 700. Padded ranks come last and hold zeros.
+        wide = tf.cast(scores, tf.float64)
+        top = tf.reduce_max(wide, axis=-1, keepdims=True)
+        odds = tf.where(real, tf.exp(wide - top), 0.0)
+        partition = tf.maximum(tf.math.cumsum(odds, axis=-1, reverse=True), 1e-300)
+        weight_sum = tf.math.cumsum(tf.cast(weights, tf.float64) / partition, axis=-1)
+        to_go_sum = tf.math.cumsum(tf.cast(to_go, tf.float64) / partition, axis=-1)
+        expected = odds * (tf.cast(gains, tf.float64) * weight_sum - to_go_sum)
+        delta = (to_go - placed) + tf.cast(expected, to_go.dtype)
         return tf.where(scores > _IS_PADDING, delta, tf.zeros_like(delta))
 
     def __call__(
