@@ -93,6 +93,8 @@ RANKING_COMBINATIONS = [
     ("reinforce", "leave_one_out"),
     ("reinforce", "group_norm"),
     ("pl_rank", "none"),
+    # not an estimate of grad E[R]: its cosine with the reference says how far it points away
+    ("pairwise_best_response", "none"),
 ]
 
 

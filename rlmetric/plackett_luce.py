@@ -62,6 +62,18 @@ def _by_rank(values: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
     return tf.gather(values, actions, axis=2, batch_dims=2)
 
 
+def _by_item(by_rank: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
+    """``by_rank [B, L]`` (a value per rank) -> ``[K, B, L]``: the value of the rank each item
+    takes in each ranking ``[K, B, L]``. A scatter, where inverting the permutations would
+    sort them again."""
+    actions = tf.cast(actions, tf.int32)
+    shape = tf.shape(actions)
+    rows = tf.reshape(tf.range(shape[0] * shape[1]), [shape[0], shape[1], 1])
+    slots = tf.reshape(rows * shape[2] + actions, [-1])
+    values = tf.reshape(tf.broadcast_to(by_rank[None], shape), [-1])
+    return tf.reshape(tf.math.unsorted_segment_sum(values, slots, tf.size(actions)), shape)
+
+
 @keras.saving.register_keras_serializable(package="rlmetric")
 class PlackettLuce(Policy):
     """A Plackett-Luce distribution over the ranking of each list's items.
@@ -357,9 +369,7 @@ class PairwiseBestResponse(estimators_lib.Estimator):
         actions = policy.sample(tf.stop_gradient(logits), num_samples, seed=seed)  # [K, B, L]
         rewards = estimators_lib.score_samples(reward, y_true, actions)  # [K]
         gains = reward.item_gains(y_true)  # [B, L] by item
-        rank_of_item = tf.argsort(actions, axis=-1)  # [K, B, L]: each item's rank
-        weights_by_rank = tf.broadcast_to(reward.rank_weights(y_true)[None], tf.shape(actions))
-        theta = tf.gather(weights_by_rank, rank_of_item, axis=2, batch_dims=2)  # by item
+        theta = _by_item(reward.rank_weights(y_true), actions)  # [K, B, L]
         spread = tf.reduce_mean(tf.abs(theta[..., :, None] - theta[..., None, :]), axis=0)
         real = tf.cast(y_true >= 0.0, tf.float32)
         pairs = real[:, :, None] * real[:, None, :]
