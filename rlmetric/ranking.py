@@ -242,7 +242,7 @@ class NDCG(DCG):
         >>> labels = tf.constant([[3.0, 0.0, 1.0, -1.0]])  # the 4th item is padding
         >>> ideal, worst = tf.constant([[[0, 2, 1, 3]]]), tf.constant([[[1, 2, 0, 3]]])
         >>> float(NDCG()(labels, ideal)[0]), round(float(NDCG()(labels, worst)[0]), 4)
-        (1.0, 0.5997)
+        (1.0, 0.5413)
 
     References:
         Jarvelin & Kekalainen (2002), Cumulated gain-based evaluation of IR techniques.

@@ -173,7 +173,9 @@ def test_get_aliases_and_errors():
     assert isinstance(policies.get("Categorical"), policies.Categorical)
     assert isinstance(policies.get("gaussian"), policies.Gaussian)
     with pytest.raises(
-        ValueError, match=r"Unknown policy 'poisson'.*\['bernoulli', 'categorical', 'gaussian'\]"
+        ValueError,
+        match=r"Unknown policy 'poisson'.*"
+        r"\['bernoulli', 'categorical', 'gaussian', 'plackett_luce'\]",
     ):
         policies.get("poisson")
 
