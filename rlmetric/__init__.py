@@ -14,6 +14,7 @@ from rlmetric import (
     ranking_losses,
     rewards,
     surrogates,
+    thresholds,
 )
 from rlmetric.trainer import NonFiniteError, PolicyGradientTrainer
 
@@ -35,5 +36,6 @@ __all__ = [
     "ranking_losses",
     "rewards",
     "surrogates",
+    "thresholds",
     "__version__",
 ]

@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from rlmetric._distribute import sum_over_replicas
-from rlmetric.rewards import Reward
+from rlmetric.reward_base import Reward
 
 __all__ = [
     "RankingReward",

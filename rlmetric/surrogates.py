@@ -16,13 +16,14 @@ Lovasz losses with ``per_image=False``) return one value for the whole batch; th
 it: a sorted set loss has no per-example weighting). The others return a value per example and
 Keras applies ``sample_weight`` and the reduction as usual.
 
-:func:`threshold_tuned` is the post-hoc baseline: the decision threshold that maximizes a
-metric on validation data.
+The Lovasz losses live in :mod:`rlmetric.lovasz` and the ranking surrogates in
+:mod:`rlmetric.ranking_losses`; both are importable from here. Threshold tuning, the post-hoc
+baseline, moved to :mod:`rlmetric.thresholds` (``surrogates.threshold_tuned`` still works, with a
+deprecation warning, for one release).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,7 +31,18 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from rlmetric import rewards as rewards_lib
+from rlmetric._surrogate_base import (
+    _as_logits,
+    _binary_targets,
+    _broadcast_weights,
+    _check_choice,
+    _check_number,
+    _class_targets,
+    _mean_per_example,
+    _sigmoid_probabilities,
+    _SurrogateLoss,
+)
+from rlmetric.lovasz import LovaszHinge, LovaszSoftmax, lovasz_jaccard_gradient
 from rlmetric.ranking_losses import ApproxNDCG, LambdaLoss, ListNet, PairwiseLogistic
 
 __all__ = [
@@ -49,117 +61,6 @@ __all__ = [
     "ApproxNDCG",
     "LambdaLoss",
 ]
-
-_PROBABILITY_EPSILON = 1e-7
-
-
-def _check_number(name: str, value: Any, *, minimum: float = 0.0, strict: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
-        raise TypeError(f"{name} must be a number; received {name}={value!r}.")
-    value = float(value)
-    bad = value <= minimum if strict else value < minimum
-    if not math.isfinite(value) or bad:
-        relation = ">" if strict else ">="
-        raise ValueError(
-            f"{name} must be a finite number {relation} {minimum}; received {value!r}."
-        )
-    return value
-
-
-def _check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}; received {name}={value!r}.")
-    return value
-
-
-def _binary_targets(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
-    """``y_true`` as floats of the shape of ``y_pred`` ``[B, ...]``."""
-    y_true = tf.convert_to_tensor(y_true)
-    sizes = (y_true.shape.num_elements(), y_pred.shape.num_elements())
-    if None not in sizes and sizes[0] != sizes[1]:
-        raise ValueError(
-            f"y_true of shape {y_true.shape} does not fit y_pred of shape {y_pred.shape}: "
-            "binary targets need one value per output."
-        )
-    return tf.reshape(tf.cast(y_true, y_pred.dtype), tf.shape(y_pred))
-
-
-def _class_targets(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
-    """Integer class ids ``[B, ...]`` from ids ``[B, ...]``/``[B, ..., 1]`` or one-hot
-    ``[B, ..., C]``, for class scores ``y_pred`` ``[B, ..., C]``."""
-    y_true = tf.convert_to_tensor(y_true)
-    rank, pred_rank = y_true.shape.rank, y_pred.shape.rank
-    if rank == pred_rank and y_true.shape[-1] == y_pred.shape[-1] and y_pred.shape[-1] != 1:
-        return tf.argmax(y_true, axis=-1, output_type=tf.int32)
-    if rank == pred_rank and y_true.shape[-1] == 1:
-        y_true = tf.squeeze(y_true, axis=-1)
-    elif rank != pred_rank - 1:
-        raise ValueError(
-            f"y_true of shape {y_true.shape} does not fit class scores y_pred of shape "
-            f"{y_pred.shape}: expected class ids of shape {y_pred.shape[:-1]} (or with a "
-            f"trailing 1) or one-hot targets of shape {y_pred.shape}."
-        )
-    return tf.cast(y_true, tf.int32)
-
-
-def _as_logits(y_pred: tf.Tensor, from_logits: bool) -> tf.Tensor:
-    if from_logits:
-        return y_pred
-    p = tf.clip_by_value(y_pred, _PROBABILITY_EPSILON, 1.0 - _PROBABILITY_EPSILON)
-    return tf.math.log(p) - tf.math.log1p(-p)
-
-
-def _sigmoid_probabilities(y_pred: tf.Tensor, from_logits: bool) -> tf.Tensor:
-    return tf.sigmoid(y_pred) if from_logits else y_pred
-
-
-def _mean_per_example(values: tf.Tensor) -> tf.Tensor:
-    """``[B, ...] -> [B]``: the mean over every axis but the first."""
-    if values.shape.rank is not None and values.shape.rank <= 1:
-        return values
-    return tf.reduce_mean(tf.reshape(values, [tf.shape(values)[0], -1]), axis=-1)
-
-
-def _broadcast_weights(weights: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
-    """Per-example ``weights`` ``[B]`` as ``[B, 1, ...]``, broadcastable to ``like``."""
-    return tf.reshape(weights, [-1] + [1] * (like.shape.rank - 1))
-
-
-class _SurrogateLoss(keras.losses.Loss):
-    """Shared ``get_config`` and the batch-level ``__call__`` of the set losses.
-
-    Subclasses implement ``_loss(y_true, y_pred, weights)`` returning ``[B]`` per-example losses
-    or a scalar for the batch (when :attr:`batch_level` is true), with ``weights`` ``[B]`` (or
-    ``None``) weighting each example's share of the batch-level sums.
-    """
-
-    batch_level = False
-    accepts_weights_at_batch_level = True
-
-    def __init__(self, name: str, reduction: str, dtype: Any, **options: Any) -> None:
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self._options = options
-
-    def call(self, y_true, y_pred):
-        return self._loss(y_true, tf.convert_to_tensor(y_pred), None)
-
-    def __call__(self, y_true, y_pred, sample_weight=None):
-        if not self.batch_level:
-            return super().__call__(y_true, y_pred, sample_weight=sample_weight)
-        if sample_weight is not None and not self.accepts_weights_at_batch_level:
-            raise ValueError(
-                f"{type(self).__name__}(per_image=False) scores the whole batch as one set and "
-                "has no per-example weighting; received a sample_weight. Use per_image=True."
-            )
-        with tf.name_scope(self.name):
-            y_pred = tf.convert_to_tensor(y_pred, dtype=self.dtype)
-            weights = None
-            if sample_weight is not None:
-                weights = tf.reshape(tf.cast(sample_weight, y_pred.dtype), [-1])
-            return self._loss(y_true, y_pred, weights)
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), **self._options}
 
 
 @keras.saving.register_keras_serializable(package="rlmetric")
@@ -395,257 +296,17 @@ class SoftJaccard(SoftDice):
     jaccard = True
 
 
-def lovasz_jaccard_gradient(
-    sorted_targets: tf.Tensor, sorted_valid: tf.Tensor | None = None
-) -> tf.Tensor:
-    """The gradient of the Lovasz extension of the Jaccard loss at a point, given its
-    coordinates' targets in decreasing order of error.
+def threshold_tuned(*args: Any, **kwargs: Any) -> float | np.ndarray:
+    """Deprecated alias of :func:`rlmetric.thresholds.threshold_tuned` (threshold tuning is not a
+    loss); kept for one release."""
+    import warnings
 
-    Args:
-        sorted_targets: ``[N, P]`` float 0/1 targets of ``N`` independent sets of ``P``
-            elements, each row sorted by decreasing error.
-        sorted_valid: ``[N, P]`` float 0/1, the elements that count (ignored ones add to neither
-            the intersection nor the union, so their gradient is 0); ``None`` for all.
+    from rlmetric import thresholds
 
-    Returns:
-        ``[N, P]``: ``J(top i) - J(top i-1)`` with ``J(S)`` the Jaccard loss of flipping the
-        elements of ``S``, computed with cumulative sums (no loop over elements).
-    """
-    negatives = 1.0 - sorted_targets
-    if sorted_valid is not None:
-        sorted_targets, negatives = sorted_targets * sorted_valid, negatives * sorted_valid
-    positives = tf.reduce_sum(sorted_targets, axis=-1, keepdims=True)
-    intersection = positives - tf.cumsum(sorted_targets, axis=-1)
-    union = positives + tf.cumsum(negatives, axis=-1)
-    jaccard = 1.0 - intersection / tf.maximum(union, 1.0)  # union >= 1 past any valid element
-    return tf.concat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], axis=-1)
-
-
-def _lovasz(errors: tf.Tensor, targets: tf.Tensor, valid: tf.Tensor | None) -> tf.Tensor:
-    """``[N, P]`` errors (>= 0 where they count), 0/1 targets and validity -> ``[N]`` Lovasz
-    extension of the Jaccard loss at ``errors``: sort each row, then one dot product."""
-    order = tf.argsort(tf.stop_gradient(errors), axis=-1, direction="DESCENDING", stable=True)
-    sorted_errors = tf.gather(errors, order, batch_dims=1)
-    sorted_targets = tf.gather(targets, order, batch_dims=1)
-    sorted_valid = None if valid is None else tf.gather(valid, order, batch_dims=1)
-    gradient = tf.stop_gradient(lovasz_jaccard_gradient(sorted_targets, sorted_valid))
-    return tf.reduce_sum(sorted_errors * gradient, axis=-1)
-
-
-def _valid_mask(labels: tf.Tensor, ignore_index: int | None, dtype: tf.DType):
-    if ignore_index is None:
-        return None
-    return tf.cast(tf.not_equal(labels, ignore_index), dtype)
-
-
-def _check_ignore_index(ignore_index: Any) -> int | None:
-    if ignore_index is not None and (
-        isinstance(ignore_index, bool) or not isinstance(ignore_index, int | np.integer)
-    ):
-        raise TypeError(f"ignore_index must be an int or None; received {ignore_index!r}.")
-    return None if ignore_index is None else int(ignore_index)
-
-
-@keras.saving.register_keras_serializable(package="rlmetric")
-class LovaszHinge(_SurrogateLoss):
-    """Binary Lovasz hinge loss (Berman et al., 2018), the convex surrogate of ``1 - IoU``.
-
-    The hinge errors ``max(0, 1 - logit * sign)`` (``sign = 2y - 1``) are scored by the Lovasz
-    extension of the Jaccard loss: sort the errors, weight them by
-    :func:`lovasz_jaccard_gradient`. All images are sorted at once (``tf.argsort`` along the
-    pixel axis, cumulative sums): no loop over images.
-
-    Args:
-        per_image: one loss per example (mean over the batch) if true; else one Jaccard over
-            all outputs of the batch (the right choice for one output per example).
-        ignore_index: a target value whose outputs count nowhere (e.g. 255 for unlabeled
-            pixels); ``None`` for none.
-
-    ``y_pred`` must be logits (the hinge is on the margin).
-    """
-
-    accepts_weights_at_batch_level = False
-
-    def __init__(
-        self,
-        per_image: bool = True,
-        ignore_index: int | None = None,
-        reduction: str = "sum_over_batch_size",
-        name: str = "lovasz_hinge",
-        dtype: Any = None,
-    ) -> None:
-        super().__init__(
-            name,
-            reduction,
-            dtype,
-            per_image=bool(per_image),
-            ignore_index=_check_ignore_index(ignore_index),
-        )
-        self.batch_level = not per_image
-
-    def _loss(self, y_true, y_pred, weights):
-        labels = tf.reshape(tf.convert_to_tensor(y_true), tf.shape(y_pred))
-        rows = tf.shape(y_pred)[0] if self._options["per_image"] else 1
-        valid = _valid_mask(labels, self._options["ignore_index"], y_pred.dtype)
-        targets = tf.cast(tf.equal(labels, tf.cast(1, labels.dtype)), y_pred.dtype)
-        errors = tf.nn.relu(1.0 - y_pred * (2.0 * targets - 1.0))
-        if valid is not None:
-            errors *= valid
-            valid = tf.reshape(valid, [rows, -1])
-        losses = _lovasz(tf.reshape(errors, [rows, -1]), tf.reshape(targets, [rows, -1]), valid)
-        return losses if self._options["per_image"] else losses[0]
-
-
-@keras.saving.register_keras_serializable(package="rlmetric")
-class LovaszSoftmax(_SurrogateLoss):
-    """Multi-class Lovasz-softmax loss (Berman et al., 2018), the surrogate of ``1 - mIoU``.
-
-    For each class ``c`` the errors ``|1[y = c] - p_c|`` are scored by the Lovasz extension of
-    the Jaccard loss of class ``c``; the loss averages the classes. Every (image, class) row is
-    sorted at once: no loop over images or classes.
-
-    Args:
-        per_image: one loss per example (mean over the batch) if true; else one over the
-            whole batch (Berman et al.'s default).
-        classes: ``"present"`` averages the classes present in the targets (of the image, or of
-            the batch); ``"all"`` averages every class.
-        ignore_index: a class id whose pixels count nowhere (e.g. 255); ``None`` for none.
-        from_logits: whether ``y_pred`` holds logits (default; softmax is applied) or
-            probabilities.
-    """
-
-    accepts_weights_at_batch_level = False
-
-    def __init__(
-        self,
-        per_image: bool = False,
-        classes: str = "present",
-        ignore_index: int | None = None,
-        from_logits: bool = True,
-        reduction: str = "sum_over_batch_size",
-        name: str = "lovasz_softmax",
-        dtype: Any = None,
-    ) -> None:
-        _check_choice("classes", classes, ("present", "all"))
-        super().__init__(
-            name,
-            reduction,
-            dtype,
-            per_image=bool(per_image),
-            classes=classes,
-            ignore_index=_check_ignore_index(ignore_index),
-            from_logits=bool(from_logits),
-        )
-        self.batch_level = not per_image
-
-    def _loss(self, y_true, y_pred, weights):
-        options = self._options
-        num_classes = tf.shape(y_pred)[-1]
-        labels = _class_targets(y_true, y_pred)
-        probability = tf.nn.softmax(y_pred) if options["from_logits"] else y_pred
-        rows = tf.shape(y_pred)[0] if options["per_image"] else 1
-        valid = _valid_mask(labels, options["ignore_index"], y_pred.dtype)
-        targets = tf.one_hot(labels, num_classes, dtype=y_pred.dtype)  # ignored ids: all zero
-        errors = tf.abs(targets - probability)
-        # [rows, P, C] -> [rows * C, P]: one sorted row per (image, class)
-        to_rows = lambda t: tf.reshape(  # noqa: E731
-            tf.transpose(tf.reshape(t, [rows, -1, num_classes]), [0, 2, 1]),
-            [rows * num_classes, -1],
-        )
-        if valid is not None:
-            errors *= valid[..., None]
-            valid = to_rows(tf.broadcast_to(valid[..., None], tf.shape(errors)))
-        per_class = tf.reshape(_lovasz(to_rows(errors), to_rows(targets), valid), [rows, -1])
-        if options["classes"] == "present":
-            present = tf.cast(tf.reduce_sum(to_rows(targets), axis=-1) > 0, y_pred.dtype)
-            present = tf.reshape(present, [rows, -1])
-            losses = tf.reduce_sum(per_class * present, axis=-1) / tf.maximum(
-                tf.reduce_sum(present, axis=-1), 1.0
-            )
-        else:
-            losses = tf.reduce_mean(per_class, axis=-1)
-        return losses if options["per_image"] else losses[0]
-
-
-def threshold_tuned(
-    model: Any,
-    x_val: Any,
-    y_val: Any,
-    metric: Any = "f1",
-    *,
-    per_label: bool = False,
-    max_candidates: int = 1024,
-    batch_size: int = 1024,
-) -> float | np.ndarray:
-    """The decision threshold on the model's outputs that maximizes ``metric`` on validation
-    data: the post-hoc baseline of "train on cross-entropy, then tune the threshold".
-
-    Decisions are ``output > threshold`` on the model's raw outputs (logits for the models this
-    library trains). Candidates are the midpoints between consecutive distinct outputs (at most
-    ``max_candidates``, taken at quantiles) plus one below all; they are all scored in one
-    vectorized call of the reward, as ``K`` sample sets.
-
-    Args:
-        model: a callable (Keras model) mapping ``x_val`` to outputs ``[N]``, ``[N, 1]`` or
-            ``[N, L]``; or the outputs themselves as an array.
-        x_val: validation inputs (ignored when ``model`` is an array).
-        y_val: binary targets of the outputs' shape.
-        metric: a Bernoulli :mod:`rlmetric.rewards` reward or alias (``"f1"``, ``"macro_f1"``,
-            ``"iou"``, ...).
-        per_label: for ``[N, L]`` outputs, tune one threshold per label, each maximizing the
-            metric on its own column (what a macro average rewards); else one shared threshold.
-
-    Returns:
-        A float, or ``[L]`` thresholds with ``per_label=True``. Ties keep the lowest threshold.
-    """
-    if isinstance(model, np.ndarray | tf.Tensor):
-        outputs = np.asarray(model, dtype="float64")
-    else:
-        outputs = np.asarray(
-            keras.ops.convert_to_numpy(
-                model.predict(x_val, batch_size=batch_size, verbose=0)
-                if hasattr(model, "predict")
-                else model(x_val)
-            ),
-            dtype="float64",
-        )
-    y_val = np.asarray(y_val)
-    if y_val.size != outputs.size:
-        raise ValueError(
-            f"y_val of shape {y_val.shape} does not fit the model's outputs of shape "
-            f"{outputs.shape}: threshold_tuned needs one binary target per output."
-        )
-    if (
-        isinstance(max_candidates, bool)
-        or not isinstance(max_candidates, int)
-        or max_candidates < 2
-    ):
-        raise ValueError(f"max_candidates must be an int >= 2; received {max_candidates!r}.")
-    y_val = y_val.reshape(outputs.shape)
-    reward = rewards_lib.get(metric)
-    if per_label:
-        if outputs.ndim != 2:
-            raise ValueError(
-                f"per_label=True needs outputs of shape [N, L]; the model's outputs have shape "
-                f"{outputs.shape}."
-            )
-        return np.array(
-            [
-                _best_threshold(outputs[:, j], y_val[:, j], reward, max_candidates)
-                for j in range(outputs.shape[1])
-            ]
-        )
-    return _best_threshold(outputs, y_val, reward, max_candidates)
-
-
-def _best_threshold(outputs: np.ndarray, y_true: np.ndarray, reward, max_candidates: int) -> float:
-    values = np.unique(outputs)
-    if values.size > max_candidates:
-        values = np.unique(np.quantile(values, np.linspace(0.0, 1.0, max_candidates)))
-    candidates = np.concatenate([[values[0] - 1.0], (values[:-1] + values[1:]) / 2.0])
-    # K = number of candidates: the reward scores every candidate's decisions at once
-    actions = (outputs[None] > candidates.reshape([-1] + [1] * outputs.ndim)).astype("int32")
-    scores = keras.ops.convert_to_numpy(
-        reward(tf.constant(y_true.astype("int32")), tf.constant(actions))
+    warnings.warn(
+        "rlmetric.surrogates.threshold_tuned moved to rlmetric.thresholds.threshold_tuned; the "
+        "old name will be removed in the next release.",
+        DeprecationWarning,
+        stacklevel=2,
     )
-    return float(candidates[int(np.argmax(scores))])
+    return thresholds.threshold_tuned(*args, **kwargs)

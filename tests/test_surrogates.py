@@ -1,13 +1,12 @@
 """Surrogate losses against slow references written plainly in NumPy (tolerance 1e-5), and the
 Lovasz losses against the Lovasz extension of the Jaccard loss evaluated set by set."""
 
-import itertools
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from sklearn.metrics import f1_score, jaccard_score
+from sklearn.metrics import jaccard_score
 
 from rlmetric import surrogates
 
@@ -388,32 +387,3 @@ def test_shape_mismatch_and_batch_level_lovasz_weights_are_refused():
         )
     with pytest.raises(TypeError, match="ignore_index"):
         surrogates.LovaszSoftmax(ignore_index=2.5)
-
-
-# --- threshold_tuned ---------------------------------------------------------------------------
-
-
-def test_threshold_tuned_finds_the_best_f1_threshold():
-    y = (RNG.random(300) < 0.2).astype("int32")
-    scores = RNG.normal(size=300) + 1.2 * y
-    threshold = surrogates.threshold_tuned(scores, None, y, "f1")
-    best = f1_score(y, scores > threshold)
-    brute = max(f1_score(y, scores > t, zero_division=0.0) for t in np.concatenate([scores, [-99]]))
-    assert best == pytest.approx(brute, abs=1e-12)
-    assert best >= f1_score(y, scores > 0)
-
-
-def test_threshold_tuned_per_label_and_through_a_model():
-    x = RNG.normal(size=(200, 3)).astype("float32")
-    y = (x + 0.5 * RNG.normal(size=x.shape) > np.array([0.5, 1.0, 1.5])).astype("int32")
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Identity()])
-    thresholds = surrogates.threshold_tuned(model, x, y, "f1", per_label=True)
-    assert thresholds.shape == (3,)
-    for j, t in enumerate(thresholds):
-        brute = max(
-            f1_score(y[:, j], x[:, j] > c, zero_division=0.0)
-            for c in itertools.chain(x[:, j], [-99.0])
-        )
-        assert f1_score(y[:, j], x[:, j] > t) == pytest.approx(brute, abs=1e-12)
-    with pytest.raises(ValueError, match="y_val of shape"):
-        surrogates.threshold_tuned(model, x, y[:10])

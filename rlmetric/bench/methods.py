@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from rlmetric import estimators, layers, surrogates
+from rlmetric import estimators, layers, surrogates, thresholds
 from rlmetric.bench.tasks import STEP_THRESHOLDS, Task
 from rlmetric.trainer import PolicyGradientTrainer
 
@@ -233,7 +233,7 @@ def _tuned(task, data, seed, epochs, learning_rate, trained: FitResult | None = 
     _, (x_val, y_val), _ = data
     outputs = predict(result.model, x_val)
     y_val = y_val.reshape(outputs.shape)
-    threshold = surrogates.threshold_tuned(
+    threshold = thresholds.threshold_tuned(
         outputs, None, y_val, _reward(task), per_label=task.kind == "multilabel"
     )
     return dataclasses.replace(result, decide=_threshold_decide(threshold))
