@@ -73,3 +73,13 @@ def apply_on_replicas_if(
         tf.cond(take, apply_everywhere, lambda: None)
 
     replica.merge_call(cross_replica, args=(condition, gradients))
+
+
+def logs_for_strategy(logs: dict, strategy: tf.distribute.Strategy) -> dict:
+    """The step's logs as Keras can reduce them under ``strategy``: Keras 3 reduces multi-worker
+    logs with ``strategy.reduce("MEAN", v, axis=0)``, which rejects scalars
+    (tensorflow/tensorflow#72388); as ``[1]`` tensors they reduce to the scalar mean over
+    replicas, equal to each replica's value (the counts are global)."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return {name: tf.reshape(value, [1]) for name, value in logs.items()}
+    return logs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from typing import Any
@@ -32,3 +33,19 @@ def save_atomically(write: Any, filepath: Any, overwrite: bool, kwargs: dict) ->
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+class AtomicSaving:
+    """A mixin for a ``keras.Model`` subclass: ``save`` and ``save_weights`` through
+    :func:`save_atomically`."""
+
+    def save(self, filepath: Any, overwrite: bool = True, **kwargs: Any) -> None:
+        """``keras.Model.save``, written atomically: the file is written next to ``filepath``
+        and renamed onto it, so a failure (a reward that cannot be serialized, a full disk, a
+        killed process, e.g. inside ``ModelCheckpoint``) leaves an existing file untouched."""
+        save_atomically(functools.partial(super().save, **kwargs), filepath, overwrite, kwargs)
+
+    def save_weights(self, filepath: Any, overwrite: bool = True, **kwargs: Any) -> None:
+        """``keras.Model.save_weights``, written atomically as :meth:`save`."""
+        write = functools.partial(super().save_weights, **kwargs)
+        save_atomically(write, filepath, overwrite, kwargs)

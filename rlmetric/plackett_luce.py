@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from rlmetric import estimators as estimators_lib
+from rlmetric import estimator_base as estimators_lib
 from rlmetric._distribute import sum_over_replicas
 from rlmetric.policies import Policy, batch_uniform
 from rlmetric.ranking import PADDING_LABEL, RankingReward

@@ -9,7 +9,6 @@ work as usual.
 
 from __future__ import annotations
 
-import functools
 import math
 import random
 import warnings
@@ -23,58 +22,32 @@ from rlmetric import baselines as baselines_lib
 from rlmetric import estimators as estimators_lib
 from rlmetric import policies as policies_lib
 from rlmetric import rewards as rewards_lib
-from rlmetric._distribute import apply_on_replicas_if, check_xla_strategy, sum_over_replicas
+from rlmetric._distribute import check_xla_strategy, logs_for_strategy, sum_over_replicas
+from rlmetric._guard import (
+    NonFiniteError,
+    NonFiniteGuard,
+    apply_if_healthy,
+    raise_if_invalid_test_labels,
+    raise_if_nonfinite,
+)
 from rlmetric._inputs import (
     as_float32,
     as_numeric_labels,
     check_output_layer,
-    first_rows,
-    refuse_unbatched,
     reject_sample_weight,
 )
-from rlmetric._saving import save_atomically
+from rlmetric._preflight import fit_reward_to_logits, preflight
+from rlmetric._saving import AtomicSaving
 from rlmetric.metrics import MeanOfEach, MetricList, RewardMetric, as_logs
 
 __all__ = ["PolicyGradientTrainer", "NonFiniteError"]
 
 #: what ``fit`` and ``evaluate`` log besides the rewards (a reward may not take these names)
 _TRAINER_LOGS = ("loss", "reward", "advantage_std", "entropy")
-_NONFINITE_WHAT = {1: "reward", 2: "loss", 3: "gradient"}
-_INVALID_LABELS = 4  # the "what" of a training step whose labels are not decisions of the policy
-
-
-class NonFiniteError(FloatingPointError):
-    """Raised when a reward, the loss or a gradient is NaN or infinite during training.
-
-    The step that produced it did not update the weights.
-    """
-
-
-class _NonFiniteGuard(keras.callbacks.Callback):
-    """Stops ``fit`` with :class:`NonFiniteError` after a step that saw a non-finite value, and
-    ``fit``/``evaluate`` with ``ValueError`` after a batch whose labels are not decisions of the
-    policy (labels of a ``tf.data`` pipeline are only known batch by batch)."""
-
-    epoch = 0
-
-    def on_train_begin(self, logs=None):
-        self.model._nonfinite.assign([-1, 0])
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.model._raise_if_nonfinite(batch, self.epoch)
-
-    def on_test_begin(self, logs=None):
-        self.model._invalid_test_labels.assign(0)
-
-    def on_test_batch_end(self, batch, logs=None):
-        self.model._raise_if_invalid_test_labels(batch)
 
 
 @keras.saving.register_keras_serializable(package="rlmetric")
-class PolicyGradientTrainer(keras.Model):
+class PolicyGradientTrainer(AtomicSaving, keras.Model):
     """Trains ``model`` (which outputs logits) to maximise ``E[reward]`` with a score-function
     gradient.
 
@@ -274,26 +247,7 @@ class PolicyGradientTrainer(keras.Model):
     def _fit_reward_to_logits(
         self, reward: rewards_lib.Reward, logits_shape: tf.TensorShape, arg: str
     ) -> rewards_lib.Reward:
-        """Fills in ``num_classes`` of a count reward for a categorical policy, or refuses a
-        reward whose ``num_classes`` contradicts the logits."""
-        if not isinstance(reward, rewards_lib.CountReward):
-            return reward
-        categorical = isinstance(self.policy, policies_lib.Categorical)
-        if categorical:
-            num_classes = logits_shape[-1]
-            if reward.num_classes is None and num_classes is not None:
-                return type(reward).from_config({**reward.get_config(), "num_classes": num_classes})
-            if reward.num_classes is not None and num_classes not in (None, reward.num_classes):
-                raise ValueError(
-                    f"{arg}={reward!r} has num_classes={reward.num_classes}, but the model "
-                    f"returns logits of shape {logits_shape} ({num_classes} classes)."
-                )
-        elif reward.num_classes is not None:
-            raise ValueError(
-                f"{arg}={reward!r} sets num_classes, which is for policy='categorical'; the "
-                f"policy is {self.policy.name!r}. Leave num_classes=None for Bernoulli decisions."
-            )
-        return reward
+        return fit_reward_to_logits(reward, self.policy, logits_shape, arg)
 
     @property
     def metrics(self) -> list[keras.metrics.Metric]:
@@ -436,85 +390,17 @@ class PolicyGradientTrainer(keras.Model):
         return self._step_logs([self._training_stats, *self._reward_metrics.items])
 
     def _apply_if_finite(self, estimate, loss, gradients, labels_ok) -> None:
-        """Applies the update only if the labels are valid and rewards, loss and gradients are
-        all finite; otherwise records the step so that ``fit`` stops (:class:`NonFiniteError`,
-        or ``ValueError`` for labels)."""
-        reward_ok = tf.reduce_all(tf.math.is_finite(estimate.rewards))
-        loss_ok = tf.math.is_finite(loss)
-        # One reduction per gradient: a sum is non-finite iff an element is (or it overflows the
-        # float range, which a usable gradient does not). The condition must read every
-        # gradient: under XLA on CPU a backward pass that ends up inside the conditional runs
-        # more than 10x slower (measured on the conv net of benchmarks/step_cost.py).
-        sums = [tf.reduce_sum(tf.cast(g, tf.float32)) for g in gradients if g is not None]
-        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer) or not sums:
-            # Scaled float16 gradients overflow now and then by design: the LossScaleOptimizer
-            # skips that step and lowers its scale. Rewards and the loss are still checked.
-            gradients_ok = tf.constant(True)
-        else:
-            gradients_ok = tf.math.is_finite(tf.add_n(sums))
-        replica = tf.distribute.get_replica_context()
-        distributed = replica is not None and replica.num_replicas_in_sync > 1
-        if distributed:
-            # every replica must take the same branch: finite only if finite everywhere
-            healthy = labels_ok & reward_ok & loss_ok & gradients_ok
-            failures = tf.cast(tf.logical_not(healthy), tf.int32)
-            all_finite = replica.all_reduce(tf.distribute.ReduceOp.SUM, failures) == 0
-            gradients_ok &= all_finite
-        finite = labels_ok & reward_ok & loss_ok & gradients_ok
-        clean_so_far = self._nonfinite[0] < 0
-        take = finite & clean_so_far
-
-        def record_failure():
-            step = tf.cast(self.optimizer.iterations, tf.int64)
-            what = tf.where(reward_ok, tf.where(loss_ok, 3, 2), 1)
-            what = tf.cast(tf.where(labels_ok, what, _INVALID_LABELS), tf.int64)
-            first_failure = tf.logical_not(finite) & clean_so_far
-            self._nonfinite.assign(tf.where(first_failure, tf.stack([step, what]), self._nonfinite))
-
-        if not distributed:
-            # the state updates live in the branches: no per-step select ops on the fast path
-            def apply():
-                self.optimizer.apply(gradients, self.trainable_variables)
-                self._update_baseline_state(estimate.baseline_state)
-
-            tf.cond(take, apply, record_failure)
-            return
-        apply_on_replicas_if(self.optimizer, self.trainable_variables, replica, take, gradients)
-        self._update_baseline_state(
-            tf.where(take, estimate.baseline_state, self._baseline_state.value)
-        )
-        record_failure()
+        apply_if_healthy(self, estimate, loss, gradients, labels_ok)
 
     def _update_baseline_state(self, state: tf.Tensor) -> None:
         if self._baseline_state.shape.num_elements() != 0:  # stateless baselines: no write
             self._baseline_state.assign(state)
 
     def _raise_if_nonfinite(self, batch: int | None = None, epoch: int | None = None) -> None:
-        step, what = (int(v) for v in self._nonfinite.numpy())
-        if step >= 0 and what == _INVALID_LABELS:
-            where = f" (batch {batch} of epoch {epoch})" if batch is not None else ""
-            raise ValueError(
-                f"The labels of training step {step}{where} are not decisions of "
-                f"policy={self.policy.name!r}: it expects labels{self.policy._label_hint}. "
-                "Training stopped and that step did not update the weights. Labels of in-memory "
-                "arrays are checked in full before training; this batch came later from the "
-                "dataset, so check the pipeline's labels."
-            )
-        if step >= 0:
-            raise NonFiniteError(
-                f"Non-finite {_NONFINITE_WHAT.get(what, 'value')} at training step {step} "
-                "(optimizer iteration, counted from 0): training stopped and that step did not "
-                "update the weights. Check the reward for NaN/inf outputs (e.g. a division by "
-                "zero) and the model for exploding logits."
-            )
+        raise_if_nonfinite(self, batch, epoch)
 
     def _raise_if_invalid_test_labels(self, batch: int) -> None:
-        if int(self._invalid_test_labels.numpy()):
-            raise ValueError(
-                f"The labels of batch {batch} of the evaluation (or validation) data are not "
-                f"decisions of policy={self.policy.name!r}: it expects labels"
-                f"{self.policy._label_hint}. The metrics were not reported; check the labels."
-            )
+        raise_if_invalid_test_labels(self, batch)
 
     def test_step(self, data: Any) -> dict[str, tf.Tensor]:
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -536,12 +422,7 @@ class PolicyGradientTrainer(keras.Model):
         logs = {}
         for metric in metrics:
             logs.update(as_logs(metric))
-        if isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
-            # Keras 3 reduces multi-worker logs with strategy.reduce("MEAN", v, axis=0), which
-            # rejects scalars (tensorflow/tensorflow#72388); as [1] tensors they reduce to the
-            # scalar mean over replicas, equal to each replica's value (the counts are global).
-            logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
-        return logs
+        return logs_for_strategy(logs, self.distribute_strategy)
 
     def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None) -> None:
         # Keras builds a distributed model symbolically from the mean of a first batch
@@ -587,7 +468,7 @@ class PolicyGradientTrainer(keras.Model):
             self._preflight(validation_data[0], validation_data[1], "validation x", "validation y")
         elif validation_data is not None:
             self._preflight(validation_data, None, "validation_data", "validation y")
-        callbacks = [*(callbacks or []), _NonFiniteGuard()]
+        callbacks = [*(callbacks or []), NonFiniteGuard()]
         return super().fit(
             x,
             y,
@@ -605,7 +486,7 @@ class PolicyGradientTrainer(keras.Model):
         self._preflight(x, y, "x", "y")
         callbacks = kwargs.pop("callbacks", None)
         if not isinstance(callbacks, keras.callbacks.CallbackList):  # (fit's holds the guard)
-            callbacks = [*(callbacks or []), _NonFiniteGuard()]
+            callbacks = [*(callbacks or []), NonFiniteGuard()]
         return super().evaluate(x, y, callbacks=callbacks, **kwargs)
 
     def fit_env(self, env: Any, **kwargs: Any) -> keras.callbacks.History:
@@ -650,53 +531,9 @@ class PolicyGradientTrainer(keras.Model):
 
     # -- checks before training ---------------------------------------------------------------
     def _preflight(self, x: Any, y: Any, x_name: str, y_name: str) -> None:
-        """Runs the model on the first rows and checks logits, labels and reward eagerly, so
-        that bad input fails with a clear message before any weight changes."""
-        if self.reward is None:
-            raise ValueError(
-                "This trainer was created with reward=None, for fit_env on gymnasium envs only; "
-                "pass a reward (e.g. reward='f1') to train or evaluate on labelled data."
-            )
-        first = first_rows(x, y)
-        if first is None:
-            return
-        x_rows, y_rows, all_labels = first
-        if isinstance(x, tf.data.Dataset):
-            refuse_unbatched(x_rows, self.model)
-        if y_rows is None:
-            raise ValueError(
-                f"{y_name} is missing: PolicyGradientTrainer needs labels to compute the reward."
-            )
-        logits = as_float32(self.model(x_rows, training=False))
-        self._setup_outputs(logits.shape)
-        self.policy.check_logits(logits.shape)
-        labels = self.policy.format_labels(as_numeric_labels(y_rows, y_name), logits.shape)
-        self.policy.check_label_values(
-            all_labels if all_labels is not None else y_rows, logits.shape, y_name
-        )
-        actions = self.policy.sample(logits, self.num_samples, seed=0)
-        scores = estimators_lib.score_samples(self.reward, labels, actions)
-        # the metrics score one set, the greedy one: a reward whose output size does not follow
-        # K is caught here even when it happens to match num_samples
-        estimators_lib.score_samples(self.reward, labels, self.policy.greedy(logits)[None])
-        if not np.all(np.isfinite(keras.ops.convert_to_numpy(scores))):
-            raise ValueError(
-                f"Reward {self.reward.name!r} returned non-finite values "
-                f"{keras.ops.convert_to_numpy(scores)} on the first rows of {y_name}."
-            )
+        preflight(self, x, y, x_name, y_name)
 
     # -- serialization ------------------------------------------------------------------------
-    def save(self, filepath: Any, overwrite: bool = True, **kwargs: Any) -> None:
-        """``keras.Model.save``, written atomically: the file is written next to ``filepath``
-        and renamed onto it, so a failure (a reward that cannot be serialized, a full disk, a
-        killed process, e.g. inside ``ModelCheckpoint``) leaves an existing file untouched."""
-        save_atomically(functools.partial(super().save, **kwargs), filepath, overwrite, kwargs)
-
-    def save_weights(self, filepath: Any, overwrite: bool = True, **kwargs: Any) -> None:
-        """``keras.Model.save_weights``, written atomically as :meth:`save`."""
-        write = functools.partial(super().save_weights, **kwargs)
-        save_atomically(write, filepath, overwrite, kwargs)
-
     def get_compile_config(self) -> dict:
         config = super().get_compile_config()
         if config:

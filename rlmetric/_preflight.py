@@ -1,0 +1,79 @@
+"""Checks before training: run the model on the first rows and check logits, labels and the
+reward eagerly, so that bad input fails with a clear message before any weight changes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from rlmetric import estimators as estimators_lib
+from rlmetric import policies as policies_lib
+from rlmetric import rewards as rewards_lib
+from rlmetric._inputs import as_float32, as_numeric_labels, first_rows, refuse_unbatched
+
+__all__ = ["preflight", "fit_reward_to_logits"]
+
+
+def preflight(trainer, x: Any, y: Any, x_name: str, y_name: str) -> None:
+    """Runs the model on the first rows and checks logits, labels and reward eagerly, so
+    that bad input fails with a clear message before any weight changes."""
+    if trainer.reward is None:
+        raise ValueError(
+            "This trainer was created with reward=None, for fit_env on gymnasium envs only; "
+            "pass a reward (e.g. reward='f1') to train or evaluate on labelled data."
+        )
+    first = first_rows(x, y)
+    if first is None:
+        return
+    x_rows, y_rows, all_labels = first
+    if isinstance(x, tf.data.Dataset):
+        refuse_unbatched(x_rows, trainer.model)
+    if y_rows is None:
+        raise ValueError(
+            f"{y_name} is missing: PolicyGradientTrainer needs labels to compute the reward."
+        )
+    logits = as_float32(trainer.model(x_rows, training=False))
+    trainer._setup_outputs(logits.shape)
+    trainer.policy.check_logits(logits.shape)
+    labels = trainer.policy.format_labels(as_numeric_labels(y_rows, y_name), logits.shape)
+    trainer.policy.check_label_values(
+        all_labels if all_labels is not None else y_rows, logits.shape, y_name
+    )
+    actions = trainer.policy.sample(logits, trainer.num_samples, seed=0)
+    scores = estimators_lib.score_samples(trainer.reward, labels, actions)
+    # the metrics score one set, the greedy one: a reward whose output size does not follow
+    # K is caught here even when it happens to match num_samples
+    estimators_lib.score_samples(trainer.reward, labels, trainer.policy.greedy(logits)[None])
+    if not np.all(np.isfinite(keras.ops.convert_to_numpy(scores))):
+        raise ValueError(
+            f"Reward {trainer.reward.name!r} returned non-finite values "
+            f"{keras.ops.convert_to_numpy(scores)} on the first rows of {y_name}."
+        )
+
+
+def fit_reward_to_logits(
+    reward: rewards_lib.Reward, policy: Any, logits_shape: tf.TensorShape, arg: str
+) -> rewards_lib.Reward:
+    """Fills in ``num_classes`` of a count reward for a categorical policy, or refuses a
+    reward whose ``num_classes`` contradicts the logits."""
+    if not isinstance(reward, rewards_lib.CountReward):
+        return reward
+    categorical = isinstance(policy, policies_lib.Categorical)
+    if categorical:
+        num_classes = logits_shape[-1]
+        if reward.num_classes is None and num_classes is not None:
+            return type(reward).from_config({**reward.get_config(), "num_classes": num_classes})
+        if reward.num_classes is not None and num_classes not in (None, reward.num_classes):
+            raise ValueError(
+                f"{arg}={reward!r} has num_classes={reward.num_classes}, but the model "
+                f"returns logits of shape {logits_shape} ({num_classes} classes)."
+            )
+    elif reward.num_classes is not None:
+        raise ValueError(
+            f"{arg}={reward!r} sets num_classes, which is for policy='categorical'; the "
+            f"policy is {policy.name!r}. Leave num_classes=None for Bernoulli decisions."
+        )
+    return reward

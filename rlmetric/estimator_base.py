@@ -1,0 +1,138 @@
+"""The estimator interface: :class:`Estimator`, its return type :class:`EstimatorOutput`, and the
+pieces the estimators share (the score-function surrogate, scoring ``K`` sample sets)."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import tensorflow as tf
+
+from rlmetric import baselines as baselines_lib
+from rlmetric import policies as policies_lib
+from rlmetric import rewards as rewards_lib
+
+__all__ = [
+    "Estimator",
+    "EstimatorOutput",
+    "score_function_surrogate",
+    "score_samples",
+    "require_count_reward",
+]
+
+
+class EstimatorOutput(NamedTuple):
+    """What one estimator call returns (all tensors)."""
+
+    loss: tf.Tensor  #: scalar surrogate; its gradient is an estimate of ``-grad E[R]``
+    rewards: tf.Tensor  #: ``[K]`` reward of each sample set (``[2K]`` for antithetic pairs)
+    advantages: tf.Tensor  #: ``[K]`` the scalar credit of each sample set (for logging)
+    baseline_state: tf.Tensor  #: the baseline's next state
+    actions: tf.Tensor  #: ``[K, B, ...]`` the sampled decisions
+
+
+def score_function_surrogate(log_probs: tf.Tensor, advantages: tf.Tensor) -> tf.Tensor:
+    """The REINFORCE surrogate ``-mean_k(stop_gradient(A_k) * sum_i log p(a_{k,i}))``.
+
+    Args:
+        log_probs: ``[K, B, ...]`` per-element log-probabilities of the sampled decisions, or
+            ``[K]`` log-probabilities of whole sets (``Policy.joint_log_prob``).
+        advantages: ``[K]`` advantages.
+
+    Returns:
+        A scalar whose gradient is ``-(1/K) sum_k A_k grad log p(a_k)``. The log-probability of a
+        whole decision set is the sum over its elements because the reward scores the batch
+        jointly; the sum is local to the examples a replica holds, so under ``tf.distribute`` the
+        replicas' gradients add up to the gradient of the global batch.
+
+    References:
+        Williams (1992), Simple statistical gradient-following algorithms for connectionist
+        reinforcement learning.
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from rlmetric.estimators import score_function_surrogate
+        >>> log_probs = tf.constant([-1.0, -2.0])  # two sample sets
+        >>> float(score_function_surrogate(log_probs, tf.constant([1.0, -1.0])))
+        -0.5
+    """
+    log_probs = tf.convert_to_tensor(log_probs)
+    if log_probs.shape.rank == 1:
+        joint_log_prob = log_probs
+    else:
+        joint_log_prob = tf.reduce_sum(tf.reshape(log_probs, [tf.shape(log_probs)[0], -1]), 1)
+    advantages = tf.stop_gradient(tf.cast(advantages, joint_log_prob.dtype))
+    return -tf.reduce_mean(advantages * joint_log_prob)
+
+
+class Estimator:
+    """Base class of gradient estimators.
+
+    ``__call__(logits [B, ...], y_true [B, ...], *, policy, reward, baseline, baseline_state,
+    num_samples, seed) -> EstimatorOutput``. Subclasses must keep ``loss`` differentiable with
+    respect to ``logits`` and return rewards and advantages of shape ``[K]``.
+    """
+
+    name = "estimator"
+    #: whether the estimator subtracts the trainer's baseline (REINFORCE does; the estimators
+    #: that credit each decision with its own effect, or pair samples, do not)
+    uses_baseline = False
+
+    def check(self, *, policy: Any, reward: Any, baseline: Any, num_samples: int) -> None:
+        """Raises ``ValueError`` before training when the pieces cannot work together."""
+        if num_samples < baseline.min_samples:
+            raise ValueError(
+                f"baseline={baseline.name!r} needs num_samples >= {baseline.min_samples}; "
+                f"received num_samples={num_samples}."
+            )
+
+    def __call__(
+        self,
+        logits: tf.Tensor,
+        y_true: tf.Tensor,
+        *,
+        policy: policies_lib.Policy,
+        reward: rewards_lib.Reward,
+        baseline: baselines_lib.Baseline,
+        baseline_state: tf.Tensor,
+        num_samples: int,
+        seed: Any = None,
+    ) -> EstimatorOutput:
+        raise NotImplementedError
+
+    def get_config(self) -> dict:
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict) -> Estimator:
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def require_count_reward(estimator: str, reward: Any) -> None:
+    """Refuses, before training, a reward the count-based estimators cannot decompose."""
+    if not isinstance(reward, rewards_lib.CountReward):
+        raise ValueError(
+            f"estimator={estimator!r} needs a reward computed from confusion counts "
+            f"(rlmetric.rewards.CountReward: F1, FBeta, IoU, Dice, Precision, Recall, "
+            f"Accuracy, MatthewsCorrCoef); reward {getattr(reward, 'name', reward)!r} is "
+            f"{type(reward).__name__}. Use estimator='reinforce' (any reward, any policy) or "
+            "estimator='disarm' (any reward, Bernoulli policy)."
+        )
+
+
+def score_samples(reward: rewards_lib.Reward, y_true: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
+    """Calls ``reward`` on ``actions [K, B, ...]`` and checks that it returned ``[K]`` float."""
+    scores = reward(y_true, actions)
+    scores = tf.convert_to_tensor(scores)
+    expected = actions.shape[:1]
+    if scores.shape.rank is not None and (
+        scores.shape.rank != 1 or not scores.shape.is_compatible_with(expected)
+    ):
+        raise ValueError(
+            f"Reward {getattr(reward, 'name', reward)!r} returned shape {scores.shape}; a reward "
+            f"must return one score per sample set, shape [K] = {expected}, for actions of "
+            f"shape {actions.shape}."
+        )
+    return tf.cast(scores, tf.float32)
