@@ -39,7 +39,7 @@ COMBINATIONS = [
     ("reinforce", "leave_one_out"),
     ("reinforce", "greedy"),
     ("reinforce", "group_norm"),
-    ("local", "none"),
+    ("local_expectation", "none"),
     ("disarm", "none"),
 ]
 
@@ -131,7 +131,7 @@ def measure(problem, draws: int, reference_draws: int, num_samples: int = 8):
         combinations, unbiased = RANKING_COMBINATIONS, ("pl_rank", "none")
     else:
         combinations = [c for c in COMBINATIONS if policy == "bernoulli" or c[0] != "disarm"]
-        unbiased = ("local", "none")
+        unbiased = ("local_expectation", "none")
     reference_stats = diagnostics.gradient_stats(
         trainer, x, y, draws=reference_draws, combinations=[unbiased], seed=123
     )

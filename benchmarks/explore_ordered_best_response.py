@@ -74,7 +74,7 @@ class OrderedJaccardBestResponse(estimators.Estimator):
         present = tf.cast(tf.reduce_sum(targets, axis=1, keepdims=True) > 0, gains.dtype)
         weights = tf.stop_gradient(tf.reduce_sum(gains * present, axis=0))  # [N]
         loss = tf.math.divide_no_nan(tf.reduce_sum(weights * crossentropy), tf.reduce_sum(weights))
-        actions = policy.greedy(tf.stop_gradient(logits))[None]
+        actions = policy.mode(tf.stop_gradient(logits))[None]
         rewards = reward(y_true, actions)
         return estimators.EstimatorOutput(
             loss, rewards, rewards - tf.reduce_mean(rewards), baseline_state, actions

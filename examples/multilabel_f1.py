@@ -34,7 +34,7 @@ trainer = PolicyGradientTrainer(
     model,
     reward=rewards.F1(average="macro", name="macro_f1"),
     policy="bernoulli",
-    estimator="local",
+    estimator="local_expectation",
     num_samples=8,
     seed=0,
 )

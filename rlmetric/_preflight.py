@@ -46,7 +46,7 @@ def preflight(trainer, x: Any, y: Any, x_name: str, y_name: str) -> None:
     scores = estimators_lib.score_samples(trainer.reward, labels, actions)
     # the metrics score one set, the greedy one: a reward whose output size does not follow
     # K is caught here even when it happens to match num_samples
-    estimators_lib.score_samples(trainer.reward, labels, trainer.policy.greedy(logits)[None])
+    estimators_lib.score_samples(trainer.reward, labels, trainer.policy.mode(logits)[None])
     if not np.all(np.isfinite(keras.ops.convert_to_numpy(scores))):
         raise ValueError(
             f"Reward {trainer.reward.name!r} returned non-finite values "

@@ -116,12 +116,12 @@ class LocalBestResponse(Estimator):
     ):
         fixed_logits = tf.stop_gradient(logits)
         if self.context == "coupled":
-            actions = policy.greedy(fixed_logits)[None]  # [1, B, ...]: the mode, for its reward
+            actions = policy.mode(fixed_logits)[None]  # [1, B, ...]: the mode, for its reward
             targets = tf.cast(y_true, tf.int32)  # for count metrics the best response is the label
             weights = reward.coupled_gains(targets, policy.value_probs(fixed_logits))  # [N]
         else:
             if self.context == "mode":
-                actions = policy.greedy(fixed_logits)[None]  # [1, B, ...]
+                actions = policy.mode(fixed_logits)[None]  # [1, B, ...]
             else:
                 actions = policy.sample(fixed_logits, num_samples, seed=seed)  # [K, B, ...]
             local = tf.reduce_mean(reward.local_rewards(y_true, actions), axis=0)  # [N, V]

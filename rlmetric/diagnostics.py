@@ -61,7 +61,7 @@ def _default_combinations(trainer: Any) -> list[tuple[str, str]]:
     if trainer.num_samples < 2:
         combinations = [c for c in combinations if c[1] not in ("leave_one_out", "group_norm")]
     if isinstance(trainer.reward, rewards_lib.CountReward):
-        combinations.append(("local", "none"))
+        combinations.append(("local_expectation", "none"))
     if isinstance(trainer.policy, policies_lib.Bernoulli):
         combinations.append(("disarm", "none"))
     return combinations

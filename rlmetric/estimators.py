@@ -11,6 +11,7 @@ plain REINFORCE behind one interface, :class:`Estimator`, and one return type,
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import keras
@@ -90,7 +91,7 @@ class Reinforce(Estimator):
         rewards = score_samples(reward, y_true, actions)  # [K]
         greedy_reward = None
         if baseline.requires_greedy:
-            greedy_actions = policy.greedy(tf.stop_gradient(logits))[None]
+            greedy_actions = policy.mode(tf.stop_gradient(logits))[None]
             greedy_reward = score_samples(reward, y_true, greedy_actions)[0]
         advantages, new_state = baseline.advantages(rewards, baseline_state, greedy_reward)
         loss = score_function_surrogate(policy.joint_log_prob(logits, actions), advantages)
@@ -125,7 +126,7 @@ class LocalExpectation(Estimator):
         TensorShape([4])
     """
 
-    name = "local"
+    name = "local_expectation"
 
     def check(self, *, policy, reward, baseline, num_samples):
         require_count_reward(self.name, reward)
@@ -204,10 +205,20 @@ class DisARM(Estimator):
         return EstimatorOutput(loss, rewards, difference, baseline_state, actions)
 
 
+def _deprecated_alias(old: str, new: str, make: Any) -> Estimator:
+    warnings.warn(
+        f"estimator={old!r} is deprecated: use estimator={new!r} ('local' also means "
+        "replica-local under tf.distribute); the old name will be removed in a later release.",
+        DeprecationWarning,
+        stacklevel=4,
+    )
+    return make()
+
+
 ALIASES = {
     "reinforce": Reinforce,
     "score_function": Reinforce,
-    "local": LocalExpectation,
+    "local": lambda: _deprecated_alias("local", "local_expectation", LocalExpectation),
     "local_expectation": LocalExpectation,
     "disarm": DisARM,
     "best_response": LocalBestResponse,

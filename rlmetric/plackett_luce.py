@@ -87,14 +87,14 @@ class PlackettLuce(Policy):
             then gets an unbiased REINFORCE gradient with less noise; with a deeper reward the
             gradient would be biased, so leave it ``None`` unless ``k`` bounds the reward.
 
-    ``greedy`` ranks by score; ``entropy`` is an estimate (see :meth:`entropy`).
+    ``mode`` ranks by score; ``entropy`` is an estimate (see :meth:`entropy`).
 
     Examples:
         >>> import tensorflow as tf
         >>> from rlmetric.plackett_luce import PlackettLuce
         >>> policy = PlackettLuce()
         >>> logits = tf.constant([[2.0, 0.0, 1.0]])
-        >>> print(policy.greedy(logits).numpy())  # item indices, best first
+        >>> print(policy.mode(logits).numpy())  # item indices, best first
         [[0 2 1]]
         >>> policy.sample(logits, num_samples=5, seed=0).shape  # [K, B, L]
         TensorShape([5, 1, 3])
@@ -166,7 +166,7 @@ class PlackettLuce(Policy):
         terms = tf.where(keep, terms, tf.zeros_like(terms))
         return terms[0] if squeeze else terms
 
-    def greedy(self, logits: tf.Tensor) -> tf.Tensor:
+    def mode(self, logits: tf.Tensor) -> tf.Tensor:
         logits = tf.convert_to_tensor(logits)
         return tf.math.top_k(logits, k=tf.shape(logits)[-1]).indices
 

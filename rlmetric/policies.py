@@ -15,6 +15,7 @@ generator on CPU (the auto-selected default is some 20x slower there).
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import keras
@@ -102,9 +103,22 @@ class Policy:
         absent made impossible: padded items of a ranking. The identity here."""
         return logits
 
-    def greedy(self, logits: tf.Tensor) -> tf.Tensor:
-        """The mode of every element: logits ``[B, ...]`` -> int32 ``[B, ...]``."""
+    def mode(self, logits: tf.Tensor) -> tf.Tensor:
+        """The most likely decision of every element: logits ``[B, ...]`` -> ``[B, ...]`` (int32
+        for discrete decisions), what the trainer predicts and evaluates."""
+        if type(self).greedy is not Policy.greedy:  # a subclass written before mode() existed
+            return type(self).greedy(self, logits)
         raise NotImplementedError
+
+    def greedy(self, logits: tf.Tensor) -> tf.Tensor:
+        """Deprecated name of :meth:`mode` (``"greedy"`` names the self-critical baseline)."""
+        warnings.warn(
+            "Policy.greedy is deprecated: use Policy.mode (the most likely decision); "
+            "'greedy' now names only the self-critical baseline.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.mode(logits)
 
     def value_probs(self, logits: tf.Tensor) -> tf.Tensor:
         """Probability of each value of each element: logits ``[B, ...]`` -> ``[*action, V]``
@@ -189,7 +203,7 @@ class Bernoulli(Policy):
         >>> logits = tf.constant([[3.0], [-3.0]])
         >>> policy.sample(logits, num_samples=4, seed=0).shape  # [K, B, 1]
         TensorShape([4, 2, 1])
-        >>> print(policy.greedy(logits).numpy().ravel())  # positive at logit > 0
+        >>> print(policy.mode(logits).numpy().ravel())  # positive at logit > 0
         [1 0]
     """
 
@@ -231,7 +245,7 @@ class Bernoulli(Policy):
         flat_actions = tf.reshape(tf.cast(actions, logits.dtype), [-1, tf.size(logits)])
         return tf.matmul(flat_actions, flat_logits)[:, 0] - tf.reduce_sum(tf.nn.softplus(logits))
 
-    def greedy(self, logits: tf.Tensor) -> tf.Tensor:
+    def mode(self, logits: tf.Tensor) -> tf.Tensor:
         return tf.cast(logits > 0, tf.int32)
 
     def value_probs(self, logits: tf.Tensor) -> tf.Tensor:
@@ -316,7 +330,7 @@ class Categorical(Policy):
         picked = tf.gather(flat_table, flat_actions + offsets)
         return tf.reshape(picked, tf.shape(actions))
 
-    def greedy(self, logits: tf.Tensor) -> tf.Tensor:
+    def mode(self, logits: tf.Tensor) -> tf.Tensor:
         return tf.argmax(logits, axis=-1, output_type=tf.int32)
 
     def value_probs(self, logits: tf.Tensor) -> tf.Tensor:
@@ -374,7 +388,7 @@ class Gaussian(Policy):
 
     Logits ``[B, ..., 2 d]`` hold the means and the log standard deviations of ``d`` action
     dimensions (first half, second half); the log standard deviations are clipped to
-    ``[min_log_std, max_log_std]``. Actions are ``[B, ..., d]`` floats; ``greedy`` is the mean.
+    ``[min_log_std, max_log_std]``. Actions are ``[B, ..., d]`` floats; ``mode`` is the mean.
     """
 
     name = "gaussian"
@@ -415,7 +429,7 @@ class Gaussian(Policy):
     def log_prob(self, logits: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
         return self.distribution(logits).log_prob(tf.cast(actions, logits.dtype))
 
-    def greedy(self, logits: tf.Tensor) -> tf.Tensor:
+    def mode(self, logits: tf.Tensor) -> tf.Tensor:
         return self._mean_and_log_std(logits)[0]
 
     def entropy(self, logits: tf.Tensor) -> tf.Tensor:

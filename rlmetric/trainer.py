@@ -74,7 +74,7 @@ class PolicyGradientTrainer(AtomicSaving, keras.Model):
             ``"pairwise_best_response"`` for NDCG, DCG, precision and recall at ``k`` of
             ``policy="plackett_luce"``; else ``"reinforce"``; see
             :func:`rlmetric.estimators.default_estimator`),
-            ``"best_response"``, ``"reinforce"``, ``"local"``, ``"disarm"`` or a
+            ``"best_response"``, ``"reinforce"``, ``"local_expectation"``, ``"disarm"`` or a
             :mod:`rlmetric.estimators` object.
         entropy_weight: weight of the mean per-element policy entropy bonus.
         crossentropy_weight: weight of the supervised cross-entropy mixed into the loss (a
@@ -276,9 +276,9 @@ class PolicyGradientTrainer(AtomicSaving, keras.Model):
         **kwargs: Any,
     ) -> None:
         """Configures training. ``metrics``: extra rewards (objects or aliases such as
-        ``["precision", "recall"]``) reported on the greedy decisions, over whole sets in
-        ``evaluate``. Other arguments are ``keras.Model.compile``'s (no ``loss``: the loss is the
-        estimator's surrogate)."""
+        ``["precision", "recall"]``) reported on the most likely decisions (``policy.mode``),
+        over whole sets in ``evaluate``. Other arguments are ``keras.Model.compile``'s (no
+        ``loss``: the loss is the estimator's surrogate)."""
         if loss is not None:
             raise ValueError(
                 "PolicyGradientTrainer.compile does not take a loss: the loss is the "
@@ -376,9 +376,9 @@ class PolicyGradientTrainer(AtomicSaving, keras.Model):
         gradients = tape.gradient(scaled_loss, self.trainable_variables)
         self._apply_if_finite(estimate, loss, gradients, labels_ok)
 
-        greedy = self.policy.greedy(logits)
+        decisions = self.policy.mode(logits)
         for metric in self._reward_metrics.items:
-            metric.update_state(labels, greedy)
+            metric.update_state(labels, decisions)
         self._training_stats.update_state(
             [
                 loss,
@@ -411,9 +411,9 @@ class PolicyGradientTrainer(AtomicSaving, keras.Model):
         self._invalid_test_labels.assign(
             tf.maximum(self._invalid_test_labels, tf.minimum(invalid, 1))
         )
-        greedy = self.policy.greedy(logits)
+        decisions = self.policy.mode(logits)
         for metric in self._reward_metrics.items:
-            metric.update_state(labels, greedy)
+            metric.update_state(labels, decisions)
         self._entropy_tracker.update_state(tf.reduce_mean(self.policy.entropy(logits)))
         reported = [*self._reward_metrics.items, self._entropy_tracker]
         return self._step_logs(reported)
@@ -482,7 +482,7 @@ class PolicyGradientTrainer(AtomicSaving, keras.Model):
         )
 
     def evaluate(self, x: Any = None, y: Any = None, **kwargs: Any) -> Any:
-        """``keras.Model.evaluate``: the metrics of the greedy decisions over the whole set."""
+        """``keras.Model.evaluate``: the metrics of the most likely decisions over the whole set."""
         self._preflight(x, y, "x", "y")
         callbacks = kwargs.pop("callbacks", None)
         if not isinstance(callbacks, keras.callbacks.CallbackList):  # (fit's holds the guard)
@@ -499,7 +499,7 @@ class PolicyGradientTrainer(AtomicSaving, keras.Model):
     def predict_actions(self, x: Any, batch_size: int | None = None) -> np.ndarray:
         """Greedy decisions for ``x``: 0/1 (Bernoulli) or class ids (categorical), ``[N, ...]``."""
         logits = self.predict(x, batch_size=batch_size, verbose=0)
-        return keras.ops.convert_to_numpy(self.policy.greedy(as_float32(logits)))
+        return keras.ops.convert_to_numpy(self.policy.mode(as_float32(logits)))
 
     def estimate_gradient(self, x: Any, y: Any) -> list[np.ndarray]:
         """One draw of the estimator's estimate of ``grad E[reward]`` (the ascent direction) on

@@ -60,7 +60,7 @@ def test_gradient_snr_callback_logs_each_epoch():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(64, 4)).astype("float32")
     y = (x[:, 0] > 0).astype("int32")
-    trainer = _trainer(reward="f1", estimator="local")
+    trainer = _trainer(reward="f1", estimator="local_expectation")
     trainer.compile(optimizer=keras.optimizers.Adam(1e-2))
     history = trainer.fit(
         x, y, epochs=2, verbose=0, callbacks=[diagnostics.GradientSNR(x, y, draws=5)]
@@ -70,7 +70,7 @@ def test_gradient_snr_callback_logs_each_epoch():
     # the logged values measure the estimator: local expectation's gradient is far less noisy
     # than plain REINFORCE's on the same model and batch
     snr = {}
-    for estimator, baseline in (("local", "leave_one_out"), ("reinforce", "none")):
+    for estimator, baseline in (("local_expectation", "leave_one_out"), ("reinforce", "none")):
         trainer = _trainer(reward="f1", estimator=estimator, baseline=baseline)
         trainer.compile(optimizer=keras.optimizers.SGD(0.0))
         logs = trainer.fit(
@@ -78,4 +78,4 @@ def test_gradient_snr_callback_logs_each_epoch():
         ).history
         snr[estimator] = logs["gradient_snr"][0]
         assert logs["gradient_variance"][0] > 0
-    assert snr["local"] > 3 * snr["reinforce"], snr
+    assert snr["local_expectation"] > 3 * snr["reinforce"], snr

@@ -149,7 +149,11 @@ EQUIVALENCE_SCRIPT = TWO_LOGICAL_CPUS + textwrap.dedent(
     cases = {
         "bernoulli_f1_loo": (1, (x[:, 0] > 0.3).astype("int32"), "f1", "bernoulli", "reinforce"),
         "categorical_miou_local": (
-            3, np.digitize(x[:, 1], [-0.5, 0.5]).astype("int32"), "miou", "categorical", "local"
+            3,
+            np.digitize(x[:, 1], [-0.5, 0.5]).astype("int32"),
+            "miou",
+            "categorical",
+            "local_expectation",
         ),
         "bernoulli_f1_disarm": (1, (x[:, 0] > 0.3).astype("int32"), "f1", "bernoulli", "disarm"),
         "categorical_miou_best_response": (

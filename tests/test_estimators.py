@@ -108,7 +108,7 @@ def test_leave_one_out_and_greedy_reduce_variance(case):
     assert variance["greedy"] < 0.8 * variance["none"], variance
 
 
-LOW_VARIANCE = [("local", case) for case in sorted(CASES)] + [
+LOW_VARIANCE = [("local_expectation", case) for case in sorted(CASES)] + [
     ("disarm", case) for case in sorted(CASES) if case.startswith("bernoulli")
 ]
 
@@ -148,7 +148,7 @@ def test_local_and_disarm_have_lower_variance_than_leave_one_out(case):
         return draws.var(0).sum()
 
     leave_one_out = total_variance("reinforce", baselines.LeaveOneOut())
-    assert total_variance("local", baselines.NoBaseline()) < 0.5 * leave_one_out
+    assert total_variance("local_expectation", baselines.NoBaseline()) < 0.5 * leave_one_out
     if isinstance(policy, policies.Bernoulli):
         assert total_variance("disarm", baselines.NoBaseline()) < 0.8 * leave_one_out
 
@@ -213,7 +213,7 @@ def test_check_refuses_too_few_samples_for_leave_one_out():
 
 def test_get_aliases_and_errors():
     assert isinstance(estimators.get("reinforce"), estimators.Reinforce)
-    assert isinstance(estimators.get("local"), estimators.LocalExpectation)
+    assert isinstance(estimators.get("local_expectation"), estimators.LocalExpectation)
     assert isinstance(estimators.get("disarm"), estimators.DisARM)
     with pytest.raises(ValueError, match=r"Unknown estimator 'rebar'.*'reinforce'"):
         estimators.get("rebar")
@@ -425,3 +425,10 @@ def test_coupled_best_response_is_the_crossentropy_weighted_by_the_coupled_gains
         estimators.LocalBestResponse(context="coupled").check(
             policy=policy, reward=rewards.Accuracy(), baseline=None, num_samples=1
         )
+
+
+def test_the_old_alias_local_warns_and_gives_local_expectation():
+    with pytest.warns(DeprecationWarning, match="use estimator='local_expectation'"):
+        estimator = estimators.get("local")
+    assert isinstance(estimator, estimators.LocalExpectation)
+    assert estimator.name == "local_expectation"

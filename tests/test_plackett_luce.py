@@ -71,7 +71,7 @@ def test_padding_always_ranks_last_in_samples_and_greedy():
     masked = policy.mask_logits(tf.constant(LOGITS) * 50, LABELS)
     samples = policy.sample(masked, 200, seed=0).numpy()
     assert (samples[:, 0, 3] == 3).all()
-    assert policy.greedy(masked).numpy()[0, 3] == 3
+    assert policy.mode(masked).numpy()[0, 3] == 3
 
 
 def test_top_k_log_prob_is_the_log_probability_of_the_prefix():
@@ -338,7 +338,7 @@ def test_pairwise_best_response_is_lambdarank_when_the_policy_is_deterministic()
     out, _ = _call(PairwiseBestResponse(), logits, labels, reward)
     gains = reward.item_gains(labels).numpy()
     rank_weights = reward.rank_weights(labels).numpy()
-    greedy = PlackettLuce().greedy(PlackettLuce().mask_logits(logits, labels)).numpy()
+    greedy = PlackettLuce().mode(PlackettLuce().mask_logits(logits, labels)).numpy()
     weight_sum = 0.0
     for b in range(2):
         theta = np.empty(5)

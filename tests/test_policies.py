@@ -60,7 +60,7 @@ def test_log_prob_entropy_mode_match_tfp(policy, logits_shape, reference):
         policy.log_prob(logits, actions[0]).numpy(), dist.log_prob(actions[0]).numpy(), atol=1e-5
     )
     np.testing.assert_allclose(policy.entropy(logits).numpy(), dist.entropy().numpy(), atol=1e-5)
-    np.testing.assert_array_equal(policy.greedy(logits).numpy(), dist.mode().numpy())
+    np.testing.assert_array_equal(policy.mode(logits).numpy(), dist.mode().numpy())
     joint = dist.log_prob(actions).numpy().reshape(6, -1).sum(axis=1)
     np.testing.assert_allclose(policy.joint_log_prob(logits, actions).numpy(), joint, atol=1e-4)
 
@@ -193,7 +193,7 @@ def test_gaussian_policy_matches_tfp_and_samples_its_mean_and_scale():
         reference.log_prob(actions[:5]).numpy(),
         atol=1e-5,
     )
-    np.testing.assert_allclose(policy.greedy(logits).numpy(), [[0.5, -1.0]])
+    np.testing.assert_allclose(policy.mode(logits).numpy(), [[0.5, -1.0]])
     with pytest.raises(ValueError, match=r"logits \[B, 2 d\].*\(None, 3\)"):
         policy.check_logits(tf.TensorShape((None, 3)))
 
@@ -219,3 +219,17 @@ def test_in_graph_label_check_agrees_with_the_eager_one(seed):
             eager_ok = False
         in_graph = tf.function(policy.labels_valid)(tf.constant(labels), logits_shape)
         assert bool(in_graph) == eager_ok == (seed % 2 == 0), (policy.name, labels)
+
+
+def test_greedy_is_a_deprecated_name_of_mode():
+    logits = tf.constant([[1.5, -2.0, 0.3]])
+    policy = policies.Categorical()
+    with pytest.warns(DeprecationWarning, match="use Policy.mode"):
+        greedy = policy.greedy(logits)
+    np.testing.assert_array_equal(greedy.numpy(), policy.mode(logits).numpy())
+
+    class OldStyle(policies.Bernoulli):  # a policy written before mode() existed
+        def greedy(self, logits):
+            return tf.cast(logits > 1.0, tf.int32)
+
+    np.testing.assert_array_equal(OldStyle().mode(logits).numpy(), [[1, 0, 0]])

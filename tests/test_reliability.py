@@ -291,7 +291,9 @@ SAVE_CASES = {
         reward=rewards.FBeta(beta=2.0, name="f2"), estimator="disarm", baseline="moving_average"
     ),
     "custom-function-bernoulli-reinforce": dict(reward=hits, estimator="reinforce"),
-    "miou-categorical-local": dict(reward="miou", policy="categorical", estimator="local"),
+    "miou-categorical-local": dict(
+        reward="miou", policy="categorical", estimator="local_expectation"
+    ),
     "miou-categorical-default": dict(reward="miou", policy="categorical"),
     "accuracy-categorical-reinforce-greedy": dict(
         reward="accuracy", policy="categorical", estimator="reinforce", baseline="greedy"

@@ -351,7 +351,7 @@ def test_entropy_weight_raises_the_policy_entropy(cancer):
     assert after > before + 0.2 and after <= np.log(2) + 1e-6, (before, after)
 
 
-@pytest.mark.parametrize("estimator", ["local", "disarm"])
+@pytest.mark.parametrize("estimator", ["local_expectation", "disarm"])
 def test_lower_variance_estimators_train_through_fit(cancer, estimator):
     x_train, x_test, y_train, y_test = cancer
     trainer = make_trainer(model=mlp(bias=-3.0), reward="f1", estimator=estimator, num_samples=4)
@@ -367,7 +367,12 @@ def test_local_estimator_on_per_pixel_classes_with_xla():
     masks = np.digitize(images[..., 0], [-0.5, 0.5]).astype("int32")  # 3 classes by brightness
     net = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(3, 1)])
     trainer = PolicyGradientTrainer(
-        net, reward="miou", policy="categorical", estimator="local", num_samples=4, seed=0
+        net,
+        reward="miou",
+        policy="categorical",
+        estimator="local_expectation",
+        num_samples=4,
+        seed=0,
     )
     trainer.compile(optimizer=keras.optimizers.Adam(0.1), jit_compile=True)
     before = trainer.evaluate(images, masks, return_dict=True, verbose=0)["miou"]
@@ -378,7 +383,7 @@ def test_local_estimator_on_per_pixel_classes_with_xla():
 
 def test_local_estimator_refuses_a_reward_without_counts():
     with pytest.raises(ValueError, match=r"estimator='local' needs a reward computed from"):
-        PolicyGradientTrainer(mlp(), reward=zero_reward, estimator="local")
+        PolicyGradientTrainer(mlp(), reward=zero_reward, estimator="local_expectation")
 
 
 XLA_CASES = [
@@ -387,7 +392,7 @@ XLA_CASES = [
     ("reinforce", "leave_one_out", "categorical", "miou"),
     ("reinforce", "greedy", "bernoulli", "mcc"),
     ("reinforce", "group_norm", "categorical", "accuracy"),
-    ("local", "none", "categorical", "macro_f1"),
+    ("local_expectation", "none", "categorical", "macro_f1"),
     ("disarm", "none", "bernoulli", "iou"),
     ("best_response", "none", "categorical", "miou"),
     ("best_response", "leave_one_out", "bernoulli", "f1"),
@@ -557,7 +562,7 @@ def _train_under_dtype_policy(dtype_policy, estimator, optimizer):
         keras.mixed_precision.set_global_policy(previous)
 
 
-@pytest.mark.parametrize("estimator", ["reinforce", "best_response", "local", "disarm"])
+@pytest.mark.parametrize("estimator", ["reinforce", "best_response", "local_expectation", "disarm"])
 def test_mixed_precision_trains_like_float32(estimator):
     """Under mixed_float16 Keras wraps the optimizer in a LossScaleOptimizer (scale 2^15) that
     divides the gradients by its scale: a step that does not scale the loss makes every update

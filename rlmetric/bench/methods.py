@@ -417,7 +417,7 @@ METHODS: dict[str, Method] = {
             "pg-local",
             "PolicyGradientTrainer: local-expectation estimator, K=8",
             ALL_KINDS,
-            _policy_gradient("local"),
+            _policy_gradient("local_expectation"),
         ),
         Method(
             "pg-best-response",
