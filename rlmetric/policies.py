@@ -67,6 +67,17 @@ class Policy:
 
     name: str = "policy"
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "greedy" in cls.__dict__ and "mode" not in cls.__dict__:
+            # a policy written before mode() existed: its greedy is its mode
+            warnings.warn(
+                f"{cls.__name__} overrides Policy.greedy, which is deprecated: rename it mode.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            cls.mode = cls.__dict__["greedy"]
+
     def check_logits(self, logits_shape: tf.TensorShape) -> None:
         """Raises ``ValueError`` if the policy cannot read logits of this static shape."""
         raise NotImplementedError
@@ -106,8 +117,6 @@ class Policy:
     def mode(self, logits: tf.Tensor) -> tf.Tensor:
         """The most likely decision of every element: logits ``[B, ...]`` -> ``[B, ...]`` (int32
         for discrete decisions), what the trainer predicts and evaluates."""
-        if type(self).greedy is not Policy.greedy:  # a subclass written before mode() existed
-            return type(self).greedy(self, logits)
         raise NotImplementedError
 
     def greedy(self, logits: tf.Tensor) -> tf.Tensor:

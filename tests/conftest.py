@@ -21,3 +21,14 @@ def cancer():
     y = (1 - y).astype("int32")
     x = ((x - x.mean(0)) / x.std(0)).astype("float32")
     return train_test_split(x, y, test_size=0.3, random_state=0, stratify=y)
+
+
+@pytest.fixture(params=["eager", "tf.function", "xla"])
+def execution(request):
+    """Runs a function eagerly, inside a ``tf.function``, or compiled with XLA: the numeric
+    tests of tests/test_execution_modes.py take it to check all three give the same values."""
+    import tensorflow as tf
+
+    if request.param == "eager":
+        return lambda function: function
+    return lambda function: tf.function(function, jit_compile=request.param == "xla")

@@ -45,14 +45,14 @@ def test_gradient_stats_orders_the_estimators():
         "reinforce/leave_one_out",
         "reinforce/greedy",
         "reinforce/group_norm",
-        "local/none",
+        "local_expectation/none",
         "disarm/none",
     }
     variance = {k: v["variance"] for k, v in stats.items()}
     assert variance["reinforce/leave_one_out"] < variance["reinforce/none"]
-    assert variance["local/none"] < 0.1 * variance["reinforce/leave_one_out"], variance
-    assert stats["local/none"]["snr"] > stats["reinforce/leave_one_out"]["snr"]
-    assert [m.shape for m in stats["local/none"]["mean"]] == [(4, 1), (1,)]
+    assert variance["local_expectation/none"] < 0.1 * variance["reinforce/leave_one_out"], variance
+    assert stats["local_expectation/none"]["snr"] > stats["reinforce/leave_one_out"]["snr"]
+    assert [m.shape for m in stats["local_expectation/none"]["mean"]] == [(4, 1), (1,)]
 
 
 def test_gradient_snr_callback_logs_each_epoch():

@@ -156,7 +156,8 @@ def test_local_and_disarm_have_lower_variance_than_leave_one_out(case):
 def test_local_refuses_rewards_without_counts():
     with pytest.raises(
         ValueError,
-        match=r"estimator='local' needs a reward computed from confusion counts.*'disarm'",
+        match=r"estimator='local_expectation' needs a reward computed from confusion counts"
+        r".*'disarm'",
     ):
         estimators.LocalExpectation().check(
             policy=policies.Bernoulli(),

@@ -228,8 +228,10 @@ def test_greedy_is_a_deprecated_name_of_mode():
         greedy = policy.greedy(logits)
     np.testing.assert_array_equal(greedy.numpy(), policy.mode(logits).numpy())
 
-    class OldStyle(policies.Bernoulli):  # a policy written before mode() existed
-        def greedy(self, logits):
-            return tf.cast(logits > 1.0, tf.int32)
+    with pytest.warns(DeprecationWarning, match="rename it mode"):
+
+        class OldStyle(policies.Bernoulli):  # a policy written before mode() existed
+            def greedy(self, logits):
+                return tf.cast(logits > 1.0, tf.int32)
 
     np.testing.assert_array_equal(OldStyle().mode(logits).numpy(), [[1, 0, 0]])

@@ -382,7 +382,7 @@ def test_local_estimator_on_per_pixel_classes_with_xla():
 
 
 def test_local_estimator_refuses_a_reward_without_counts():
-    with pytest.raises(ValueError, match=r"estimator='local' needs a reward computed from"):
+    with pytest.raises(ValueError, match=r"estimator='local_expectation' needs a reward"):
         PolicyGradientTrainer(mlp(), reward=zero_reward, estimator="local_expectation")
 
 
