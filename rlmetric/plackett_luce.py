@@ -195,18 +195,7 @@ class PlackettLuce(Policy):
         return listnet(labels, logits)
 
     _label_hint = " (graded relevance >= 0 per item, -1 for padding)"
-
-    def format_labels(self, y_true: Any, logits_shape: tf.TensorShape) -> tf.Tensor:
-        y_true = tf.convert_to_tensor(y_true)
-        logits_shape = tf.TensorShape(logits_shape)
-        labels = self._match_label_shape(y_true, logits_shape, logits_shape)
-        if labels is None:
-            raise ValueError(
-                f"Labels of shape {y_true.shape} do not match the model's logits of shape "
-                f"{logits_shape}: policy='plackett_luce' expects labels of shape "
-                f"{logits_shape}{self._label_hint}."
-            )
-        return tf.cast(labels, tf.float32)
+    _label_dtype = tf.float32
 
     def labels_valid(self, y_true, logits_shape):
         y_true = tf.cast(y_true, tf.float32)

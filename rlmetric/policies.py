@@ -154,9 +154,10 @@ class Policy:
                 f"{logits_shape}: policy={self.name!r} expects labels of shape {action_shape}"
                 f"{self._label_hint}."
             )
-        return tf.cast(labels, tf.int32)
+        return tf.cast(labels, self._label_dtype)
 
     _label_hint = " (0/1 per logit)"
+    _label_dtype = tf.int32  # decisions are ids; a ranking's labels are graded relevance
 
     def _match_label_shape(self, y_true, logits_shape, action_shape):
         shape = y_true.shape

@@ -208,10 +208,10 @@ EQUIVALENCE_SCRIPT = TWO_LOGICAL_CPUS + textwrap.dedent(
     # one strategy for all cases: collective ops of several strategies in one process collide
     mirrored = tf.distribute.MirroredStrategy(devices)
     single = tf.distribute.OneDeviceStrategy(devices[0])
-    for name, case in cases.items():
-        single_w, single_r = train(single, *case)
-        mirrored_w, mirrored_r = train(mirrored, *case)
-        report[name] = {
+
+    def compared(single_run, mirrored_run):
+        (single_w, single_r), (mirrored_w, mirrored_r) = single_run, mirrored_run
+        return {
             "replicas": mirrored.num_replicas_in_sync,
             "steps": len(single_r),
             "weight_error": max(float(np.abs(a - b).max()) for a, b in zip(single_w, mirrored_w)),
@@ -219,6 +219,9 @@ EQUIVALENCE_SCRIPT = TWO_LOGICAL_CPUS + textwrap.dedent(
             "single_rewards": single_r,
             "mirrored_rewards": mirrored_r,
         }
+
+    for name, case in cases.items():
+        report[name] = compared(train(single, *case), train(mirrored, *case))
 
     # rankings: Plackett-Luce over lists of 10 items, some padded; NDCG@5 is the mean over the
     # global batch's lists, and PL-Rank divides by the global number of lists
@@ -250,16 +253,9 @@ EQUIVALENCE_SCRIPT = TWO_LOGICAL_CPUS + textwrap.dedent(
         return model.get_weights(), rewards.values
 
     for estimator in ("pl_rank", "reinforce", "pairwise_best_response"):
-        single_w, single_r = train_ranking(single, estimator)
-        mirrored_w, mirrored_r = train_ranking(mirrored, estimator)
-        report[f"plackett_luce_ndcg_{estimator}"] = {
-            "replicas": mirrored.num_replicas_in_sync,
-            "steps": len(single_r),
-            "weight_error": max(float(np.abs(a - b).max()) for a, b in zip(single_w, mirrored_w)),
-            "moved": max(float(np.abs(a).max()) for a in single_w),
-            "single_rewards": single_r,
-            "mirrored_rewards": mirrored_r,
-        }
+        report[f"plackett_luce_ndcg_{estimator}"] = compared(
+            train_ranking(single, estimator), train_ranking(mirrored, estimator)
+        )
     print(json.dumps(report))
     """
 )

@@ -39,6 +39,26 @@ def _exact(policy, reward, logits, labels):
     return float(value), tape.gradient(value, logits).numpy()
 
 
+def _call(
+    estimator, logits, labels, reward, num_samples=8, seed=0, baseline=None, policy=None
+):
+    """One estimator call: its output and the gradient of its loss with respect to logits."""
+    logits = tf.convert_to_tensor(logits)
+    with tf.GradientTape() as tape:
+        tape.watch(logits)
+        out = estimator(
+            logits,
+            labels,
+            policy=policy or PlackettLuce(),
+            reward=reward,
+            baseline=baseline or baselines.NoBaseline(),
+            baseline_state=tf.zeros([0]),
+            num_samples=num_samples,
+            seed=seed,
+        )
+    return out, tape.gradient(out.loss, logits).numpy()
+
+
 def test_probabilities_of_all_rankings_sum_to_one_and_match_the_formula():
     policy = PlackettLuce()
     for b in range(2):
@@ -105,20 +125,8 @@ def test_pl_rank_is_unbiased(reward):
     """The mean of 20k PL-Rank estimates equals the exact gradient by enumeration."""
     policy = PlackettLuce()
     _, exact = _exact(policy, reward, LOGITS, LABELS)
-    logits = tf.constant(LOGITS)
-    with tf.GradientTape() as tape:
-        tape.watch(logits)
-        out = PLRank()(
-            logits,
-            LABELS,
-            policy=policy,
-            reward=reward,
-            baseline=baselines.NoBaseline(),
-            baseline_state=tf.zeros([0]),
-            num_samples=20_000,
-            seed=5,
-        )
-    estimate = -tape.gradient(out.loss, logits).numpy()
+    _, gradient = _call(PLRank(), LOGITS, LABELS, reward, num_samples=20_000, seed=5)
+    estimate = -gradient
     scale = np.abs(exact).max()
     # PL-Rank's per-sample spread is below the gradient's scale: 20k samples, 3% of it
     np.testing.assert_allclose(estimate, exact, atol=0.03 * scale)
@@ -128,46 +136,25 @@ def test_pl_rank_is_unbiased(reward):
 def test_reinforce_with_plackett_luce_is_unbiased_for_any_ranking_reward():
     policy, reward = PlackettLuce(), ranking.MRR()
     _, exact = _exact(policy, reward, LOGITS, LABELS)
-    logits = tf.constant(LOGITS)
-    with tf.GradientTape() as tape:
-        tape.watch(logits)
-        out = estimators.Reinforce()(
-            logits,
-            LABELS,
-            policy=policy,
-            reward=reward,
-            baseline=baselines.LeaveOneOut(),
-            baseline_state=tf.zeros([0]),
-            num_samples=40_000,
-            seed=2,
-        )
-    estimate = -tape.gradient(out.loss, logits).numpy()
+    _, gradient = _call(
+        estimators.Reinforce(), LOGITS, LABELS, reward, 40_000, 2, baselines.LeaveOneOut()
+    )
+    estimate = -gradient
     np.testing.assert_allclose(estimate, exact, atol=0.05 * np.abs(exact).max())
 
 
 def test_pl_rank_has_lower_variance_than_reinforce_with_leave_one_out():
-    policy, reward = PlackettLuce(), ranking.NDCG(k=3)
+    reward = ranking.NDCG(k=3)
     rng = np.random.default_rng(0)
     logits = tf.constant(rng.normal(size=(4, 10)).astype("float32"))
     labels = rng.integers(0, 4, size=(4, 10)).astype("float32")
 
     def draws(estimator, baseline):
-        out = []
-        for seed in range(200):
-            with tf.GradientTape() as tape:
-                tape.watch(logits)
-                result = estimator(
-                    logits,
-                    labels,
-                    policy=policy,
-                    reward=reward,
-                    baseline=baseline,
-                    baseline_state=tf.zeros([0]),
-                    num_samples=8,
-                    seed=seed,
-                )
-            out.append(tape.gradient(result.loss, logits).numpy().ravel())
-        return np.var(np.array(out), axis=0).sum()
+        gradients = [
+            _call(estimator, logits, labels, reward, 8, seed, baseline)[1].ravel()
+            for seed in range(200)
+        ]
+        return np.var(np.array(gradients), axis=0).sum()
 
     pl_rank = draws(PLRank(), baselines.NoBaseline())
     reinforce = draws(estimators.Reinforce(), baselines.LeaveOneOut())
@@ -309,22 +296,6 @@ def test_trainer_refuses_bad_ranking_labels_before_training():
             reward="ndcg",
             policy="plackett_luce",
         )
-
-
-def _call(estimator, logits, labels, reward, num_samples=8, seed=0):
-    with tf.GradientTape() as tape:
-        tape.watch(logits)
-        out = estimator(
-            logits,
-            labels,
-            policy=PlackettLuce(),
-            reward=reward,
-            baseline=baselines.NoBaseline(),
-            baseline_state=tf.zeros([0]),
-            num_samples=num_samples,
-            seed=seed,
-        )
-    return out, tape.gradient(out.loss, logits).numpy()
 
 
 def test_pairwise_best_response_is_lambdarank_when_the_policy_is_deterministic():
