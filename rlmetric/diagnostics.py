@@ -48,6 +48,15 @@ def expected_reward(
 
     Differentiable in ``logits`` ``[B, ...]``: ``tf.GradientTape`` gives the exact gradient that
     an unbiased estimator's mean must match. ``y_true`` has the action shape ``[B, ...]``.
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from rlmetric import diagnostics, policies, rewards
+        >>> logits, labels = tf.constant([[0.0], [0.0]]), tf.constant([[1], [0]])
+        >>> policy, reward = policies.Bernoulli(), rewards.Accuracy()
+        >>> value = diagnostics.expected_reward(policy, reward, logits, labels)
+        >>> float(value)  # each decision right with probability 1/2
+        0.5
     """
     actions = all_actions(policy, logits.shape)  # [M, B, ...]
     scores = tf.cast(reward(y_true, actions), tf.float32)  # [M]

@@ -61,6 +61,11 @@ def staircase(
 
     Returns:
         ``[...]`` levels, of the dtype of ``x``.
+
+    Examples:
+        >>> from rlmetric.layers import staircase
+        >>> staircase([0.1, 0.4, 0.9], [0.25, 0.5, 0.75], heights=[1.0, 1.0, 1.0]).numpy()
+        array([0., 1., 3.], dtype=float32)
     """
     x = tf.convert_to_tensor(x)
     t = tf.constant(thresholds, x.dtype)
@@ -117,6 +122,14 @@ class SmoothStep(_StepLayer):
             the levels run from ``low`` to ``low + 1``.
         sharpness: slope of the sigmoids (``> 0``).
         low: the level below the first threshold.
+
+    Examples:
+        >>> import numpy as np
+        >>> from rlmetric.layers import SmoothStep
+        >>> step = SmoothStep([0.25, 0.5, 0.75], sharpness=100.0)
+        >>> x = np.array([[0.1], [0.4], [0.9]], "float32")
+        >>> np.round(step(x).numpy().ravel(), 3)  # steps of 1/3 by default, from 0 to 1
+        array([0.   , 0.333, 1.   ], dtype=float32)
     """
 
     def __init__(

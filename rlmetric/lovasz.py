@@ -85,6 +85,14 @@ class LovaszHinge(_SurrogateLoss):
             pixels); ``None`` for none.
 
     ``y_pred`` must be logits (the hinge is on the margin).
+
+    Examples:
+        >>> import numpy as np
+        >>> from rlmetric.surrogates import LovaszHinge
+        >>> y = np.array([[1.0], [0.0], [1.0], [0.0]])
+        >>> loss = LovaszHinge(per_image=False)
+        >>> float(loss(y, np.array([[3.0], [-3.0], [3.0], [-3.0]])))  # margins >= 1: no loss
+        0.0
     """
 
     accepts_weights_at_batch_level = False
@@ -135,6 +143,15 @@ class LovaszSoftmax(_SurrogateLoss):
         ignore_index: a class id whose pixels count nowhere (e.g. 255); ``None`` for none.
         from_logits: whether ``y_pred`` holds logits (default; softmax is applied) or
             probabilities.
+
+    Examples:
+        >>> import numpy as np
+        >>> from rlmetric.surrogates import LovaszSoftmax
+        >>> labels = np.array([[0, 1, 2, 1]])  # class ids of 4 pixels
+        >>> loss = LovaszSoftmax()
+        >>> right = 10.0 * np.eye(3)[labels]  # confident and right
+        >>> float(loss(labels, right)) < float(loss(labels, np.zeros([1, 4, 3])))
+        True
     """
 
     accepts_weights_at_batch_level = False

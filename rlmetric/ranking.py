@@ -201,6 +201,16 @@ class DCG(RankingReward):
 
     References:
         Jarvelin & Kekalainen (2002), Cumulated gain-based evaluation of IR techniques.
+
+    Examples:
+        >>> import numpy as np
+        >>> from sklearn.metrics import dcg_score
+        >>> from rlmetric.ranking import DCG
+        >>> labels, ranking = np.array([[3.0, 0.0, 1.0, 2.0]]), np.array([[[1, 0, 3, 2]]])
+        >>> ours = float(DCG(k=3, gain="linear")(labels, ranking)[0])
+        >>> scores = np.array([[3.0, 4.0, 1.0, 2.0]])  # sorts to the same ranking
+        >>> bool(np.isclose(ours, dcg_score(labels, scores, k=3)))
+        True
     """
 
     default_name = "dcg"
@@ -266,7 +276,15 @@ class NDCG(DCG):
 @keras.saving.register_keras_serializable(package="rlmetric")
 class PrecisionAtK(RankingReward):
     """The fraction of relevant items (label ``>= 1``) among the top ``k``; a list with fewer than
-    ``k`` real items divides by its length (as ``keras_rs.metrics.PrecisionAtK``)."""
+    ``k`` real items divides by its length (as ``keras_rs.metrics.PrecisionAtK``).
+
+    Examples:
+        >>> import numpy as np
+        >>> from rlmetric.ranking import PrecisionAtK
+        >>> labels = np.array([[1.0, 0.0, 1.0, 0.0]])
+        >>> float(PrecisionAtK(k=2)(labels, np.array([[[0, 1, 2, 3]]]))[0])
+        0.5
+    """
 
     default_name = "precision"
     sums_over_ranks = True
@@ -282,7 +300,15 @@ class PrecisionAtK(RankingReward):
 
 @keras.saving.register_keras_serializable(package="rlmetric")
 class RecallAtK(RankingReward):
-    """The fraction of a list's relevant items (label ``>= 1``) that are in the top ``k``."""
+    """The fraction of a list's relevant items (label ``>= 1``) that are in the top ``k``.
+
+    Examples:
+        >>> import numpy as np
+        >>> from rlmetric.ranking import RecallAtK
+        >>> labels = np.array([[1.0, 0.0, 1.0, 0.0]])
+        >>> float(RecallAtK(k=3)(labels, np.array([[[0, 1, 2, 3]]]))[0])
+        1.0
+    """
 
     default_name = "recall"
     sums_over_ranks = True
@@ -299,7 +325,16 @@ class RecallAtK(RankingReward):
 @keras.saving.register_keras_serializable(package="rlmetric")
 class MRR(RankingReward):
     """Reciprocal rank of the first relevant item (label ``>= 1``) within the top ``k``; 0 if
-    there is none. Its mean over lists is the mean reciprocal rank."""
+    there is none. Its mean over lists is the mean reciprocal rank.
+
+    Examples:
+        >>> import numpy as np
+        >>> from rlmetric.ranking import MRR
+        >>> labels = np.array([[0.0, 1.0, 0.0, 2.0]])
+        >>> ranking = np.array([[[0, 2, 1, 3]]])  # the first relevant item at rank 3
+        >>> round(float(MRR()(labels, ranking)[0]), 4)
+        0.3333
+    """
 
     default_name = "mrr"
 
@@ -314,7 +349,16 @@ class AveragePrecision(RankingReward):
     """Average precision at ``k``: the sum of the precision at the rank of every relevant item
     within the top ``k``, over the number of relevant items in the list (as
     ``keras_rs.metrics.MeanAveragePrecision`` and TF-Ranking). Without a cutoff it equals
-    ``sklearn.metrics.average_precision_score`` of the list. Its mean over lists is MAP."""
+    ``sklearn.metrics.average_precision_score`` of the list. Its mean over lists is MAP.
+
+    Examples:
+        >>> import numpy as np
+        >>> from rlmetric.ranking import AveragePrecision
+        >>> labels = np.array([[1.0, 0.0, 1.0, 0.0]])
+        >>> ranking = np.array([[[0, 1, 2, 3]]])  # precisions 1 and 2/3 at the relevant items
+        >>> round(float(AveragePrecision()(labels, ranking)[0]), 4)
+        0.8333
+    """
 
     default_name = "map"
 
@@ -328,7 +372,16 @@ class AveragePrecision(RankingReward):
 
 @keras.saving.register_keras_serializable(package="rlmetric")
 class HitRate(RankingReward):
-    """1 if a relevant item (label ``>= 1``) is in the top ``k``, else 0."""
+    """1 if a relevant item (label ``>= 1``) is in the top ``k``, else 0.
+
+    Examples:
+        >>> import numpy as np
+        >>> from rlmetric.ranking import HitRate
+        >>> labels = np.array([[0.0, 0.0, 1.0, 0.0]])
+        >>> rankings = np.array([[[0, 2, 1, 3]], [[0, 1, 3, 2]]])  # K = 2 sets of B = 1 list
+        >>> HitRate(k=2)(labels, rankings).numpy()
+        array([1., 0.], dtype=float32)
+    """
 
     default_name = "hit_rate"
 

@@ -82,6 +82,13 @@ def pairwise_logistic(y_true: tf.Tensor, scores: tf.Tensor) -> tf.Tensor:
 
     References:
         Burges et al. (2005), Learning to rank using gradient descent.
+
+    Examples:
+        >>> from rlmetric.ranking_losses import pairwise_logistic
+        >>> labels = [[2.0, 0.0, 1.0]]
+        >>> float(pairwise_logistic(labels, [[3.0, 0.0, 1.0]])[0]) < float(
+        ...     pairwise_logistic(labels, [[0.0, 3.0, 1.0]])[0])  # the right order costs less
+        True
     """
     y_true, scores, valid = _prepare(y_true, scores)
     pairs = _pairs(y_true, valid)
@@ -97,6 +104,12 @@ def approx_ndcg(y_true: tf.Tensor, scores: tf.Tensor, alpha: float = 10.0) -> tf
     References:
         Qin, Liu & Li (2010), A general approximation framework for direct optimization of
         information retrieval measures.
+
+    Examples:
+        >>> from rlmetric.ranking_losses import approx_ndcg
+        >>> scores = [[9.0, 0.0, 4.0]]  # the ideal order, well separated: -NDCG = -1
+        >>> round(float(approx_ndcg([[2.0, 0.0, 1.0]], scores)[0]), 4)
+        -1.0
     """
     y_true, scores, valid = _prepare(y_true, scores)
     others = tf.cast(valid[:, None, :], tf.float32) * (1.0 - tf.eye(tf.shape(scores)[-1]))
@@ -123,6 +136,11 @@ def lambda_loss(y_true: tf.Tensor, scores: tf.Tensor, k: int | None = None) -> t
         Burges, Ragno & Le (2006), Learning to rank with nonsmooth cost functions (LambdaRank).
         Wang, Li, Golbandi, Bendersky & Najork (2018), The LambdaLoss framework for ranking
         metric optimization.
+
+    Examples:
+        >>> from rlmetric.ranking_losses import lambda_loss
+        >>> float(lambda_loss([[2.0, 0.0, 1.0]], [[0.0, 3.0, 1.0]])[0]) > 0.0  # misordered pairs
+        True
     """
     y_true, scores, valid = _prepare(y_true, scores)
     masked = tf.where(valid, tf.stop_gradient(scores), _NEGLIGIBLE)

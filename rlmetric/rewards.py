@@ -71,7 +71,17 @@ __all__ = [
 
 @keras.saving.register_keras_serializable(package="rlmetric")
 class FBeta(CountReward):
-    """F-beta score ``(1 + b^2) tp / ((1 + b^2) tp + b^2 fn + fp)`` (``fbeta_score``)."""
+    """F-beta score ``(1 + b^2) tp / ((1 + b^2) tp + b^2 fn + fp)`` (``fbeta_score``).
+
+    Examples:
+        >>> import numpy as np
+        >>> from sklearn.metrics import fbeta_score
+        >>> from rlmetric.rewards import FBeta
+        >>> y, actions = np.array([1, 0, 1, 1, 0]), np.array([[1, 1, 0, 1, 0]])  # K = 1 set
+        >>> score = float(FBeta(beta=2.0)(y, actions)[0])
+        >>> bool(np.isclose(score, fbeta_score(y, actions[0], beta=2.0)))
+        True
+    """
 
     default_name = "fbeta"
 
@@ -134,7 +144,15 @@ class F1(FBeta):
 
 @keras.saving.register_keras_serializable(package="rlmetric")
 class Dice(F1):
-    """Dice coefficient, ``2 |A n B| / (|A| + |B|)``: the same value as F1 on the same counts."""
+    """Dice coefficient, ``2 |A n B| / (|A| + |B|)``: the same value as F1 on the same counts.
+
+    Examples:
+        >>> import numpy as np
+        >>> from rlmetric.rewards import Dice
+        >>> y, actions = np.array([1, 0, 1, 1]), np.array([[1, 1, 0, 1], [1, 0, 1, 1]])
+        >>> Dice()(y, actions).numpy().round(4)  # 2 * 2 / (3 + 3), then all right
+        array([0.6667, 1.    ], dtype=float32)
+    """
 
     default_name = "dice"
 
@@ -163,7 +181,16 @@ class IoU(CountReward):
 
 @keras.saving.register_keras_serializable(package="rlmetric")
 class Precision(CountReward):
-    """Precision ``tp / (tp + fp)`` (``precision_score``)."""
+    """Precision ``tp / (tp + fp)`` (``precision_score``).
+
+    Examples:
+        >>> import numpy as np
+        >>> from sklearn.metrics import precision_score
+        >>> from rlmetric.rewards import Precision
+        >>> y, actions = np.array([1, 0, 1, 1, 0]), np.array([[1, 1, 0, 1, 0]])
+        >>> bool(np.isclose(float(Precision()(y, actions)[0]), precision_score(y, actions[0])))
+        True
+    """
 
     default_name = "precision"
 
@@ -173,7 +200,16 @@ class Precision(CountReward):
 
 @keras.saving.register_keras_serializable(package="rlmetric")
 class Recall(CountReward):
-    """Recall ``tp / (tp + fn)`` (``recall_score``)."""
+    """Recall ``tp / (tp + fn)`` (``recall_score``).
+
+    Examples:
+        >>> import numpy as np
+        >>> from sklearn.metrics import recall_score
+        >>> from rlmetric.rewards import Recall
+        >>> y, actions = np.array([1, 0, 1, 1, 0]), np.array([[1, 1, 0, 1, 0]])
+        >>> bool(np.isclose(float(Recall()(y, actions)[0]), recall_score(y, actions[0])))
+        True
+    """
 
     default_name = "recall"
 
@@ -190,6 +226,13 @@ class Accuracy(CountReward):
             ``True`` scores a row only if all its decisions are right (scikit-learn's
             ``accuracy_score`` on multi-label ``[B, L]`` arrays).
         num_classes: ``C`` for categorical decisions, else ``None``.
+
+    Examples:
+        >>> import numpy as np
+        >>> from rlmetric.rewards import Accuracy
+        >>> y = np.array([0, 2, 1, 2])  # class ids
+        >>> Accuracy(num_classes=3)(y, np.array([[0, 2, 2, 2], [0, 2, 1, 2]])).numpy()
+        array([0.75, 1.  ], dtype=float32)
     """
 
     default_name = "accuracy"
@@ -245,6 +288,15 @@ class MatthewsCorrCoef(CountReward):
     categorical decisions use the multi-class form. An undefined value (a constant prediction or
     a constant truth) is 0, as in scikit-learn. Computed in float64: the numerator is a
     difference of products of counts that float32 cannot resolve on large batches.
+
+    Examples:
+        >>> import numpy as np
+        >>> from sklearn.metrics import matthews_corrcoef
+        >>> from rlmetric.rewards import MatthewsCorrCoef
+        >>> y, actions = np.array([1, 0, 1, 1, 0, 0]), np.array([[1, 1, 0, 1, 0, 0]])
+        >>> score = float(MatthewsCorrCoef()(y, actions)[0])
+        >>> bool(np.isclose(score, matthews_corrcoef(y, actions[0])))
+        True
     """
 
     default_name = "mcc"
@@ -374,6 +426,14 @@ def from_numpy(
     """Wraps a black-box ``fn(y_true, y_pred) -> float`` (e.g. ``sklearn.metrics.f1_score``).
 
     Slower than the built-in rewards and not usable with ``jit_compile=True``.
+
+    Examples:
+        >>> import numpy as np
+        >>> from sklearn.metrics import balanced_accuracy_score
+        >>> from rlmetric import rewards
+        >>> reward = rewards.from_numpy(balanced_accuracy_score)
+        >>> reward(np.array([1, 0, 0, 0]), np.array([[1, 0, 0, 0], [0, 0, 0, 0]])).numpy()
+        array([1. , 0.5], dtype=float32)
     """
     return NumpyReward(fn, name)
 

@@ -157,6 +157,14 @@ class SoftF1(_SurrogateLoss):
             averages them, the surrogate of multi-label macro F1.
         epsilon: added to the denominator (a batch without positives gives ``1 - 0``).
         from_logits: whether ``y_pred`` holds logits (default) or probabilities.
+
+    Examples:
+        >>> import numpy as np
+        >>> from rlmetric.surrogates import SoftF1
+        >>> y = np.array([[1.0], [0.0], [1.0]])
+        >>> loss = SoftF1()
+        >>> float(loss(y, np.array([[4.0], [-4.0], [4.0]]))) < float(loss(y, np.zeros([3, 1])))
+        True
     """
 
     batch_level = True
@@ -213,6 +221,14 @@ class SoftDice(_SurrogateLoss):
         batch: sum over the batch before dividing (one Dice per channel for the batch) instead
             of one per example.
         from_logits: whether ``y_pred`` holds logits (default) or probabilities.
+
+    Examples:
+        >>> import numpy as np
+        >>> from rlmetric.surrogates import SoftDice
+        >>> masks = np.zeros([2, 4, 4, 1]); masks[:, 1:3, 1:3] = 1.0
+        >>> loss = SoftDice("sigmoid")
+        >>> float(loss(masks, 8.0 * (2 * masks - 1))) < float(loss(masks, np.zeros_like(masks)))
+        True
     """
 
     jaccard = False
