@@ -44,7 +44,15 @@ def _random_algorithm() -> str:
 
 def stateless_uniform(shape: Any, seed: Any, dtype: tf.DType = tf.float32) -> tf.Tensor:
     """Uniform draws in ``(0, 1)`` (never exactly 0) from a ``[2]`` seed: Philox, or Threefry
-    inside an XLA-compiled function (see ``_random_algorithm``)."""
+    inside an XLA-compiled function (see ``_random_algorithm``).
+
+    Examples:
+        >>> import numpy as np
+        >>> from rlmetric.policies import stateless_uniform
+        >>> a, b = stateless_uniform([2, 3], seed=[1, 2]), stateless_uniform([2, 3], seed=[1, 2])
+        >>> bool(np.array_equal(a.numpy(), b.numpy()))  # the same seed, the same draws
+        True
+    """
     tiny = np.finfo(dtype.as_numpy_dtype).tiny
     algorithm = _random_algorithm()
     if algorithm == "philox":

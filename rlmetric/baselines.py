@@ -258,5 +258,11 @@ ALIASES = {
 
 
 def get(identifier: Any) -> Baseline:
-    """A baseline from an alias (see ``ALIASES``), ``None``, a config dict or a Baseline."""
+    """A baseline from an alias (see ``ALIASES``), ``None``, a config dict or a Baseline.
+
+    Examples:
+        >>> from rlmetric import baselines
+        >>> type(baselines.get("rloo")).__name__
+        'LeaveOneOut'
+    """
     return resolve("none" if identifier is None else identifier, ALIASES, Baseline, "baseline")

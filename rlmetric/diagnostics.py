@@ -22,6 +22,11 @@ def all_actions(policy: policies_lib.Policy, logits_shape: tf.TensorShape) -> tf
 
     ``M`` is ``2^N`` for ``N`` Bernoulli elements or ``C^N`` for ``N`` categorical ones; refused
     above 65,536 configurations.
+
+    Examples:
+        >>> from rlmetric import diagnostics, policies
+        >>> diagnostics.all_actions(policies.Bernoulli(), [2, 1]).numpy().tolist()  # 2^2 sets
+        [[[0], [0]], [[0], [1]], [[1], [0]], [[1], [1]]]
     """
     logits_shape = tf.TensorShape(logits_shape)
     if not logits_shape.is_fully_defined():

@@ -76,7 +76,14 @@ class _SpaceAdapter:
 
 
 def policy_for_space(space: gym.Space) -> policies_lib.Policy:
-    """The policy ``fit_env`` uses for an action space (raises ``ValueError`` if none fits)."""
+    """The policy ``fit_env`` uses for an action space (raises ``ValueError`` if none fits).
+
+    Examples:
+        >>> import gymnasium as gym
+        >>> from rlmetric.episodic import policy_for_space
+        >>> type(policy_for_space(gym.spaces.Discrete(3))).__name__
+        'Categorical'
+    """
     return _SpaceAdapter(space).policy
 
 

@@ -246,6 +246,13 @@ def default_estimator(reward: Any, policy: Any) -> Estimator:
     * Any other reward: REINFORCE (with the trainer's baseline).
 
     ``benchmarks/RESULTS.md`` has the measurements behind the choice.
+
+    Examples:
+        >>> from rlmetric import estimators, policies, rewards
+        >>> estimators.default_estimator(rewards.get("miou"), policies.Categorical())
+        LocalBestResponse(context='coupled', normalize=True)
+        >>> estimators.default_estimator(rewards.get("ndcg@10"), policies.get("plackett_luce"))
+        PairwiseBestResponse()
     """
     categorical_rows = isinstance(policy, policies_lib.Categorical) and getattr(
         reward, "groups_are_rows", False
@@ -261,7 +268,13 @@ def default_estimator(reward: Any, policy: Any) -> Estimator:
 
 
 def get(identifier: Any) -> Estimator:
-    """An estimator from an alias (see ``ALIASES``), a config dict or an Estimator."""
+    """An estimator from an alias (see ``ALIASES``), a config dict or an Estimator.
+
+    Examples:
+        >>> from rlmetric import estimators
+        >>> estimators.get("local_expectation")
+        LocalExpectation()
+    """
     return resolve(
         identifier, {**ALIASES, **plackett_luce.ESTIMATOR_ALIASES}, Estimator, "estimator"
     )

@@ -176,6 +176,18 @@ class StraightThroughStep(_StepLayer):
     estimator, Bengio et al., 2013): ``x + stop_gradient(hard(x) - x)``.
 
     Args as :class:`SmoothStep`, without ``sharpness``.
+
+    Examples:
+        >>> import numpy as np
+        >>> import tensorflow as tf
+        >>> from rlmetric.layers import StraightThroughStep
+        >>> step, x = StraightThroughStep([0.5]), tf.constant([[0.2], [0.7]])
+        >>> with tf.GradientTape() as tape:
+        ...     tape.watch(x)
+        ...     y = step(x)
+        >>> # hard forward, identity backward
+        >>> y.numpy().ravel(), tape.gradient(y, x).numpy().ravel()
+        (array([0., 1.], dtype=float32), array([1., 1.], dtype=float32))
     """
 
     def call(self, x):

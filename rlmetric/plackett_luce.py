@@ -48,6 +48,12 @@ def reverse_logsumexp(values: tf.Tensor) -> tf.Tensor:
     measured 1.3 ms (16x that under XLA on CPU) for 8 x 64 lists of 100 items. Exact while the
     values of a row span less than about 700 (float64's exponent range); a ``-1e9`` (padding)
     contributes 0.
+
+    Examples:
+        >>> import numpy as np
+        >>> from rlmetric.plackett_luce import reverse_logsumexp
+        >>> np.round(reverse_logsumexp(np.log([[1.0, 2.0, 3.0]])).numpy(), 4)  # log 6, log 5, log 3
+        array([[1.7918, 1.6094, 1.0986]])
     """
     wide = tf.cast(values, tf.float64)
     shift = tf.reduce_max(wide, axis=-1, keepdims=True)

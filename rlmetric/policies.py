@@ -399,6 +399,15 @@ class Gaussian(Policy):
     Logits ``[B, ..., 2 d]`` hold the means and the log standard deviations of ``d`` action
     dimensions (first half, second half); the log standard deviations are clipped to
     ``[min_log_std, max_log_std]``. Actions are ``[B, ..., d]`` floats; ``mode`` is the mean.
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from rlmetric.policies import Gaussian
+        >>> logits = tf.constant([[0.5, -1.0]])  # one mean, one log standard deviation
+        >>> Gaussian().sample(logits, num_samples=3, seed=0).shape  # [K, B, d]
+        TensorShape([3, 1, 1])
+        >>> float(Gaussian().mode(logits)[0, 0])  # the mean
+        0.5
     """
 
     name = "gaussian"
@@ -462,7 +471,13 @@ ALIASES = {"bernoulli": Bernoulli, "categorical": Categorical, "gaussian": Gauss
 
 def get(identifier: Any) -> Policy:
     """A policy from an alias (``"bernoulli"``, ``"categorical"``, ``"gaussian"``,
-    ``"plackett_luce"``), a config dict or a Policy."""
+    ``"plackett_luce"``), a config dict or a Policy.
+
+    Examples:
+        >>> from rlmetric import policies
+        >>> policies.get("plackett_luce")
+        PlackettLuce(top_k=None)
+    """
     from rlmetric import plackett_luce  # (imports this module: its alias joins here)
 
     return resolve(identifier, {**ALIASES, **plackett_luce.POLICY_ALIASES}, Policy, "policy")

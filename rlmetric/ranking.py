@@ -60,6 +60,13 @@ def ranked_labels(y_true: tf.Tensor, actions: tf.Tensor) -> tuple[tf.Tensor, tf.
         ``labels [K, B, L]`` (``labels[k, b, r]`` is the label of the item at rank ``r``) and
         ``ranks [K, B, L]`` float: the 1-based rank of that position counted over real items
         (padding counts 0 and is skipped), 0 at padded positions.
+
+    Examples:
+        >>> import numpy as np
+        >>> from rlmetric.ranking import ranked_labels
+        >>> labels, ranks = ranked_labels(np.array([[2.0, -1.0, 1.0]]), np.array([[[1, 2, 0]]]))
+        >>> labels.numpy().tolist(), ranks.numpy().tolist()  # the padded item takes no rank
+        ([[[-1.0, 1.0, 2.0]]], [[[0.0, 1.0, 2.0]]])
     """
     actions = tf.cast(actions, tf.int32)
     y_true = tf.cast(y_true, tf.float32)

@@ -170,7 +170,15 @@ class _ListLoss(keras.losses.Loss):
 
 @keras.saving.register_keras_serializable(package="rlmetric")
 class ListNet(_ListLoss):
-    """Keras loss of :func:`listnet` (labels ``[B, L]``, ``-1`` padding; scores ``[B, L]``)."""
+    """Keras loss of :func:`listnet` (labels ``[B, L]``, ``-1`` padding; scores ``[B, L]``).
+
+    Examples:
+        >>> from rlmetric.ranking_losses import ListNet
+        >>> loss = ListNet()
+        >>> labels = [[2.0, 0.0, -1.0]]  # the third item is padding
+        >>> float(loss(labels, [[5.0, 0.0, 0.0]])) < float(loss(labels, [[0.0, 5.0, 0.0]]))
+        True
+    """
 
     def __init__(self, name: str = "listnet", **kwargs):
         super().__init__(name=name, **kwargs)

@@ -457,7 +457,15 @@ ALIASES: dict[str, Callable[[], Reward]] = {
 
 def get(identifier: Any) -> Reward:
     """A reward from an alias (see ``ALIASES``), a Reward, a config dict, or a TF callable
-    ``fn(y_true [B, ...], actions [K, B, ...]) -> [K]``."""
+    ``fn(y_true [B, ...], actions [K, B, ...]) -> [K]``.
+
+    Examples:
+        >>> from rlmetric import rewards
+        >>> rewards.get("miou")
+        IoU(average='macro', num_classes=None, zero_division=0.0, name='miou')
+        >>> rewards.get("ndcg@10")
+        NDCG(k=10, name='ndcg@10', gain='exponential')
+    """
     if isinstance(identifier, keras.metrics.Metric):
         raise TypeError(
             f"{type(identifier).__name__} is a Keras metric, not a reward: rewards score sampled "

@@ -72,6 +72,14 @@ class WeightedBCE(_SurrogateLoss):
         pos_weight: weight of positive targets (``n_negative / n_positive`` balances the
             classes); a number, or one per label for ``[B, L]`` outputs.
         from_logits: whether ``y_pred`` holds logits (default) or probabilities.
+
+    Examples:
+        >>> import numpy as np
+        >>> from rlmetric.surrogates import WeightedBCE
+        >>> y, logits = np.array([[1.0], [0.0]]), np.zeros([2, 1])
+        >>> plain, weighted = float(WeightedBCE(1.0)(y, logits)), float(WeightedBCE(3.0)(y, logits))
+        >>> round(weighted / plain, 4)  # the positive's term counts 3 times: (3 + 1) / (1 + 1)
+        2.0
     """
 
     def __init__(
@@ -112,6 +120,14 @@ class Focal(_SurrogateLoss):
         alpha: weight of positives in ``[0, 1]`` (negatives get ``1 - alpha``); ``None`` for no
             class weighting.
         from_logits: whether ``y_pred`` holds logits (default) or probabilities.
+
+    Examples:
+        >>> import numpy as np
+        >>> from rlmetric.surrogates import Focal
+        >>> y = np.array([[1.0], [1.0]])
+        >>> easy, hard = float(Focal()(y[:1], [[4.0]])), float(Focal()(y[:1], [[-4.0]]))
+        >>> easy < 0.001 < hard  # confident and right costs (almost) nothing
+        True
     """
 
     def __init__(
@@ -307,7 +323,16 @@ class SoftDice(_SurrogateLoss):
 class SoftJaccard(SoftDice):
     """Soft Jaccard (IoU) loss with MONAI's semantics (``DiceLoss(jaccard=True)``):
     ``1 - (2 I + smooth_nr) / (2 (G + P - I) + smooth_dr)``, i.e. ``1 - I / (G + P - I)`` with
-    no smoothing. Arguments as :class:`SoftDice`."""
+    no smoothing. Arguments as :class:`SoftDice`.
+
+    Examples:
+        >>> import numpy as np
+        >>> from rlmetric.surrogates import SoftJaccard
+        >>> masks = np.zeros([1, 4, 4, 1]); masks[:, :2] = 1.0
+        >>> loss = SoftJaccard("sigmoid", from_logits=False)
+        >>> round(float(loss(masks, masks)), 4)  # a perfect mask
+        0.0
+    """
 
     jaccard = True
 
