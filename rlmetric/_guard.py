@@ -19,6 +19,24 @@ class NonFiniteError(FloatingPointError):
     """Raised when a reward, the loss or a gradient is NaN or infinite during training.
 
     The step that produced it did not update the weights.
+
+    Examples:
+        >>> import keras, numpy as np, tensorflow as tf
+        >>> from rlmetric import NonFiniteError, PolicyGradientTrainer
+        >>> def recall(y_true, actions):  # no guard against a batch without positives
+        ...     y = tf.cast(y_true, tf.float32)
+        ...     hits = tf.reduce_sum(tf.cast(actions, tf.float32) * y, axis=[1, 2])
+        ...     return hits / tf.reduce_sum(y)
+        >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        >>> trainer = PolicyGradientTrainer(model, reward=recall, seed=0)
+        >>> trainer.compile()
+        >>> x = np.ones([64, 2], "float32")
+        >>> y = np.concatenate([np.ones([32, 1]), np.zeros([32, 1])]).astype("int32")
+        >>> try:  # the second batch has no positive: recall 0 / 0
+        ...     trainer.fit(x, y, batch_size=32, shuffle=False, verbose=0)
+        ... except NonFiniteError as error:
+        ...     print(str(error)[:43])
+        Non-finite reward at training step 1 (optim
     """
 
 

@@ -78,6 +78,11 @@ def batch_uniform(shape: Any, seed: Any, dtype: tf.DType = tf.float32) -> tf.Ten
     from an all-gather of the local batch sizes), so the same seed gives the same actions for an
     example on 1 or N replicas, whatever the split. The price is ``N`` times the sampling work,
     which is ``O(K x outputs)``: small next to the model, which still runs once per local batch.
+
+    Examples:
+        >>> from rlmetric.policies import batch_uniform
+        >>> batch_uniform([8, 4, 3], seed=[0, 1]).shape  # noise for K = 8 sets of a batch of 4
+        TensorShape([8, 4, 3])
     """
     replica = tf.distribute.get_replica_context()
     if replica is None or replica.num_replicas_in_sync == 1:

@@ -46,6 +46,14 @@ class Baseline:
     """Base class of baselines.
 
     ``advantages(rewards [K], state [S], greedy_reward []) -> (advantages [K], state [S])``.
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from rlmetric import baselines
+        >>> rewards = tf.constant([1.0, 0.0, 0.5, 0.5])
+        >>> advantages, _ = baselines.LeaveOneOut().advantages(rewards, tf.zeros([0]))
+        >>> advantages.numpy().round(4)  # each minus the mean of the others
+        array([ 0.6667, -0.6667,  0.    ,  0.    ], dtype=float32)
     """
 
     name: str = "baseline"

@@ -33,6 +33,13 @@ def lovasz_jaccard_gradient(
     Returns:
         ``[N, P]``: ``J(top i) - J(top i-1)`` with ``J(S)`` the Jaccard loss of flipping the
         elements of ``S``, computed with cumulative sums (no loop over elements).
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from rlmetric.surrogates import lovasz_jaccard_gradient
+        >>> targets = tf.constant([[1.0, 0.0, 1.0]])  # one set, sorted by decreasing error
+        >>> lovasz_jaccard_gradient(targets).numpy().round(4)  # the Jaccard loss: 1/2, 2/3, 1
+        array([[0.5   , 0.1667, 0.3333]], dtype=float32)
     """
     negatives = 1.0 - sorted_targets
     if sorted_valid is not None:

@@ -350,6 +350,21 @@ class PairwiseBestResponse(estimators_lib.Estimator):
     References:
         Burges, Ragno & Le (2006), Learning to rank with nonsmooth cost functions (LambdaRank).
         Wang et al. (2018), The LambdaLoss framework for ranking metric optimization.
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from rlmetric import baselines
+        >>> from rlmetric.plackett_luce import PairwiseBestResponse, PlackettLuce
+        >>> from rlmetric.ranking import NDCG
+        >>> logits = tf.Variable(tf.zeros([1, 4]))
+        >>> with tf.GradientTape() as tape:
+        ...     out = PairwiseBestResponse()(
+        ...         logits, tf.constant([[3.0, 0.0, 1.0, 0.0]]), policy=PlackettLuce(),
+        ...         reward=NDCG(k=2), baseline=baselines.NoBaseline(), baseline_state=tf.zeros([0]),
+        ...         num_samples=8, seed=0)
+        >>> step = -tape.gradient(out.loss, logits).numpy()[0]  # the descent direction
+        >>> int(step.argmax()), bool(step[0] > 0 > step[1:].max())  # only the best item rises
+        (0, True)
     """
 
     name = "pairwise_best_response"

@@ -89,6 +89,18 @@ class RankingReward(Reward):
     Args:
         k: the cutoff: only the top ``k`` ranks count (``None``: the whole list).
         name: the Keras metric name in the logs.
+
+    Examples:
+        >>> import numpy as np
+        >>> import tensorflow as tf
+        >>> from rlmetric.ranking import RankingReward, ranked_labels
+        >>> class TopIsRelevant(RankingReward):  # implement per_list: [K, B]
+        ...     default_name = "top_relevant"
+        ...     def per_list(self, y_true, actions):
+        ...         labels, _ = ranked_labels(y_true, actions)
+        ...         return tf.cast(labels[..., 0] >= 1.0, tf.float32)
+        >>> TopIsRelevant()(np.array([[0.0, 2.0]]), np.array([[[1, 0]], [[0, 1]]])).numpy()
+        array([1., 0.], dtype=float32)
     """
 
     default_name = "ranking"

@@ -189,7 +189,13 @@ class ListNet(_ListLoss):
 
 @keras.saving.register_keras_serializable(package="rlmetric")
 class PairwiseLogistic(_ListLoss):
-    """Keras loss of :func:`pairwise_logistic` (RankNet)."""
+    """Keras loss of :func:`pairwise_logistic` (RankNet).
+
+    Examples:
+        >>> from rlmetric.ranking_losses import PairwiseLogistic
+        >>> round(float(PairwiseLogistic()([[1.0, 0.0]], [[0.0, 0.0]])), 4)  # log 2 for a tie
+        0.6931
+    """
 
     def __init__(self, name: str = "pairwise_logistic", **kwargs):
         super().__init__(name=name, **kwargs)
@@ -200,7 +206,13 @@ class PairwiseLogistic(_ListLoss):
 
 @keras.saving.register_keras_serializable(package="rlmetric")
 class ApproxNDCG(_ListLoss):
-    """Keras loss of :func:`approx_ndcg`; ``alpha`` sets how sharp the smooth ranks are."""
+    """Keras loss of :func:`approx_ndcg`; ``alpha`` sets how sharp the smooth ranks are.
+
+    Examples:
+        >>> from rlmetric.ranking_losses import ApproxNDCG
+        >>> round(float(ApproxNDCG()([[2.0, 0.0, 1.0]], [[9.0, 0.0, 4.0]])), 4)  # minus NDCG, ideal
+        -1.0
+    """
 
     def __init__(self, alpha: float = 10.0, name: str = "approx_ndcg", **kwargs):
         super().__init__(name=name, **kwargs)
@@ -215,7 +227,14 @@ class ApproxNDCG(_ListLoss):
 
 @keras.saving.register_keras_serializable(package="rlmetric")
 class LambdaLoss(_ListLoss):
-    """Keras loss of :func:`lambda_loss` (LambdaRank's NDCG@k weights; ``k=None``: all ranks)."""
+    """Keras loss of :func:`lambda_loss` (LambdaRank's NDCG@k weights; ``k=None``: all ranks).
+
+    Examples:
+        >>> from rlmetric.ranking_losses import LambdaLoss
+        >>> loss, labels = LambdaLoss(k=2), [[2.0, 0.0, 1.0]]
+        >>> float(loss(labels, [[3.0, 0.0, 1.0]])) < float(loss(labels, [[0.0, 3.0, 1.0]]))
+        True
+    """
 
     def __init__(self, k: int | None = None, name: str = "lambda_loss", **kwargs):
         super().__init__(name=name, **kwargs)

@@ -29,7 +29,19 @@ __all__ = ["Reward", "CountReward", "AVERAGES", "CLASSES", "LABELS"]
 
 
 class Reward:
-    """Base class of rewards. ``__call__(y_true [B, ...], actions [K, B, ...]) -> [K]``."""
+    """Base class of rewards. ``__call__(y_true [B, ...], actions [K, B, ...]) -> [K]``.
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from rlmetric.rewards import Reward
+        >>> class HitsOfClassOne(Reward):  # a reward is any [B, ...], [K, B, ...] -> [K] callable
+        ...     name = "hits"
+        ...     def __call__(self, y_true, actions):
+        ...         hits = tf.cast((actions == 1) & (y_true[None] == 1), tf.float32)
+        ...         return tf.reduce_mean(hits, axis=1)
+        >>> HitsOfClassOne()(tf.constant([1, 0]), tf.constant([[1, 1], [0, 0]])).numpy()
+        array([0.5, 0. ], dtype=float32)
+    """
 
     name: str = "reward"
     #: False where the reward leaves TensorFlow (``tf.numpy_function``): no XLA.
@@ -58,6 +70,20 @@ class CountReward(Reward):
         zero_division: the value of a ratio whose denominator is zero (``0.0`` or ``1.0``),
             with scikit-learn's meaning; its default behaves as scikit-learn's default.
         name: the Keras metric name (``"f1"`` gives ``val_f1`` in the logs).
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from rlmetric.rewards import CountReward
+        >>> class TruePositiveRate(CountReward):  # a count metric needs only its group scores
+        ...     default_name = "tpr"
+        ...     def group_scores(self, tp, fp, fn, tn):
+        ...         return tp / tf.maximum(tp + fn, 1.0)
+        >>> reward = TruePositiveRate()
+        >>> reward.counts(tf.constant([1, 0, 1]), tf.constant([[1, 1, 0]])).numpy()  # [K, G, 4]
+        array([[[0., 1., 1., 1.],
+                [1., 1., 1., 0.]]], dtype=float32)
+        >>> float(reward(tf.constant([1, 0, 1]), tf.constant([[1, 1, 0]]))[0])
+        0.5
     """
 
     default_name = "count_reward"

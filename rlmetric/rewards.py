@@ -354,6 +354,15 @@ class CallableReward(Reward):
     Saved by reference, as Keras saves custom loss functions: loading finds ``fn`` in its module
     if that is importable, else by its name in ``custom_objects`` (or registered with
     ``keras.saving.register_keras_serializable``).
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from rlmetric import rewards
+        >>> def positives(y_true, actions):  # any TF function [B, ...], [K, B, ...] -> [K]
+        ...     return tf.reduce_mean(tf.cast(actions, tf.float32), axis=1)
+        >>> reward = rewards.get(positives)  # wrapped in a CallableReward
+        >>> reward.name, reward(tf.constant([1, 0]), tf.constant([[1, 1], [0, 1]])).numpy()
+        ('positives', array([1. , 0.5], dtype=float32))
     """
 
     def __init__(self, fn: Callable[[tf.Tensor, tf.Tensor], tf.Tensor], name: str | None = None):
