@@ -120,6 +120,19 @@ def gradient_stats(
         ``{"estimator/baseline": {"variance": total variance summed over every parameter,
         "snr": mean over parameters of |mean| / std, "mean": per-variable mean gradient,
         "per_parameter_variance": per-variable variance}}``.
+
+    Examples:
+        >>> import keras, numpy as np
+        >>> from rlmetric import PolicyGradientTrainer, diagnostics
+        >>> keras.utils.set_random_seed(0)
+        >>> x = np.random.default_rng(0).normal(size=(64, 3)).astype("float32")
+        >>> y = (x[:, :1] > 0.5).astype("int32")
+        >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        >>> trainer = PolicyGradientTrainer(model)
+        >>> stats = diagnostics.gradient_stats(trainer, x, y, draws=20, combinations=[
+        ...     ("reinforce", "none"), ("reinforce", "leave_one_out")])
+        >>> bool(stats["reinforce/leave_one_out"]["variance"] < stats["reinforce/none"]["variance"])
+        True
     """
     from rlmetric.trainer import PolicyGradientTrainer
 
@@ -141,7 +154,21 @@ def gradient_stats(
 
 class GradientSNR(keras.callbacks.Callback):
     """Logs ``gradient_snr`` (and ``gradient_variance``) of the trainer's own estimator on a
-    fixed batch at the end of every ``every``-th epoch, for the History and progress bar."""
+    fixed batch at the end of every ``every``-th epoch, for the History and progress bar.
+
+    Examples:
+        >>> import keras, numpy as np
+        >>> from rlmetric import PolicyGradientTrainer, diagnostics
+        >>> x = np.random.default_rng(0).normal(size=(64, 3)).astype("float32")
+        >>> y = (x[:, :1] > 0.5).astype("int32")
+        >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        >>> trainer = PolicyGradientTrainer(model)
+        >>> trainer.compile()
+        >>> history = trainer.fit(x, y, epochs=1, verbose=0,
+        ...                       callbacks=[diagnostics.GradientSNR(x, y, draws=5)])
+        >>> "gradient_snr" in history.history
+        True
+    """
 
     def __init__(self, x: Any, y: Any, draws: int = 20, every: int = 1) -> None:
         super().__init__()

@@ -34,6 +34,18 @@ class MetricEnv(gym.Env):
         shuffle: draw a new order for every episode from the env's ``np_random``.
         seed: seeds the first ``reset`` (``reset(seed=...)`` reseeds, as in gymnasium).
         num_classes: classes for ``"categorical"``; default ``y.max() + 1``.
+
+    Examples:
+        >>> import numpy as np
+        >>> from rlmetric.envs import MetricEnv
+        >>> x, y = np.zeros([8, 3], "float32"), np.array([1, 0, 1, 1, 0, 0, 1, 0])
+        >>> env = MetricEnv(x, y, reward="accuracy", batch_size=4, shuffle=False)
+        >>> observation, _ = env.reset(seed=0)
+        >>> observation.shape
+        (4, 3)
+        >>> _, reward, terminated, _, _ = env.step(np.array([1, 0, 1, 0]))  # 3 of 4 right
+        >>> reward, terminated
+        (0.75, False)
     """
 
     metadata = {"render_modes": []}

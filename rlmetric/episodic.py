@@ -134,6 +134,16 @@ def fit_env(
 
     Returns:
         A Keras ``History``; ``history.episode_returns`` lists every episode's return.
+
+    Examples:
+        >>> import gymnasium as gym, keras
+        >>> from rlmetric import PolicyGradientTrainer
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])  # 2 actions
+        >>> trainer = PolicyGradientTrainer(model, reward=None, policy="categorical", seed=0)
+        >>> trainer.compile(optimizer=keras.optimizers.Adam(1e-2))
+        >>> history = trainer.fit_env(gym.make("CartPole-v1"), episodes=4, verbose=0, seed=0)
+        >>> len(history.episode_returns)
+        4
     """
     if not getattr(trainer, "compiled", False) or trainer.optimizer is None:
         raise ValueError("Call trainer.compile(optimizer=...) before fit_env.")

@@ -21,7 +21,18 @@ __all__ = [
 
 
 class EstimatorOutput(NamedTuple):
-    """What one estimator call returns (all tensors)."""
+    """What one estimator call returns (all tensors).
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from rlmetric import baselines, estimators, policies, rewards
+        >>> out = estimators.Reinforce()(
+        ...     tf.zeros([4, 1]), tf.constant([[1], [0], [1], [1]]), policy=policies.Bernoulli(),
+        ...     reward=rewards.F1(), baseline=baselines.LeaveOneOut(), baseline_state=tf.zeros([0]),
+        ...     num_samples=6, seed=0)
+        >>> out._fields
+        ('loss', 'rewards', 'advantages', 'baseline_state', 'actions')
+    """
 
     loss: tf.Tensor  #: scalar surrogate; its gradient is an estimate of ``-grad E[R]``
     rewards: tf.Tensor  #: ``[K]`` reward of each sample set (``[2K]`` for antithetic pairs)
@@ -70,6 +81,25 @@ class Estimator:
     ``__call__(logits [B, ...], y_true [B, ...], *, policy, reward, baseline, baseline_state,
     num_samples, seed) -> EstimatorOutput``. Subclasses must keep ``loss`` differentiable with
     respect to ``logits`` and return rewards and advantages of shape ``[K]``.
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from rlmetric import baselines, policies, rewards
+        >>> from rlmetric.estimators import Estimator, EstimatorOutput, score_function_surrogate
+        >>> class PlainReinforce(Estimator):  # REINFORCE without a baseline, in a few lines
+        ...     name = "plain_reinforce"
+        ...     def __call__(self, logits, y_true, *, policy, reward, baseline, baseline_state,
+        ...                  num_samples, seed=None):
+        ...         actions = policy.sample(tf.stop_gradient(logits), num_samples, seed=seed)
+        ...         scores = reward(y_true, actions)
+        ...         loss = score_function_surrogate(policy.joint_log_prob(logits, actions), scores)
+        ...         return EstimatorOutput(loss, scores, scores, baseline_state, actions)
+        >>> out = PlainReinforce()(
+        ...     tf.zeros([4, 1]), tf.constant([[1], [0], [1], [1]]), policy=policies.Bernoulli(),
+        ...     reward=rewards.F1(), baseline=baselines.NoBaseline(), baseline_state=tf.zeros([0]),
+        ...     num_samples=6, seed=0)
+        >>> out.rewards.shape, out.actions.shape
+        (TensorShape([6]), TensorShape([6, 4, 1]))
     """
 
     name = "estimator"

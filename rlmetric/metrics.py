@@ -27,6 +27,17 @@ class RewardMetric(keras.metrics.Metric):
         reward: the reward to accumulate.
         action_shape: static shape ``[B, ...]`` of one decision set (``B`` may be None).
         name: the Keras name; defaults to ``reward.name``.
+
+    Examples:
+        >>> import numpy as np
+        >>> from sklearn.metrics import f1_score
+        >>> from rlmetric import rewards
+        >>> from rlmetric.metrics import RewardMetric
+        >>> metric = RewardMetric(rewards.F1(), action_shape=[None])
+        >>> y, decisions = np.array([1, 0, 1, 1, 0, 1]), np.array([1, 1, 0, 1, 0, 1])
+        >>> metric.update_state(y[:3], decisions[:3]); metric.update_state(y[3:], decisions[3:])
+        >>> bool(np.isclose(float(metric.result()), f1_score(y, decisions)))  # F1 of the whole set
+        True
     """
 
     def __init__(

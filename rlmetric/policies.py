@@ -63,6 +63,15 @@ class Policy:
     Subclasses implement the five methods below; all of them accept logits of the shapes named
     by :meth:`check_logits` and never copy the model's work: only the cheap distribution part is
     repeated over the ``K`` samples.
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from rlmetric import policies
+        >>> policy = policies.get("bernoulli")  # every policy: sample, log_prob, mode, entropy
+        >>> logits = tf.constant([[0.0], [2.0]])
+        >>> actions = policy.sample(logits, num_samples=3, seed=0)  # [K, B, 1]
+        >>> policy.log_prob(logits, actions).shape, policy.joint_log_prob(logits, actions).shape
+        (TensorShape([3, 2, 1]), TensorShape([3]))
     """
 
     name: str = "policy"

@@ -398,6 +398,14 @@ class NumpyReward(Reward):
     sample set and step, and a host round trip), and not compatible with XLA
     (``jit_compile=True``). Arrays reach ``fn`` as scikit-learn expects them: ``[B, L]`` multi-label
     decisions stay 2-D, every other shape is raveled to 1-D.
+
+    Examples:
+        >>> import numpy as np
+        >>> from sklearn.metrics import f1_score
+        >>> from rlmetric.rewards import NumpyReward
+        >>> reward = NumpyReward(f1_score)  # what rewards.from_numpy(f1_score) returns
+        >>> reward(np.array([[1], [0]]), np.array([[[1], [0]], [[0], [0]]])).numpy()
+        array([1., 0.], dtype=float32)
     """
 
     xla_compatible = False
