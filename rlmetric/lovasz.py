@@ -15,7 +15,13 @@ from rlmetric._surrogate_base import (
     _SurrogateLoss,
 )
 
-__all__ = ["LovaszHinge", "LovaszSoftmax", "lovasz_jaccard_gradient"]
+__all__ = [
+    "LovaszHinge",
+    "LovaszSoftmax",
+    "lovasz_jaccard_gradient",
+    "lovasz_hinge",
+    "lovasz_softmax",
+]
 
 
 def lovasz_jaccard_gradient(
@@ -122,16 +128,7 @@ class LovaszHinge(_SurrogateLoss):
         self.batch_level = not per_image
 
     def _loss(self, y_true, y_pred, weights):
-        labels = tf.reshape(tf.convert_to_tensor(y_true), tf.shape(y_pred))
-        rows = tf.shape(y_pred)[0] if self._options["per_image"] else 1
-        valid = _valid_mask(labels, self._options["ignore_index"], y_pred.dtype)
-        targets = tf.cast(tf.equal(labels, tf.cast(1, labels.dtype)), y_pred.dtype)
-        errors = tf.nn.relu(1.0 - y_pred * (2.0 * targets - 1.0))
-        if valid is not None:
-            errors *= valid
-            valid = tf.reshape(valid, [rows, -1])
-        losses = _lovasz(tf.reshape(errors, [rows, -1]), tf.reshape(targets, [rows, -1]), valid)
-        return losses if self._options["per_image"] else losses[0]
+        return lovasz_hinge(y_true, y_pred, weights=weights, **self._options)
 
 
 @keras.saving.register_keras_serializable(package="rlmetric")
@@ -186,29 +183,73 @@ class LovaszSoftmax(_SurrogateLoss):
         self.batch_level = not per_image
 
     def _loss(self, y_true, y_pred, weights):
-        options = self._options
-        num_classes = tf.shape(y_pred)[-1]
-        labels = _class_targets(y_true, y_pred)
-        probability = tf.nn.softmax(y_pred) if options["from_logits"] else y_pred
-        rows = tf.shape(y_pred)[0] if options["per_image"] else 1
-        valid = _valid_mask(labels, options["ignore_index"], y_pred.dtype)
-        targets = tf.one_hot(labels, num_classes, dtype=y_pred.dtype)  # ignored ids: all zero
-        errors = tf.abs(targets - probability)
-        # [rows, P, C] -> [rows * C, P]: one sorted row per (image, class)
-        to_rows = lambda t: tf.reshape(  # noqa: E731
-            tf.transpose(tf.reshape(t, [rows, -1, num_classes]), [0, 2, 1]),
-            [rows * num_classes, -1],
+        return lovasz_softmax(y_true, y_pred, weights=weights, **self._options)
+
+
+def lovasz_hinge(
+    y_true: tf.Tensor,
+    y_pred: tf.Tensor,
+    *,
+    per_image: bool = True,
+    ignore_index: int | None = None,
+    weights: tf.Tensor | None = None,
+) -> tf.Tensor:
+    """The loss of :class:`LovaszHinge` as a function; the class calls it with its options.
+
+    Returns ``[B]`` per image, or a scalar with ``per_image=False``. ``weights`` ``[B]`` weight
+    each example's share of the batch-level sums (``None``: equally).
+    """
+    y_true, y_pred = tf.convert_to_tensor(y_true), tf.convert_to_tensor(y_pred)
+    labels = tf.reshape(tf.convert_to_tensor(y_true), tf.shape(y_pred))
+    rows = tf.shape(y_pred)[0] if per_image else 1
+    valid = _valid_mask(labels, ignore_index, y_pred.dtype)
+    targets = tf.cast(tf.equal(labels, tf.cast(1, labels.dtype)), y_pred.dtype)
+    errors = tf.nn.relu(1.0 - y_pred * (2.0 * targets - 1.0))
+    if valid is not None:
+        errors *= valid
+        valid = tf.reshape(valid, [rows, -1])
+    losses = _lovasz(tf.reshape(errors, [rows, -1]), tf.reshape(targets, [rows, -1]), valid)
+    return losses if per_image else losses[0]
+
+
+def lovasz_softmax(
+    y_true: tf.Tensor,
+    y_pred: tf.Tensor,
+    *,
+    per_image: bool = False,
+    classes: str = "present",
+    ignore_index: int | None = None,
+    from_logits: bool = True,
+    weights: tf.Tensor | None = None,
+) -> tf.Tensor:
+    """The loss of :class:`LovaszSoftmax` as a function; the class calls it with its options.
+
+    Returns ``[B]`` per image, or a scalar with ``per_image=False``. ``weights`` ``[B]`` weight
+    each example's share of the batch-level sums (``None``: equally).
+    """
+    y_true, y_pred = tf.convert_to_tensor(y_true), tf.convert_to_tensor(y_pred)
+    num_classes = tf.shape(y_pred)[-1]
+    labels = _class_targets(y_true, y_pred)
+    probability = tf.nn.softmax(y_pred) if from_logits else y_pred
+    rows = tf.shape(y_pred)[0] if per_image else 1
+    valid = _valid_mask(labels, ignore_index, y_pred.dtype)
+    targets = tf.one_hot(labels, num_classes, dtype=y_pred.dtype)  # ignored ids: all zero
+    errors = tf.abs(targets - probability)
+    # [rows, P, C] -> [rows * C, P]: one sorted row per (image, class)
+    to_rows = lambda t: tf.reshape(  # noqa: E731
+        tf.transpose(tf.reshape(t, [rows, -1, num_classes]), [0, 2, 1]),
+        [rows * num_classes, -1],
+    )
+    if valid is not None:
+        errors *= valid[..., None]
+        valid = to_rows(tf.broadcast_to(valid[..., None], tf.shape(errors)))
+    per_class = tf.reshape(_lovasz(to_rows(errors), to_rows(targets), valid), [rows, -1])
+    if classes == "present":
+        present = tf.cast(tf.reduce_sum(to_rows(targets), axis=-1) > 0, y_pred.dtype)
+        present = tf.reshape(present, [rows, -1])
+        losses = tf.reduce_sum(per_class * present, axis=-1) / tf.maximum(
+            tf.reduce_sum(present, axis=-1), 1.0
         )
-        if valid is not None:
-            errors *= valid[..., None]
-            valid = to_rows(tf.broadcast_to(valid[..., None], tf.shape(errors)))
-        per_class = tf.reshape(_lovasz(to_rows(errors), to_rows(targets), valid), [rows, -1])
-        if options["classes"] == "present":
-            present = tf.cast(tf.reduce_sum(to_rows(targets), axis=-1) > 0, y_pred.dtype)
-            present = tf.reshape(present, [rows, -1])
-            losses = tf.reduce_sum(per_class * present, axis=-1) / tf.maximum(
-                tf.reduce_sum(present, axis=-1), 1.0
-            )
-        else:
-            losses = tf.reduce_mean(per_class, axis=-1)
-        return losses if options["per_image"] else losses[0]
+    else:
+        losses = tf.reduce_mean(per_class, axis=-1)
+    return losses if per_image else losses[0]

@@ -42,7 +42,13 @@ from rlmetric._surrogate_base import (
     _sigmoid_probabilities,
     _SurrogateLoss,
 )
-from rlmetric.lovasz import LovaszHinge, LovaszSoftmax, lovasz_jaccard_gradient
+from rlmetric.lovasz import (
+    LovaszHinge,
+    LovaszSoftmax,
+    lovasz_hinge,
+    lovasz_jaccard_gradient,
+    lovasz_softmax,
+)
 from rlmetric.ranking_losses import ApproxNDCG, LambdaLoss, ListNet, PairwiseLogistic
 
 __all__ = [
@@ -54,6 +60,12 @@ __all__ = [
     "LovaszHinge",
     "LovaszSoftmax",
     "lovasz_jaccard_gradient",
+    "weighted_bce",
+    "focal",
+    "soft_f1",
+    "soft_dice",
+    "lovasz_hinge",
+    "lovasz_softmax",
     "threshold_tuned",
     # ranking surrogates (defined in rlmetric.ranking_losses)
     "ListNet",
@@ -102,12 +114,7 @@ class WeightedBCE(_SurrogateLoss):
         )
 
     def _loss(self, y_true, y_pred, weights):
-        y_true = _binary_targets(y_true, y_pred)
-        logits = _as_logits(y_pred, self._options["from_logits"])
-        pos_weight = tf.constant(self._options["pos_weight"], y_pred.dtype)
-        return _mean_per_example(
-            tf.nn.weighted_cross_entropy_with_logits(y_true, logits, pos_weight)
-        )
+        return weighted_bce(y_true, y_pred, weights=weights, **self._options)
 
 
 @keras.saving.register_keras_serializable(package="rlmetric")
@@ -149,16 +156,7 @@ class Focal(_SurrogateLoss):
         )
 
     def _loss(self, y_true, y_pred, weights):
-        y_true = _binary_targets(y_true, y_pred)
-        logits = _as_logits(y_pred, self._options["from_logits"])
-        crossentropy = tf.nn.sigmoid_cross_entropy_with_logits(labels=y_true, logits=logits)
-        probability = tf.sigmoid(logits)
-        one_minus_p_true = y_true * (1.0 - probability) + (1.0 - y_true) * probability
-        loss = crossentropy * tf.pow(one_minus_p_true, self._options["gamma"])
-        alpha = self._options["alpha"]
-        if alpha is not None:
-            loss *= y_true * alpha + (1.0 - y_true) * (1.0 - alpha)
-        return _mean_per_example(loss)
+        return focal(y_true, y_pred, weights=weights, **self._options)
 
 
 @keras.saving.register_keras_serializable(package="rlmetric")
@@ -201,20 +199,7 @@ class SoftF1(_SurrogateLoss):
         )
 
     def _loss(self, y_true, y_pred, weights):
-        y_true = _binary_targets(y_true, y_pred)
-        probability = _sigmoid_probabilities(y_pred, self._options["from_logits"])
-        if weights is not None:
-            weights = _broadcast_weights(weights, y_pred)
-            y_weighted, p_weighted = y_true * weights, probability * weights
-        else:
-            y_weighted, p_weighted = y_true, probability
-        labels = 1 if self._options["average"] == "binary" else tf.shape(y_pred)[-1]
-        flat = lambda t: tf.reshape(t, [-1, labels])  # noqa: E731  [N, L]
-        tp = tf.reduce_sum(flat(p_weighted * y_true), axis=0)
-        fp = tf.reduce_sum(flat(p_weighted), axis=0) - tp
-        fn = tf.reduce_sum(flat(y_weighted), axis=0) - tp
-        f1 = 2.0 * tp / (2.0 * tp + fp + fn + self._options["epsilon"])
-        return 1.0 - tf.reduce_mean(f1)
+        return soft_f1(y_true, y_pred, weights=weights, **self._options)
 
 
 @keras.saving.register_keras_serializable(package="rlmetric")
@@ -284,39 +269,7 @@ class SoftDice(_SurrogateLoss):
         self.batch_level = bool(batch)
 
     def _loss(self, y_true, y_pred, weights):
-        options = self._options
-        if options["activation"] == "softmax":
-            probability = tf.nn.softmax(y_pred) if options["from_logits"] else y_pred
-            target = tf.one_hot(
-                _class_targets(y_true, y_pred), tf.shape(y_pred)[-1], dtype=y_pred.dtype
-            )
-        else:
-            probability = _sigmoid_probabilities(y_pred, options["from_logits"])
-            target = _binary_targets(y_true, y_pred)
-            if y_pred.shape.rank == 1:  # one output per example: a channel axis of 1
-                probability, target = probability[:, None], target[:, None]
-        if not options["include_background"]:
-            probability, target = probability[..., 1:], target[..., 1:]
-        predicted = tf.square(probability) if options["squared_pred"] else probability
-        if weights is not None:
-            weights = _broadcast_weights(weights, target)
-            target_w, predicted_w = target * weights, predicted * weights
-            intersection_terms = target * probability * weights
-        else:
-            target_w, predicted_w, intersection_terms = target, predicted, target * probability
-        channels = tf.shape(target)[-1]
-        if options["batch"]:
-            shape = [-1, channels]  # sum over the batch and the spatial axes
-        else:
-            shape = [tf.shape(target)[0], -1, channels]
-        intersection = tf.reduce_sum(tf.reshape(intersection_terms, shape), axis=-2)
-        ground = tf.reduce_sum(tf.reshape(target_w, shape), axis=-2)
-        prediction = tf.reduce_sum(tf.reshape(predicted_w, shape), axis=-2)
-        denominator = ground + prediction
-        if self.jaccard:
-            denominator = 2.0 * (denominator - intersection)
-        score = (2.0 * intersection + options["smooth_nr"]) / (denominator + options["smooth_dr"])
-        return tf.reduce_mean(1.0 - score, axis=-1)  # [B], or a scalar with batch=True
+        return soft_dice(y_true, y_pred, weights=weights, jaccard=self.jaccard, **self._options)
 
 
 @keras.saving.register_keras_serializable(package="rlmetric")
@@ -351,3 +304,136 @@ def threshold_tuned(*args: Any, **kwargs: Any) -> float | np.ndarray:
         stacklevel=2,
     )
     return thresholds.threshold_tuned(*args, **kwargs)
+
+
+def weighted_bce(
+    y_true: tf.Tensor,
+    y_pred: tf.Tensor,
+    *,
+    pos_weight: float | Sequence[float] = 1.0,
+    from_logits: bool = True,
+    weights: tf.Tensor | None = None,
+) -> tf.Tensor:
+    """The loss of :class:`WeightedBCE` as a function; the class calls it with its options.
+
+    Returns per example ``[B]``: the mean over its outputs of the weighted binary cross-entropy.
+    ``weights`` ``[B]`` weight each example's share of the batch-level sums (``None``: equally).
+    """
+    y_true, y_pred = tf.convert_to_tensor(y_true), tf.convert_to_tensor(y_pred)
+    y_true = _binary_targets(y_true, y_pred)
+    logits = _as_logits(y_pred, from_logits)
+    pos_weight = tf.constant(pos_weight, y_pred.dtype)
+    return _mean_per_example(tf.nn.weighted_cross_entropy_with_logits(y_true, logits, pos_weight))
+
+
+def focal(
+    y_true: tf.Tensor,
+    y_pred: tf.Tensor,
+    *,
+    gamma: float = 2.0,
+    alpha: float | None = 0.25,
+    from_logits: bool = True,
+    weights: tf.Tensor | None = None,
+) -> tf.Tensor:
+    """The loss of :class:`Focal` as a function; the class calls it with its options.
+
+    Returns per example ``[B]``: the mean over its outputs of the focal loss. ``weights``
+    ``[B]`` weight each example's share of the batch-level sums (``None``: equally).
+    """
+    y_true, y_pred = tf.convert_to_tensor(y_true), tf.convert_to_tensor(y_pred)
+    y_true = _binary_targets(y_true, y_pred)
+    logits = _as_logits(y_pred, from_logits)
+    crossentropy = tf.nn.sigmoid_cross_entropy_with_logits(labels=y_true, logits=logits)
+    probability = tf.sigmoid(logits)
+    one_minus_p_true = y_true * (1.0 - probability) + (1.0 - y_true) * probability
+    loss = crossentropy * tf.pow(one_minus_p_true, gamma)
+    alpha = alpha
+    if alpha is not None:
+        loss *= y_true * alpha + (1.0 - y_true) * (1.0 - alpha)
+    return _mean_per_example(loss)
+
+
+def soft_f1(
+    y_true: tf.Tensor,
+    y_pred: tf.Tensor,
+    *,
+    average: str = "binary",
+    epsilon: float = 1e-7,
+    from_logits: bool = True,
+    weights: tf.Tensor | None = None,
+) -> tf.Tensor:
+    """The loss of :class:`SoftF1` as a function; the class calls it with its options.
+
+    Returns a scalar for the batch: ``1 - soft F1``. ``weights`` ``[B]`` weight each example's
+    share of the batch-level sums (``None``: equally).
+    """
+    y_true, y_pred = tf.convert_to_tensor(y_true), tf.convert_to_tensor(y_pred)
+    y_true = _binary_targets(y_true, y_pred)
+    probability = _sigmoid_probabilities(y_pred, from_logits)
+    if weights is not None:
+        weights = _broadcast_weights(weights, y_pred)
+        y_weighted, p_weighted = y_true * weights, probability * weights
+    else:
+        y_weighted, p_weighted = y_true, probability
+    labels = 1 if average == "binary" else tf.shape(y_pred)[-1]
+    flat = lambda t: tf.reshape(t, [-1, labels])  # noqa: E731  [N, L]
+    tp = tf.reduce_sum(flat(p_weighted * y_true), axis=0)
+    fp = tf.reduce_sum(flat(p_weighted), axis=0) - tp
+    fn = tf.reduce_sum(flat(y_weighted), axis=0) - tp
+    f1 = 2.0 * tp / (2.0 * tp + fp + fn + epsilon)
+    return 1.0 - tf.reduce_mean(f1)
+
+
+def soft_dice(
+    y_true: tf.Tensor,
+    y_pred: tf.Tensor,
+    *,
+    activation: str = "sigmoid",
+    include_background: bool = True,
+    smooth_nr: float = 1e-5,
+    smooth_dr: float = 1e-5,
+    squared_pred: bool = False,
+    batch: bool = False,
+    from_logits: bool = True,
+    jaccard: bool = False,
+    weights: tf.Tensor | None = None,
+) -> tf.Tensor:
+    """The loss of :class:`SoftDice` as a function; the class calls it with its options.
+
+    Returns ``[B]`` per example, or a scalar with ``batch=True``: ``1 - soft Dice`` (or
+    Jaccard). ``weights`` ``[B]`` weight each example's share of the batch-level sums (``None``:
+    equally).
+    """
+    y_true, y_pred = tf.convert_to_tensor(y_true), tf.convert_to_tensor(y_pred)
+    if activation == "softmax":
+        probability = tf.nn.softmax(y_pred) if from_logits else y_pred
+        target = tf.one_hot(
+            _class_targets(y_true, y_pred), tf.shape(y_pred)[-1], dtype=y_pred.dtype
+        )
+    else:
+        probability = _sigmoid_probabilities(y_pred, from_logits)
+        target = _binary_targets(y_true, y_pred)
+        if y_pred.shape.rank == 1:  # one output per example: a channel axis of 1
+            probability, target = probability[:, None], target[:, None]
+    if not include_background:
+        probability, target = probability[..., 1:], target[..., 1:]
+    predicted = tf.square(probability) if squared_pred else probability
+    if weights is not None:
+        weights = _broadcast_weights(weights, target)
+        target_w, predicted_w = target * weights, predicted * weights
+        intersection_terms = target * probability * weights
+    else:
+        target_w, predicted_w, intersection_terms = target, predicted, target * probability
+    channels = tf.shape(target)[-1]
+    if batch:
+        shape = [-1, channels]  # sum over the batch and the spatial axes
+    else:
+        shape = [tf.shape(target)[0], -1, channels]
+    intersection = tf.reduce_sum(tf.reshape(intersection_terms, shape), axis=-2)
+    ground = tf.reduce_sum(tf.reshape(target_w, shape), axis=-2)
+    prediction = tf.reduce_sum(tf.reshape(predicted_w, shape), axis=-2)
+    denominator = ground + prediction
+    if jaccard:
+        denominator = 2.0 * (denominator - intersection)
+    score = (2.0 * intersection + smooth_nr) / (denominator + smooth_dr)
+    return tf.reduce_mean(1.0 - score, axis=-1)  # [B], or a scalar with batch=True

@@ -1,7 +1,6 @@
 """Surrogate losses against slow references written plainly in NumPy (tolerance 1e-5), and the
 Lovasz losses against the Lovasz extension of the Jaccard loss evaluated set by set."""
 
-
 import keras
 import numpy as np
 import pytest
@@ -387,3 +386,47 @@ def test_shape_mismatch_and_batch_level_lovasz_weights_are_refused():
         )
     with pytest.raises(TypeError, match="ignore_index"):
         surrogates.LovaszSoftmax(ignore_index=2.5)
+
+
+def test_the_pure_functions_on_hand_computed_values():
+    one = np.array([[1.0]])
+    # 3 log 2: the positive term weighted 3 at p = 1/2
+    assert float(surrogates.weighted_bce(one, [[0.0]], pos_weight=3.0)[0]) == pytest.approx(
+        3 * np.log(2), abs=1e-6
+    )
+    # log 2 * (1 - 1/2)^2 * alpha
+    assert float(surrogates.focal(one, [[0.0]], gamma=2.0, alpha=0.25)[0]) == pytest.approx(
+        np.log(2) * 0.25 * 0.25, abs=1e-6
+    )
+    y, p = np.array([[1.0], [0.0]]), np.array([[0.8], [0.4]])
+    # tp 0.8, fp 0.4, fn 0.2: F1 = 1.6 / 2.2
+    assert float(surrogates.soft_f1(y, p, from_logits=False)) == pytest.approx(
+        1 - 1.6 / 2.2, abs=1e-6
+    )
+    # one example of two pixels: Dice (2 * 0.8 + s) / (1 + 1.2 + s)
+    dice = float(surrogates.soft_dice(y[None], p[None], from_logits=False)[0])
+    assert dice == pytest.approx(1 - (1.6 + 1e-5) / (2.2 + 1e-5), abs=1e-6)
+    # hinge errors 0.5 (the negative) then -1: Lovasz weights 1/2, 1/2 -> 0.5 * 0.5
+    hinge = surrogates.lovasz_hinge(y, np.array([[2.0], [-0.5]]), per_image=False)
+    assert float(hinge) == pytest.approx(0.25, abs=1e-6)
+    # a confident right softmax costs (almost) nothing
+    labels = np.array([[0, 2, 1]])
+    assert float(surrogates.lovasz_softmax(labels, 20.0 * np.eye(3)[labels])) < 1e-6
+
+
+def test_the_classes_call_the_functions_with_their_options():
+    y = (RNG.random((6, 3)) < 0.4).astype("float32")
+    logits = RNG.normal(size=(6, 3)).astype("float32")
+    pairs = [
+        (surrogates.SoftF1("macro"), surrogates.soft_f1(y, logits, average="macro")),
+        (
+            surrogates.Focal(1.0, None),
+            tf.reduce_mean(surrogates.focal(y, logits, gamma=1.0, alpha=None)),
+        ),
+        (
+            surrogates.LovaszHinge(per_image=False),
+            surrogates.lovasz_hinge(y, logits, per_image=False),
+        ),
+    ]
+    for loss, value in pairs:
+        assert float(loss(y, logits)) == pytest.approx(float(value), abs=1e-6), loss.name
