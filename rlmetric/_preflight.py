@@ -3,6 +3,7 @@ reward eagerly, so that bad input fails with a clear message before any weight c
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import keras
@@ -14,7 +15,12 @@ from rlmetric import policies as policies_lib
 from rlmetric import rewards as rewards_lib
 from rlmetric._inputs import as_float32, as_numeric_labels, first_rows, refuse_unbatched
 
-__all__ = ["preflight", "fit_reward_to_logits"]
+__all__ = [
+    "preflight",
+    "fit_reward_to_logits",
+    "check_trainer_arguments",
+    "check_fit_arguments",
+]
 
 
 def preflight(trainer, x: Any, y: Any, x_name: str, y_name: str) -> None:
@@ -77,3 +83,40 @@ def fit_reward_to_logits(
             f"policy is {policy.name!r}. Leave num_classes=None for Bernoulli decisions."
         )
     return reward
+
+
+def check_trainer_arguments(
+    model: Any, num_samples: Any, seed: Any, entropy_weight: Any, crossentropy_weight: Any
+) -> None:
+    """Refuses, with the argument named, what ``PolicyGradientTrainer.__init__`` cannot use."""
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"model must be a keras.Model that outputs logits; received {type(model).__name__}."
+        )
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int | np.integer):
+        raise TypeError(f"num_samples must be an int; received {num_samples!r}.")
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1; received num_samples={num_samples}.")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
+        raise TypeError(f"seed must be an int or None; received seed={seed!r}.")
+    for arg, value in (
+        ("entropy_weight", entropy_weight),
+        ("crossentropy_weight", crossentropy_weight),
+    ):
+        if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"{arg} must be a finite number >= 0; received {arg}={value!r}.")
+
+
+def check_fit_arguments(x: Any, kwargs: dict) -> None:
+    """Refuses ``fit(x=None)`` and per-example weights, which a batch metric has none of."""
+    if x is None:
+        raise ValueError(
+            "fit needs x: arrays of inputs with labels y, or a tf.data.Dataset of (x, y) "
+            "batches; received x=None."
+        )
+    for arg in ("class_weight", "sample_weight"):
+        if kwargs.get(arg) is not None:
+            raise ValueError(
+                f"PolicyGradientTrainer.fit does not support {arg}: a batch metric such as "
+                "F1 has no per-example weights. Weight the metric itself instead."
+            )

@@ -24,7 +24,8 @@ import tensorflow as tf
 
 from rlmetric import estimator_base as estimators_lib
 from rlmetric._distribute import sum_over_replicas
-from rlmetric.policies import Policy, batch_uniform
+from rlmetric._sampling import batch_uniform
+from rlmetric.policy_base import Policy
 from rlmetric.ranking import PADDING_LABEL, RankingReward
 from rlmetric.ranking_losses import listnet
 

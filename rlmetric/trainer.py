@@ -9,7 +9,6 @@ work as usual.
 
 from __future__ import annotations
 
-import math
 import random
 import warnings
 from typing import Any
@@ -36,7 +35,12 @@ from rlmetric._inputs import (
     check_output_layer,
     reject_sample_weight,
 )
-from rlmetric._preflight import fit_reward_to_logits, preflight
+from rlmetric._preflight import (
+    check_fit_arguments,
+    check_trainer_arguments,
+    fit_reward_to_logits,
+    preflight,
+)
 from rlmetric._saving import AtomicSaving
 from rlmetric.metrics import MeanOfEach, MetricList, RewardMetric, as_logs
 
@@ -112,22 +116,7 @@ class PolicyGradientTrainer(AtomicSaving, keras.Model):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not isinstance(model, keras.Model):
-            raise TypeError(
-                f"model must be a keras.Model that outputs logits; received {type(model).__name__}."
-            )
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int | np.integer):
-            raise TypeError(f"num_samples must be an int; received {num_samples!r}.")
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1; received num_samples={num_samples}.")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
-            raise TypeError(f"seed must be an int or None; received seed={seed!r}.")
-        for arg, value in (
-            ("entropy_weight", entropy_weight),
-            ("crossentropy_weight", crossentropy_weight),
-        ):
-            if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"{arg} must be a finite number >= 0; received {arg}={value!r}.")
+        check_trainer_arguments(model, num_samples, seed, entropy_weight, crossentropy_weight)
         check_output_layer(model)
         self.model = model
         self.policy = policies_lib.get(policy)
@@ -452,17 +441,7 @@ class PolicyGradientTrainer(AtomicSaving, keras.Model):
         **kwargs: Any,
     ) -> keras.callbacks.History:
         """``keras.Model.fit``; the data are checked against the model and the reward first."""
-        if x is None:
-            raise ValueError(
-                "fit needs x: arrays of inputs with labels y, or a tf.data.Dataset of (x, y) "
-                "batches; received x=None."
-            )
-        for arg in ("class_weight", "sample_weight"):
-            if kwargs.get(arg) is not None:
-                raise ValueError(
-                    f"PolicyGradientTrainer.fit does not support {arg}: a batch metric such as "
-                    "F1 has no per-example weights. Weight the metric itself instead."
-                )
+        check_fit_arguments(x, kwargs)
         self._preflight(x, y, "x", "y")
         if isinstance(validation_data, tuple | list) and len(validation_data) >= 2:
             self._preflight(validation_data[0], validation_data[1], "validation x", "validation y")
