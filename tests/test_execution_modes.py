@@ -4,6 +4,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from _surrogate_cases import ALL_LOSSES, segmentation_data  # noqa: E402
 
 from rlmetric import policies, ranking, ranking_losses, rewards, surrogates
 from rlmetric.plackett_luce import PlackettLuce
@@ -77,12 +78,7 @@ def test_policy_log_prob_entropy_and_mode(name, execution):
         )
 
 
-LOSSES = {
-    "soft_f1": (surrogates.SoftF1(), BINARY, LOGITS),
-    "lovasz_hinge": (surrogates.LovaszHinge(per_image=False), BINARY, LOGITS),
-    "lovasz_softmax": (surrogates.LovaszSoftmax(), CLASSES, CLASS_LOGITS),
-    "soft_dice": (surrogates.SoftDice("softmax"), CLASSES, CLASS_LOGITS),
-    "focal": (surrogates.Focal(), BINARY, LOGITS),
+LOSSES = {  # the segmentation losses: ALL_LOSSES, below
     "listnet": (surrogates.ListNet(), RELEVANCE, RNG.normal(size=(3, 8)).astype("float32")),
     "lambda_loss": (
         surrogates.LambdaLoss(k=3),
@@ -93,7 +89,7 @@ LOSSES = {
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
-def test_surrogate_losses_and_their_gradients(name, execution):
+def test_ranking_losses_and_their_gradients(name, execution):
     loss, y_true, y_pred = LOSSES[name]
     y_true, y_pred = tf.constant(y_true), tf.constant(y_pred)
 
@@ -105,6 +101,25 @@ def test_surrogate_losses_and_their_gradients(name, execution):
 
     value, gradient = value_and_gradient(y_true, y_pred)
     got_value, got_gradient = execution(value_and_gradient)(y_true, y_pred)
+    np.testing.assert_allclose(got_value.numpy(), value.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got_gradient.numpy(), gradient.numpy(), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(ALL_LOSSES))
+def test_segmentation_losses_and_their_gradients(name, execution):
+    make, kind = ALL_LOSSES[name]
+    loss = make()
+    _, y, channels = segmentation_data(kind, np.random.default_rng(1))
+    logits = tf.constant(RNG.normal(size=y.shape[:3] + (channels,)).astype("float32"))
+
+    def value_and_gradient(t, p):
+        with tf.GradientTape() as tape:
+            tape.watch(p)
+            value = loss(t, p)
+        return value, tape.gradient(value, p)
+
+    value, gradient = value_and_gradient(tf.constant(y), logits)
+    got_value, got_gradient = execution(value_and_gradient)(tf.constant(y), logits)
     np.testing.assert_allclose(got_value.numpy(), value.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got_gradient.numpy(), gradient.numpy(), rtol=1e-4, atol=1e-6)
 

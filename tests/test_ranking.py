@@ -169,9 +169,3 @@ def test_aliases_configs_and_bad_arguments():
     with pytest.raises(ValueError, match="does not match actions"):
         ranking.NDCG()(tf.zeros([2, 3]), tf.zeros([1, 2, 4], tf.int32))
 
-
-def test_rewards_run_under_xla():
-    y, actions = _case(0)
-    reward = ranking.NDCG(k=3)
-    compiled = tf.function(lambda t, a: reward(t, a), jit_compile=True)
-    np.testing.assert_allclose(compiled(y, actions).numpy(), reward(y, actions).numpy(), atol=1e-6)

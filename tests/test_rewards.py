@@ -195,14 +195,6 @@ def test_counts_add_up_across_batches():
         )
 
 
-def test_runs_under_xla():
-    reward = rewards.IoU(average="macro", num_classes=3)
-    fn = tf.function(lambda y, a: reward(y, a), jit_compile=True)
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 3, (4, 8, 8)).astype(np.int32)
-    actions = rng.integers(0, 3, (K, 4, 8, 8)).astype(np.int32)
-    np.testing.assert_allclose(fn(y, actions).numpy(), reward(y, actions).numpy(), atol=TOL)
-
 
 def test_from_numpy_wraps_sklearn():
     rng = np.random.default_rng(13)

@@ -5,6 +5,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from _surrogate_cases import ALL_LOSSES, segmentation_data  # noqa: E402
 from sklearn.metrics import jaccard_score
 
 from rlmetric import surrogates
@@ -307,40 +308,14 @@ def test_lovasz_jaccard_gradient_sums_to_the_loss_of_flipping_everything():
 
 # --- Keras integration --------------------------------------------------------------------------
 
-ALL_LOSSES = {
-    "weighted_bce": (lambda: surrogates.WeightedBCE(2.0), "binary"),
-    "focal": (lambda: surrogates.Focal(), "binary"),
-    "soft_f1": (lambda: surrogates.SoftF1(), "binary"),
-    "soft_dice": (lambda: surrogates.SoftDice(), "binary"),
-    "soft_jaccard_batch": (lambda: surrogates.SoftJaccard(batch=True), "binary"),
-    "lovasz_hinge": (lambda: surrogates.LovaszHinge(), "binary"),
-    "lovasz_hinge_batch": (lambda: surrogates.LovaszHinge(per_image=False), "binary"),
-    "soft_dice_softmax": (lambda: surrogates.SoftDice("softmax"), "classes"),
-    "lovasz_softmax": (lambda: surrogates.LovaszSoftmax(ignore_index=255), "classes"),
-    "lovasz_softmax_per_image": (lambda: surrogates.LovaszSoftmax(per_image=True), "classes"),
-}
-
-
-def _segmentation_data(kind):
-    x = RNG.normal(size=(8, 8, 8, 2)).astype("float32")
-    if kind == "binary":
-        return x, (x[..., :1] > 0.3).astype("int32"), 1
-    return x, np.digitize(x[..., 0], [-0.5, 0.5]).astype("int32"), 3
-
-
 @pytest.mark.parametrize("name", list(ALL_LOSSES))
 def test_loss_trains_under_jit_and_round_trips_its_config(name):
     make, kind = ALL_LOSSES[name]
     loss = make()
-    x, y, channels = _segmentation_data(kind)
+    x, y, channels = segmentation_data(kind, RNG)
     eager = _value(loss, y, RNG.normal(size=y.shape[:3] + (channels,)).astype("float32"))
     assert np.isfinite(eager)
-    # the same value under XLA
-    logits = tf.constant(RNG.normal(size=y.shape[:3] + (channels,)).astype("float32"))
-    compiled = tf.function(lambda a, b: loss(a, b), jit_compile=True)
-    assert float(compiled(tf.constant(y), logits)) == pytest.approx(
-        _value(loss, y, logits.numpy()), rel=1e-5, abs=1e-6
-    )
+    # (the same value in tf.function and under XLA: tests/test_execution_modes.py)
     restored = keras.losses.deserialize(keras.losses.serialize(loss))
     assert type(restored) is type(loss) and restored.get_config() == loss.get_config()
     keras.utils.set_random_seed(0)
