@@ -56,7 +56,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     suite._write_csv(args.out / "results.csv", rows)
     with tempfile.TemporaryDirectory() as folder:  # no curves in a CSV: keep the bar plot only
-        for path in suite._plots(summary, {}, Path(folder)):
+        for path in suite.plots(summary, {}, Path(folder)):
             if path.name == "test_metric.png":
                 shutil.copy(path, args.out / path.name)
     print(f"\nwrote {args.out / 'results.csv'} and {args.out / 'test_metric.png'}")

@@ -46,6 +46,7 @@ import tensorflow as tf  # noqa: E402
 from _common import in_graph_step_timer, median_ratios, write_csv  # noqa: E402
 
 from rlmetric import PolicyGradientTrainer, estimators, policies, rewards, surrogates  # noqa: E402
+from rlmetric.plackett_luce import PlackettLuce  # noqa: E402
 
 STEPS_PER_EXECUTION = 32
 MODES = ("compute", "compute_launch_per_step", "fit")
@@ -82,7 +83,7 @@ def ranker(items: int = 100, features: int = 10) -> keras.Model:
 
 def data(config: str, batch: int, batches: int, size: int = 64):
     rng = np.random.default_rng(0)
-    if config == "ranking":  # lists of 100 items, relevance 0-4, the last 20 items padding
+    if config.startswith("ranking"):  # lists of 100 items, relevance 0-4, the last 20 padding
         x = rng.normal(size=(batch * batches, 100, 10)).astype("float32")
         y = np.digitize(x[..., 0] + 0.5 * rng.normal(size=x.shape[:2]), [0.5, 1.0, 1.5, 2.0])
         y = y.astype("float32")
@@ -102,11 +103,13 @@ ESTIMATOR = "auto"  # --estimator: the trainer's default unless named
 
 def build(config: str, method: str, num_samples: int, jit: bool, size: int = 64):
     keras.utils.set_random_seed(0)
-    model = {"mlp": mlp, "ranking": ranker}.get(config, lambda: conv(size))()
+    model = {"mlp": mlp, "ranking": ranker, "ranking_top10": ranker}.get(
+        config, lambda: conv(size)
+    )()
     if method == "bce":  # the cross-entropy step: ListNet's softmax cross-entropy for ranking
         loss = (
             surrogates.ListNet()
-            if config == "ranking"
+            if config.startswith("ranking")
             else keras.losses.BinaryCrossentropy(from_logits=True)
         )
         model.compile(
@@ -116,8 +119,10 @@ def build(config: str, method: str, num_samples: int, jit: bool, size: int = 64)
             steps_per_execution=STEPS_PER_EXECUTION,
         )
         return model
-    reward = {"mlp": "f1", "ranking": "ndcg@10"}.get(config, "iou")
+    reward = {"mlp": "f1", "ranking": "ndcg@10", "ranking_top10": "ndcg@10"}.get(config, "iou")
     policy = "plackett_luce" if config == "ranking" else "bernoulli"
+    if config == "ranking_top10":  # only the top 10 ranks drawn: a partial sort
+        policy = PlackettLuce(top_k=10)
     estimator = (
         estimators.default_estimator(rewards.get(reward), policies.get(policy))
         if ESTIMATOR == "auto"
@@ -247,7 +252,7 @@ def main() -> None:
     parser.add_argument("--no-memory", action="store_true", help="skip the memory probes")
     parser.add_argument(
         "--configs",
-        default="mlp,conv,ranking",
+        default="mlp,conv,ranking,ranking_top10",
         help="which models to time (the ranking row compares with a ListNet step)",
     )
     parser.add_argument("--memory-probe", help=argparse.SUPPRESS)
@@ -268,8 +273,9 @@ def main() -> None:
             rows += time_config("mlp", 256, [1, 8, 32], jit, steps, rounds)
         if "conv" in configs:
             rows += time_config("conv", 16, [1, 8], jit, max(steps // 10, 10), rounds)
-        if "ranking" in configs:
-            rows += time_config("ranking", 64, [8], jit, max(steps // 4, 10), rounds)
+        for config in ("ranking", "ranking_top10"):
+            if config in configs:
+                rows += time_config(config, 64, [8], jit, max(steps // 4, 10), rounds)
     write_csv(out / "step_cost.csv", rows)
     print(
         f"\nPolicy-gradient step (estimator={ESTIMATOR!r}) / BCE step, median of {rounds} "
@@ -284,6 +290,7 @@ def main() -> None:
         ("mlp", "MLP 30-64-1, batch 256"),
         ("conv", "conv 64x64, batch 16"),
         ("ranking", "ranking: per-item MLP, 64 lists x 100 items (vs a ListNet step)"),
+        ("ranking_top10", "ranking, PlackettLuce(top_k=10): only the top 10 ranks drawn"),
     )
     for config, label in labels:
         for jit in (False, True):

@@ -81,6 +81,24 @@ def _by_item(by_rank: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
     return tf.reshape(tf.math.unsorted_segment_sum(values, slots, tf.size(actions)), shape)
 
 
+def _complete_ranking(top: tf.Tensor, num_items: int) -> tf.Tensor:
+    """``top [K, B, k]`` item indices -> ``[K, B, L]``: those first, then the other items in
+    index order (a scatter of each item to its position; no second sort)."""
+    k = tf.shape(top)[-1]
+    items = tf.range(num_items)
+    is_top = tf.reduce_any(tf.equal(top[..., None], items), axis=-2)  # [K, B, L]
+    rank_in_top = tf.reduce_sum(
+        tf.cast(tf.equal(top[..., None], items), tf.int32) * tf.range(k)[:, None], axis=-2
+    )
+    rest = tf.math.cumsum(tf.cast(~is_top, tf.int32), axis=-1) - 1
+    position = tf.where(is_top, rank_in_top, k + rest)  # each item's rank
+    shape = tf.shape(is_top)
+    rows = tf.reshape(tf.range(shape[0] * shape[1]), [shape[0], shape[1], 1])
+    slots = tf.reshape(rows * num_items + position, [-1])
+    values = tf.reshape(tf.broadcast_to(items, shape), [-1])
+    return tf.reshape(tf.math.unsorted_segment_sum(values, slots, tf.size(is_top)), shape)
+
+
 @keras.saving.register_keras_serializable(package="rlmetric")
 class PlackettLuce(Policy):
     """A Plackett-Luce distribution over the ranking of each list's items.
@@ -151,10 +169,30 @@ class PlackettLuce(Policy):
         return tf.where(labels < 0.0, tf.cast(PADDING_LOGIT, logits.dtype), logits)
 
     def sample(self, logits: tf.Tensor, num_samples: int, seed: Any = None) -> tf.Tensor:
+        """``K`` rankings ``[K, B, L]``. With ``top_k`` only the first ``top_k`` ranks are drawn
+        (a partial sort); the other items follow in index order, which no reward at a cutoff
+        ``<= top_k`` reads (:meth:`check_reward` refuses the others)."""
         logits = tf.convert_to_tensor(logits)
         shape = tf.concat([[num_samples], tf.shape(logits)], axis=0)
         gumbel = -tf.math.log(-tf.math.log(batch_uniform(shape, seed, logits.dtype)))
-        return tf.math.top_k(logits + gumbel, k=tf.shape(logits)[-1]).indices
+        perturbed = logits + gumbel
+        num_items = logits.shape[-1]
+        if self.top_k is None or num_items is None or self.top_k >= num_items:
+            return tf.math.top_k(perturbed, k=tf.shape(logits)[-1]).indices
+        top = tf.math.top_k(perturbed, k=self.top_k).indices  # [K, B, k]
+        return _complete_ranking(top, num_items)
+
+    def check_reward(self, reward: Any) -> None:
+        """Refuses, with ``top_k`` set, a ranking reward that reads ranks beyond ``top_k``."""
+        if self.top_k is None or not isinstance(reward, RankingReward):
+            return
+        if reward.k is None or reward.k > self.top_k:
+            raise ValueError(
+                f"PlackettLuce(top_k={self.top_k}) draws and scores only the top {self.top_k} "
+                f"ranks, but reward {reward.name!r} reads rank "
+                f"{'all ranks' if reward.k is None else reward.k}; use top_k >= the reward's k "
+                "(or top_k=None)."
+            )
 
     def log_prob(self, logits: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
         """Per-rank terms ``s_{pi_r} - log sum_{j >= r} exp(s_{pi_j})``: ``[K, B, L]`` (their sum

@@ -65,6 +65,11 @@ class Policy:
         """Raises ``ValueError`` if the policy cannot read logits of this static shape."""
         raise NotImplementedError
 
+    def check_reward(self, reward: Any) -> None:
+        """Raises ``ValueError`` before training if the policy's decisions cannot be scored by
+        ``reward`` (a Plackett-Luce policy that draws only the top ranks, a reward that reads
+        deeper); nothing to check here."""
+
     def action_shape(self, logits_shape: tf.TensorShape) -> tf.TensorShape:
         """The shape of one set of decisions ``[B, ...]`` for logits of ``logits_shape``."""
         raise NotImplementedError

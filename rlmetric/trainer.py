@@ -142,6 +142,7 @@ class PolicyGradientTrainer(AtomicSaving, keras.Model):
         self.crossentropy_weight = float(crossentropy_weight)
         self.seed = seed
         if self.reward is not None:
+            self.policy.check_reward(self.reward)
             self.estimator.check(
                 policy=self.policy,
                 reward=self.reward,

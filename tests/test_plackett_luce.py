@@ -39,9 +39,7 @@ def _exact(policy, reward, logits, labels):
     return float(value), tape.gradient(value, logits).numpy()
 
 
-def _call(
-    estimator, logits, labels, reward, num_samples=8, seed=0, baseline=None, policy=None
-):
+def _call(estimator, logits, labels, reward, num_samples=8, seed=0, baseline=None, policy=None):
     """One estimator call: its output and the gradient of its loss with respect to logits."""
     logits = tf.convert_to_tensor(logits)
     with tf.GradientTape() as tape:
@@ -332,3 +330,29 @@ def test_pairwise_best_response_does_not_vanish_on_a_confident_mistake():
     _, pairwise = _call(PairwiseBestResponse(), logits, labels, reward, num_samples=64)
     assert abs(pl_rank[0, 0]) < 1e-6
     assert -pairwise[0, 0] > 0.9  # descent raises the relevant item's score
+
+
+def test_top_k_sampling_draws_the_same_prefix_and_the_rest_in_index_order():
+    logits = tf.constant(np.random.default_rng(3).normal(size=(5, 9)).astype("float32"))
+    full = PlackettLuce().sample(logits, 16, seed=4).numpy()
+    prefix = PlackettLuce(top_k=3).sample(logits, 16, seed=4).numpy()
+    np.testing.assert_array_equal(prefix[..., :3], full[..., :3])
+    assert (np.sort(prefix, axis=-1) == np.arange(9)).all()  # still permutations
+    rest = prefix[..., 3:]
+    assert (np.diff(rest, axis=-1) > 0).all()  # the tail in index order
+
+
+def test_pl_rank_with_top_k_sampling_is_unbiased():
+    reward = ranking.NDCG(k=2)
+    _, exact = _exact(PlackettLuce(), reward, LOGITS, LABELS)
+    _, gradient = _call(PLRank(), LOGITS, LABELS, reward, 20_000, 5, policy=PlackettLuce(top_k=2))
+    np.testing.assert_allclose(-gradient, exact, atol=0.03 * np.abs(exact).max())
+
+
+def test_top_k_refuses_a_reward_that_reads_deeper():
+    x, y = _ranking_data()
+    with pytest.raises(ValueError, match=r"top_k=5\) draws and scores only the top 5"):
+        PolicyGradientTrainer(_scorer(), reward="ndcg@10", policy=PlackettLuce(top_k=5))
+    with pytest.raises(ValueError, match="reads rank all ranks"):
+        PolicyGradientTrainer(_scorer(), reward="ndcg", policy=PlackettLuce(top_k=5))
+    PolicyGradientTrainer(_scorer(), reward="ndcg@5", policy=PlackettLuce(top_k=5))
