@@ -4,12 +4,20 @@ with a clear error after it (:class:`NonFiniteError`, or ``ValueError`` for labe
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 import tensorflow as tf
 
 from rlmetric._distribute import apply_on_replicas_if
 
-__all__ = ["NonFiniteError", "NonFiniteGuard", "apply_if_healthy", "INVALID_LABELS"]
+__all__ = [
+    "NonFiniteError",
+    "NonFiniteGuard",
+    "apply_if_healthy",
+    "add_guard_state",
+    "INVALID_LABELS",
+]
 
 _NONFINITE_WHAT = {1: "reward", 2: "loss", 3: "gradient"}
 INVALID_LABELS = 4  # the "what" of a training step whose labels are not decisions of the policy
@@ -142,3 +150,23 @@ def raise_if_invalid_test_labels(trainer, batch: int) -> None:
             f"decisions of policy={trainer.policy.name!r}: it expects labels"
             f"{trainer.policy._label_hint}. The metrics were not reported; check the labels."
         )
+
+
+def add_guard_state(trainer: Any) -> None:
+    """Creates the guard's non-trainable state on ``trainer`` (a ``keras.Model``)."""
+    # (training step, what) of the first non-finite value seen; -1 while there is none.
+    trainer._nonfinite = trainer.add_weight(
+        shape=(2,),
+        initializer=keras.initializers.Constant([-1, 0]),
+        dtype="int64",
+        trainable=False,
+        name="nonfinite_step",
+    )
+    # 1 once a test step saw labels that are not decisions of the policy
+    trainer._invalid_test_labels = trainer.add_weight(
+        shape=(),
+        initializer="zeros",
+        dtype="int64",
+        trainable=False,
+        name="invalid_test_labels",
+    )

@@ -4,12 +4,14 @@ reward eagerly, so that bad input fails with a clear message before any weight c
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from rlmetric import baselines as baselines_lib
 from rlmetric import estimators as estimators_lib
 from rlmetric import policies as policies_lib
 from rlmetric import rewards as rewards_lib
@@ -20,6 +22,7 @@ __all__ = [
     "fit_reward_to_logits",
     "check_trainer_arguments",
     "check_fit_arguments",
+    "check_components",
 ]
 
 
@@ -120,3 +123,28 @@ def check_fit_arguments(x: Any, kwargs: dict) -> None:
                 f"PolicyGradientTrainer.fit does not support {arg}: a batch metric such as "
                 "F1 has no per-example weights. Weight the metric itself instead."
             )
+
+
+def check_components(
+    policy: Any, reward: Any, baseline: Any, estimator: Any, num_samples: int
+) -> None:
+    """Refuses a policy, reward, baseline and estimator that cannot work together, before
+    training; warns when a chosen baseline would be ignored."""
+    # (leave-one-out is the default, which loaded configs carry too: not a choice)
+    if not estimator.uses_baseline and not isinstance(baseline, baselines_lib.LeaveOneOut):
+        warnings.warn(
+            f"baseline={baseline.name!r} is ignored: the estimator "
+            f"{estimator.name!r} does not use a baseline (it credits each decision "
+            "with its own effect, or pairs its samples). Pass estimator='reinforce' to use "
+            "the baseline.",
+            UserWarning,
+            stacklevel=3,
+        )
+    if reward is not None:
+        policy.check_reward(reward)
+        estimator.check(
+            policy=policy,
+            reward=reward,
+            baseline=baseline,
+            num_samples=num_samples,
+        )

@@ -10,7 +10,6 @@ work as usual.
 from __future__ import annotations
 
 import random
-import warnings
 from typing import Any
 
 import keras
@@ -25,6 +24,7 @@ from rlmetric._distribute import check_xla_strategy, logs_for_strategy, sum_over
 from rlmetric._guard import (
     NonFiniteError,
     NonFiniteGuard,
+    add_guard_state,
     apply_if_healthy,
     raise_if_invalid_test_labels,
     raise_if_nonfinite,
@@ -36,6 +36,7 @@ from rlmetric._inputs import (
     reject_sample_weight,
 )
 from rlmetric._preflight import (
+    check_components,
     check_fit_arguments,
     check_trainer_arguments,
     fit_reward_to_logits,
@@ -125,30 +126,11 @@ class PolicyGradientTrainer(AtomicSaving, keras.Model):
         if isinstance(estimator, str) and estimator == "auto":
             estimator = estimators_lib.default_estimator(self.reward, self.policy)
         self.estimator = estimators_lib.get(estimator)
-        # (leave-one-out is the default, which loaded configs carry too: not a choice)
-        if not self.estimator.uses_baseline and not isinstance(
-            self.baseline, baselines_lib.LeaveOneOut
-        ):
-            warnings.warn(
-                f"baseline={self.baseline.name!r} is ignored: the estimator "
-                f"{self.estimator.name!r} does not use a baseline (it credits each decision "
-                "with its own effect, or pairs its samples). Pass estimator='reinforce' to use "
-                "the baseline.",
-                UserWarning,
-                stacklevel=2,
-            )
         self.num_samples = int(num_samples)
         self.entropy_weight = float(entropy_weight)
         self.crossentropy_weight = float(crossentropy_weight)
         self.seed = seed
-        if self.reward is not None:
-            self.policy.check_reward(self.reward)
-            self.estimator.check(
-                policy=self.policy,
-                reward=self.reward,
-                baseline=self.baseline,
-                num_samples=num_samples,
-            )
+        check_components(self.policy, self.reward, self.baseline, self.estimator, num_samples)
 
         # Training step t draws its actions from the stateless seed (seed, t), t being the
         # optimizer's iteration count: reproducible, and no seed state to update every step.
@@ -162,22 +144,7 @@ class PolicyGradientTrainer(AtomicSaving, keras.Model):
             trainable=False,
             name="baseline_state",
         )
-        # (training step, what) of the first non-finite value seen; -1 while there is none.
-        self._nonfinite = self.add_weight(
-            shape=(2,),
-            initializer=keras.initializers.Constant([-1, 0]),
-            dtype="int64",
-            trainable=False,
-            name="nonfinite_step",
-        )
-        # 1 once a test step saw labels that are not decisions of the policy
-        self._invalid_test_labels = self.add_weight(
-            shape=(),
-            initializer="zeros",
-            dtype="int64",
-            trainable=False,
-            name="invalid_test_labels",
-        )
+        add_guard_state(self)
         self._training_stats = MeanOfEach(("loss", "reward", "advantage_std", "entropy"))
         self._entropy_tracker = keras.metrics.Mean(name="entropy")  # evaluate's
         self._reward_metrics = MetricList()
