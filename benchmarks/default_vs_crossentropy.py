@@ -38,7 +38,7 @@ from sklearn.model_selection import train_test_split  # noqa: E402
 
 from rlmetric import PolicyGradientTrainer  # noqa: E402
 from rlmetric.bench import make_shapes  # noqa: E402
-from rlmetric.bench.suite import format_difference, paired_difference  # noqa: E402
+from rlmetric.bench.report import format_difference, paired_difference  # noqa: E402
 
 
 def _tabular(x, y, seed, stratify=True):

@@ -33,7 +33,8 @@ import tensorflow as tf
 
 from rlmetric import estimators
 from rlmetric.bench import methods as bench_methods
-from rlmetric.bench.suite import format_difference, paired_difference, run_suite
+from rlmetric.bench.report import format_difference, paired_difference
+from rlmetric.bench.suite import run_suite
 from rlmetric.surrogates import lovasz_jaccard_gradient
 
 

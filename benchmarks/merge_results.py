@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from rlmetric.bench import suite
+from rlmetric.bench import report, suite
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -49,14 +49,14 @@ def main() -> None:
     chosen = [r for r in rows if r["chosen"]]
     tasks = {r["task"] for r in chosen}
     seeds = max(len({r["seed"] for r in chosen if r["task"] == task}) for task in tasks)
-    summary = suite.summarize(chosen)
-    print(suite.markdown_table(summary, seeds))
+    summary = report.summarize(chosen)
+    print(report.markdown_table(summary, seeds))
     print()
-    print(suite.verdict_table(suite.compare(chosen)))
+    print(report.verdict_table(report.compare(chosen)))
     args.out.mkdir(parents=True, exist_ok=True)
     suite._write_csv(args.out / "results.csv", rows)
     with tempfile.TemporaryDirectory() as folder:  # no curves in a CSV: keep the bar plot only
-        for path in suite.plots(summary, {}, Path(folder)):
+        for path in report.plots(summary, {}, Path(folder)):
             if path.name == "test_metric.png":
                 shutil.copy(path, args.out / path.name)
     print(f"\nwrote {args.out / 'results.csv'} and {args.out / 'test_metric.png'}")

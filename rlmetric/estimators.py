@@ -224,6 +224,7 @@ ALIASES = {
     "best_response": LocalBestResponse,
     "local_best_response": LocalBestResponse,
     "coupled_best_response": lambda: LocalBestResponse(context="coupled"),
+    **plackett_luce.ESTIMATOR_ALIASES,  # "pl_rank", "pairwise_best_response"
 }
 
 
@@ -275,6 +276,4 @@ def get(identifier: Any) -> Estimator:
         >>> estimators.get("local_expectation")
         LocalExpectation()
     """
-    return resolve(
-        identifier, {**ALIASES, **plackett_luce.ESTIMATOR_ALIASES}, Estimator, "estimator"
-    )
+    return resolve(identifier, ALIASES, Estimator, "estimator")

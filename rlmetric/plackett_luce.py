@@ -26,7 +26,7 @@ from rlmetric import estimator_base as estimators_lib
 from rlmetric._distribute import sum_over_replicas
 from rlmetric._sampling import batch_uniform
 from rlmetric.policy_base import Policy
-from rlmetric.ranking import PADDING_LABEL, RankingReward
+from rlmetric.ranking import PADDING_LABEL, PADDING_LOGIT, RankingReward, by_rank
 from rlmetric.ranking_losses import listnet
 
 __all__ = [
@@ -37,8 +37,6 @@ __all__ = [
     "reverse_logsumexp",
 ]
 
-#: the logit of a padded item: far below any score, yet finite (no NaN in the sums)
-PADDING_LOGIT = -1e9
 _IS_PADDING = PADDING_LOGIT / 2
 
 
@@ -62,41 +60,34 @@ def reverse_logsumexp(values: tf.Tensor) -> tf.Tensor:
     return tf.cast(tf.math.log(tf.maximum(sums, 1e-300)) + shift, values.dtype)
 
 
-def _by_rank(values: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
-    """``values [B, L]`` per item -> ``[K, B, L]`` in the order of each ranking ``[K, B, L]``."""
-    actions = tf.cast(actions, tf.int32)
-    values = tf.broadcast_to(values[None], tf.shape(actions))
-    return tf.gather(values, actions, axis=2, batch_dims=2)
-
-
-def _by_item(by_rank: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
-    """``by_rank [B, L]`` (a value per rank) -> ``[K, B, L]``: the value of the rank each item
-    takes in each ranking ``[K, B, L]``. A scatter, where inverting the permutations would
-    sort them again."""
-    actions = tf.cast(actions, tf.int32)
-    shape = tf.shape(actions)
+def _to_positions(values: tf.Tensor, positions: tf.Tensor) -> tf.Tensor:
+    """``out[k, b, positions[k, b, i]] = values[k, b, i]`` for ``[K, B, L]`` tensors whose
+    ``positions`` permute ``0 .. L-1`` in every row: a scatter, where inverting the
+    permutations would sort them again."""
+    shape = tf.shape(positions)
     rows = tf.reshape(tf.range(shape[0] * shape[1]), [shape[0], shape[1], 1])
-    slots = tf.reshape(rows * shape[2] + actions, [-1])
-    values = tf.reshape(tf.broadcast_to(by_rank[None], shape), [-1])
-    return tf.reshape(tf.math.unsorted_segment_sum(values, slots, tf.size(actions)), shape)
+    slots = tf.reshape(rows * shape[2] + tf.cast(positions, tf.int32), [-1])
+    flat = tf.reshape(tf.broadcast_to(values, shape), [-1])
+    return tf.reshape(tf.math.unsorted_segment_sum(flat, slots, tf.size(positions)), shape)
+
+
+def _by_item(by_rank_values: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
+    """``by_rank_values [B, L]`` (a value per rank) -> ``[K, B, L]``: the value of the rank each
+    item takes in each ranking ``[K, B, L]``."""
+    return _to_positions(by_rank_values[None], actions)
 
 
 def _complete_ranking(top: tf.Tensor, num_items: int) -> tf.Tensor:
     """``top [K, B, k]`` item indices -> ``[K, B, L]``: those first, then the other items in
-    index order (a scatter of each item to its position; no second sort)."""
+    index order."""
     k = tf.shape(top)[-1]
     items = tf.range(num_items)
-    is_top = tf.reduce_any(tf.equal(top[..., None], items), axis=-2)  # [K, B, L]
-    rank_in_top = tf.reduce_sum(
-        tf.cast(tf.equal(top[..., None], items), tf.int32) * tf.range(k)[:, None], axis=-2
-    )
+    hits = tf.cast(tf.equal(top[..., None], items), tf.int32)  # [K, B, k, L]
+    is_top = tf.reduce_sum(hits, axis=-2) > 0  # [K, B, L]
+    rank_in_top = tf.reduce_sum(hits * tf.range(k)[:, None], axis=-2)
     rest = tf.math.cumsum(tf.cast(~is_top, tf.int32), axis=-1) - 1
     position = tf.where(is_top, rank_in_top, k + rest)  # each item's rank
-    shape = tf.shape(is_top)
-    rows = tf.reshape(tf.range(shape[0] * shape[1]), [shape[0], shape[1], 1])
-    slots = tf.reshape(rows * num_items + position, [-1])
-    values = tf.reshape(tf.broadcast_to(items, shape), [-1])
-    return tf.reshape(tf.math.unsorted_segment_sum(values, slots, tf.size(is_top)), shape)
+    return _to_positions(items, position)
 
 
 @keras.saving.register_keras_serializable(package="rlmetric")
@@ -203,7 +194,7 @@ class PlackettLuce(Policy):
         squeeze = actions.shape.rank == 2
         if squeeze:
             actions = actions[None]
-        scores = _by_rank(logits, actions)  # [K, B, L]
+        scores = by_rank(logits, actions)  # [K, B, L]
         terms = scores - reverse_logsumexp(scores)
         keep = scores > _IS_PADDING
         if self.top_k is not None:
@@ -249,7 +240,7 @@ class PlackettLuce(Policy):
 
     def check_label_values(self, y_true, logits_shape, arg):
         values = np.asarray(y_true, dtype=np.float64)
-        bad = ~np.isfinite(values) | ((values < 0) & (values != -1))
+        bad = ~np.isfinite(values) | ((values < 0) & (values != PADDING_LABEL))
         if bad.any():
             shown = ", ".join(repr(v) for v in np.unique(values[bad])[:8].tolist())
             raise ValueError(
@@ -329,9 +320,9 @@ class PLRank(estimators_lib.Estimator):
         """``delta [K, B, L]``: each sampled ranking's estimate of ``dR / ds`` of the item at
         every rank (logits ``[B, L]`` already masked, labels ``[B, L]``, actions ``[K, B, L]``);
         0 at padded items."""
-        scores = _by_rank(tf.stop_gradient(logits), actions)  # [K, B, L]
+        scores = by_rank(tf.stop_gradient(logits), actions)  # [K, B, L]
         real = scores > _IS_PADDING
-        gains = _by_rank(reward.item_gains(y_true), actions)
+        gains = by_rank(reward.item_gains(y_true), actions)
         weights = tf.broadcast_to(reward.rank_weights(y_true)[None], tf.shape(scores))
         weights = tf.where(real, weights, 0.0)
         placed = weights * gains  # theta_x rho_{pi_x}
@@ -357,7 +348,7 @@ class PLRank(estimators_lib.Estimator):
         rewards = estimators_lib.score_samples(reward, y_true, actions)  # [K]
         delta = tf.stop_gradient(self.item_gradients(logits, y_true, actions, reward))
         lists = sum_over_replicas(tf.cast(tf.shape(logits)[0], tf.float32))
-        per_set = tf.reduce_sum(delta * _by_rank(logits, actions), axis=[1, 2])  # [K]
+        per_set = tf.reduce_sum(delta * by_rank(logits, actions), axis=[1, 2])  # [K]
         # the reward is the mean over the global batch's lists; the replicas' gradients add up
         loss = -tf.reduce_mean(per_set) / tf.maximum(lists, 1.0)
         advantages = rewards - tf.reduce_mean(rewards)

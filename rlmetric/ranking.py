@@ -40,13 +40,32 @@ __all__ = [
     "RecallAtK",
     "HitRate",
     "ranked_labels",
+    "by_rank",
+    "discount",
     "ALIASES",
     "PADDING_LABEL",
+    "PADDING_LOGIT",
 ]
 
 #: the label of a padded item (lists shorter than ``L``)
 PADDING_LABEL = -1
+#: the score given to a padded item: far below any score, yet finite (no NaN in the sums)
+PADDING_LOGIT = -1e9
 GAINS = ("exponential", "linear")
+
+
+def by_rank(values: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
+    """``values [B, L]`` (one per item, or one per rank position) read in the order of each
+    ranking or index ``actions [K, B, L]``: ``out[k, b, r] = values[b, actions[k, b, r]]``."""
+    actions = tf.cast(actions, tf.int32)
+    return tf.gather(
+        tf.broadcast_to(values[None], tf.shape(actions)), actions, axis=2, batch_dims=2
+    )
+
+
+def discount(ranks: tf.Tensor) -> tf.Tensor:
+    """``1 / log2(1 + rank)`` of 1-based ranks (any shape; smooth ranks work too)."""
+    return tf.math.log(2.0) / tf.math.log1p(tf.cast(ranks, tf.float32))
 
 
 def ranked_labels(y_true: tf.Tensor, actions: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -68,11 +87,7 @@ def ranked_labels(y_true: tf.Tensor, actions: tf.Tensor) -> tuple[tf.Tensor, tf.
         >>> labels.numpy().tolist(), ranks.numpy().tolist()  # the padded item takes no rank
         ([[[-1.0, 1.0, 2.0]]], [[[0.0, 1.0, 2.0]]])
     """
-    actions = tf.cast(actions, tf.int32)
-    y_true = tf.cast(y_true, tf.float32)
-    labels = tf.gather(
-        tf.broadcast_to(y_true[None], tf.shape(actions)), actions, axis=2, batch_dims=2
-    )
+    labels = by_rank(tf.cast(y_true, tf.float32), actions)
     valid = tf.cast(labels >= 0.0, tf.float32)
     return labels, tf.math.cumsum(valid, axis=-1) * valid
 
@@ -147,19 +162,12 @@ class RankingReward(Reward):
         """The metric of every list in every sample set: ``[B, L]``, ``[K, B, L]`` -> ``[K, B]``."""
         if not self.sums_over_ranks:
             raise NotImplementedError
-        labels, ranks = ranked_labels(y_true, actions)
-        gains = tf.gather(
-            tf.broadcast_to(self.item_gains(y_true)[None], tf.shape(actions)),
-            tf.cast(actions, tf.int32),
-            axis=2,
-            batch_dims=2,
-        )
-        weights = self.rank_weights(y_true)  # [B, L] by rank among real items
+        _, ranks = ranked_labels(y_true, actions)
+        gains = by_rank(self.item_gains(y_true), actions)
         positions = tf.cast(tf.maximum(ranks - 1.0, 0.0), tf.int32)
-        by_rank = tf.gather(
-            tf.broadcast_to(weights[None], tf.shape(actions)), positions, axis=2, batch_dims=2
-        )
-        return tf.reduce_sum(by_rank * gains * tf.cast(ranks > 0.0, tf.float32), axis=-1)
+        # the weight of each position's rank among the real items: [B, L] by rank
+        weights = by_rank(self.rank_weights(y_true), positions)
+        return tf.reduce_sum(weights * gains * tf.cast(ranks > 0.0, tf.float32), axis=-1)
 
     def item_gains(self, y_true: tf.Tensor) -> tf.Tensor:
         """``rho``: each item's gain, ``[B, L]`` -> ``[B, L]`` (0 at padding)."""
@@ -199,8 +207,7 @@ def _relevant(labels: tf.Tensor) -> tf.Tensor:
 
 def _discounts(length: tf.Tensor) -> tf.Tensor:
     """``1 / log2(1 + r)`` for ranks ``r = 1 .. length``."""
-    ranks = tf.range(1, length + 1, dtype=tf.float32)
-    return tf.math.log(2.0) / tf.math.log1p(ranks)
+    return discount(tf.range(1, length + 1))
 
 
 @keras.saving.register_keras_serializable(package="rlmetric")

@@ -13,6 +13,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from rlmetric.ranking import DCG, NDCG, PADDING_LOGIT, discount
+
 __all__ = [
     "listnet",
     "pairwise_logistic",
@@ -23,9 +25,6 @@ __all__ = [
     "ApproxNDCG",
     "LambdaLoss",
 ]
-
-_NEGLIGIBLE = -1e9  # the score of a padded item inside a softmax
-
 
 def _prepare(y_true, scores):
     y_true = tf.cast(tf.convert_to_tensor(y_true), tf.float32)
@@ -42,16 +41,12 @@ def _pairs(y_true, valid):
 
 
 def _gains(y_true):
-    return tf.pow(2.0, tf.maximum(y_true, 0.0)) - 1.0
+    """``2^y - 1`` per item, 0 at padding (:class:`rlmetric.ranking.DCG`'s gains)."""
+    return DCG().item_gains(y_true)
 
 
 def _ideal_dcg(y_true, k=None):
-    ideal = tf.sort(y_true, axis=-1, direction="DESCENDING")
-    ranks = tf.range(1, tf.shape(y_true)[-1] + 1, dtype=tf.float32)
-    discounts = 1.0 / (tf.math.log1p(ranks) / tf.math.log(2.0))
-    if k is not None:
-        discounts *= tf.cast(ranks <= k, tf.float32)
-    return tf.reduce_sum(_gains(ideal) * discounts, axis=-1)
+    return NDCG(k=k).ideal_dcg(y_true)
 
 
 def listnet(y_true: tf.Tensor, scores: tf.Tensor) -> tf.Tensor:
@@ -70,7 +65,7 @@ def listnet(y_true: tf.Tensor, scores: tf.Tensor) -> tf.Tensor:
         [0.6931]
     """
     y_true, scores, valid = _prepare(y_true, scores)
-    scores = tf.where(valid, scores, _NEGLIGIBLE)
+    scores = tf.where(valid, scores, PADDING_LOGIT)
     target = tf.maximum(y_true, 0.0)
     target /= tf.maximum(tf.reduce_sum(target, axis=-1, keepdims=True), 1e-12)
     return -tf.reduce_sum(target * tf.nn.log_softmax(scores, axis=-1), axis=-1)
@@ -117,7 +112,7 @@ def approx_ndcg(y_true: tf.Tensor, scores: tf.Tensor, alpha: float = 10.0) -> tf
         others * tf.sigmoid(alpha * (scores[:, None, :] - scores[:, :, None])), axis=-1
     )
     dcg = tf.reduce_sum(
-        tf.cast(valid, tf.float32) * _gains(y_true) * tf.math.log(2.0) / tf.math.log1p(ranks),
+        tf.cast(valid, tf.float32) * _gains(y_true) * discount(ranks),
         axis=-1,
     )
     ideal = _ideal_dcg(y_true)
@@ -143,10 +138,10 @@ def lambda_loss(y_true: tf.Tensor, scores: tf.Tensor, k: int | None = None) -> t
         True
     """
     y_true, scores, valid = _prepare(y_true, scores)
-    masked = tf.where(valid, tf.stop_gradient(scores), _NEGLIGIBLE)
+    masked = tf.where(valid, tf.stop_gradient(scores), PADDING_LOGIT)
     order = tf.math.top_k(masked, k=tf.shape(scores)[-1]).indices
     ranks = tf.cast(tf.argsort(order, axis=-1) + 1, tf.float32)  # rank of each item, 1-based
-    discounts = tf.math.log(2.0) / tf.math.log1p(ranks)
+    discounts = discount(ranks)
     if k is not None:
         discounts *= tf.cast(ranks <= k, tf.float32)
     gains = _gains(y_true)

@@ -361,6 +361,7 @@ ALIASES: dict[str, Callable[[], Reward]] = {
     "accuracy": Accuracy,
     "mcc": MatthewsCorrCoef,
     "matthews_corrcoef": lambda: MatthewsCorrCoef(name="matthews_corrcoef"),
+    **ranking.ALIASES,  # "ndcg@10", "mrr", ... (rlmetric.ranking)
 }
 
 
@@ -390,4 +391,4 @@ def get(identifier: Any) -> Reward:
         )
     if callable(identifier) and not isinstance(identifier, Reward | type):
         return CallableReward(identifier)
-    return resolve(identifier, {**ALIASES, **ranking.ALIASES}, Reward, "reward")
+    return resolve(identifier, ALIASES, Reward, "reward")

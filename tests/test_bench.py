@@ -156,7 +156,7 @@ def test_learning_rate_search_picks_by_validation_and_reads_test_at_the_chosen_r
 
 
 def test_paired_difference_interval_and_verdicts():
-    from rlmetric.bench.suite import paired_difference
+    from rlmetric.bench.report import paired_difference
 
     win = paired_difference([0.80, 0.82, 0.81, 0.83, 0.80], [0.70, 0.71, 0.72, 0.70, 0.71])
     assert win["verdict"] == "win" and win["low"] > 0

@@ -6,7 +6,8 @@ Needs the ``bench`` extra (scikit-learn for data and reference metrics, matplotl
 """
 
 from rlmetric.bench.methods import METHODS, Method
-from rlmetric.bench.suite import markdown_table, run_suite, summarize
+from rlmetric.bench.report import markdown_table, summarize
+from rlmetric.bench.suite import run_suite
 from rlmetric.bench.tasks import TASKS, Task, make_shapes
 
 __all__ = [

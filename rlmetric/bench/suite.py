@@ -12,11 +12,8 @@ import numpy as np
 from rlmetric.bench.methods import METHODS, FitResult, predict
 from rlmetric.bench.report import (
     CROSSENTROPY_METHODS,
-    DEFAULT_METHOD,
     compare,
-    format_difference,
     markdown_table,
-    paired_difference,
     plots,
     summarize,
     verdict_table,
@@ -25,13 +22,6 @@ from rlmetric.bench.tasks import TASKS
 
 __all__ = [
     "run_suite",
-    "summarize",
-    "markdown_table",
-    "compare",
-    "paired_difference",
-    "format_difference",
-    "verdict_table",
-    "DEFAULT_METHOD",
     "QUICK_METHODS",
     "FULL_METHODS",
     "QUICK_LEARNING_RATES",
