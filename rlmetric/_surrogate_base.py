@@ -121,4 +121,3 @@ class _SurrogateLoss(keras.losses.Loss):
 
     def get_config(self) -> dict:
         return {**super().get_config(), **self._options}
-

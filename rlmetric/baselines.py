@@ -166,6 +166,9 @@ class MovingAverage(Baseline):
 class LeaveOneOut(Baseline):
     r"""RLOO: each sample's baseline is the mean reward of the other ``K - 1`` samples.
 
+    Rewards ``[K]``, or ``[K, B, ...]`` with a baseline per trailing position (per example:
+    what :class:`rlmetric.step_networks.StepNetworkTrainer` uses).
+
     .. math:: A_k = R_k - \frac{1}{K - 1} \sum_{j \ne k} R_j
 
     References:
@@ -185,7 +188,8 @@ class LeaveOneOut(Baseline):
     def advantages(self, rewards, state, greedy_reward=None):
         rewards = tf.convert_to_tensor(rewards)
         k = tf.cast(tf.shape(rewards)[0], rewards.dtype)
-        others_mean = (tf.reduce_sum(rewards) - rewards) / (k - 1.0)
+        # over the sample axis only: [K, B] per-example rewards get a per-example baseline
+        others_mean = (tf.reduce_sum(rewards, axis=0) - rewards) / (k - 1.0)
         return rewards - others_mean, state
 
 

@@ -8,7 +8,6 @@ plain REINFORCE behind one interface, :class:`Estimator`, and one return type,
 :class:`EstimatorOutput`.
 """
 
-
 from __future__ import annotations
 
 import warnings
@@ -42,7 +41,6 @@ __all__ = [
     "get",
     "ALIASES",
 ]
-
 
 
 @keras.saving.register_keras_serializable(package="rlmetric")

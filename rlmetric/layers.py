@@ -10,6 +10,11 @@ common and are provided here as the competitors of a policy over the levels:
 * :class:`StraightThroughStep` keeps the hard steps forward and passes the gradient through as if
   the layer were the identity.
 
+:class:`StochasticStep` is the policy's way: a hidden (or output) layer of step units whose level
+is drawn during training from a distribution centred on the staircase and is the hard staircase
+at inference; :class:`rlmetric.step_networks.StepNetworkTrainer` trains the layers below it with
+a policy gradient.
+
 :func:`staircase` is the hard function itself, used to score either at evaluation.
 """
 
@@ -23,7 +28,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["SmoothStep", "StraightThroughStep", "staircase"]
+__all__ = [
+    "SmoothStep",
+    "StochasticStep",
+    "StraightThroughStep",
+    "levels_from_logits",
+    "staircase",
+]
 
 
 def _check_steps(
@@ -72,6 +83,21 @@ def staircase(
     h = tf.constant(heights, x.dtype)
     above = tf.cast(x[..., None] > t, x.dtype)  # [..., T]
     return low + tf.reduce_sum(above * h, axis=-1)
+
+
+def levels_from_logits(logits: Any, uniforms: Any) -> tf.Tensor:
+    """Inverse-CDF draws of categorical levels: ``logits`` ``[..., V]``, ``uniforms`` ``[...]``
+    in ``(0, 1)`` -> ``[...]`` int32, the number of cumulative probabilities below the uniform.
+
+    Examples:
+        >>> from rlmetric.layers import levels_from_logits
+        >>> levels_from_logits([[0.0, 0.0], [0.0, 0.0]], [0.3, 0.7]).numpy()  # p = (.5, .5)
+        array([0, 1], dtype=int32)
+    """
+    logits = tf.convert_to_tensor(logits)
+    cumulative = tf.cumsum(tf.nn.softmax(logits, axis=-1), axis=-1)[..., :-1]  # [..., V - 1]
+    uniforms = tf.cast(uniforms, cumulative.dtype)[..., None]
+    return tf.reduce_sum(tf.cast(uniforms > cumulative, tf.int32), axis=-1)
 
 
 class _StepLayer(keras.layers.Layer):
@@ -192,3 +218,112 @@ class StraightThroughStep(_StepLayer):
 
     def call(self, x):
         return x + tf.stop_gradient(self.hard(x) - x)
+
+
+@keras.saving.register_keras_serializable(package="rlmetric")
+class StochasticStep(_StepLayer):
+    r"""Step units whose level is a decision: drawn during training, the hard staircase at
+    inference.
+
+    Each unit of the input (its pre-activation ``x``) chooses one of the ``T + 1`` levels of the
+    staircase with the categorical distribution of logits
+
+    .. math:: z_0 = 0, \qquad z_j = \sum_{i \le j} (x - t_i) / \tau \quad (j = 1 \dots T),
+
+    so consecutive logits differ by :math:`(x - t_j)/\tau`: the most likely level is the number
+    of thresholds below ``x``, which is the hard staircase, and with one threshold the unit is a
+    Bernoulli of probability :math:`\sigma((x - t)/\tau)` (the perceptron's :math:`H(x - t)`
+    made stochastic). The default ``thresholds=(0.0,)`` is :math:`H(x)` with levels 0 and 1.
+
+    * ``training=False`` (inference, ``predict``, ``evaluate``): the hard staircase,
+      deterministic — the network that is deployed.
+    * ``training=True``: a draw from the distribution (keras.random, the layer's own seed). The
+      draw passes no gradient; :class:`rlmetric.step_networks.StepNetworkTrainer` gives the
+      layers below a policy gradient instead.
+
+    Args:
+        thresholds: ``T`` strictly increasing step positions (default ``(0.0,)``).
+        heights: the jump at each threshold (a number or ``T`` numbers); default ``1 / T``.
+        low: the level below the first threshold.
+        temperature: :math:`\tau > 0`, the spread of the levels around the staircase (in the
+            units of ``x``; the layer below can scale ``x`` as freely).
+        seed: seed of the draws of a plain ``training=True`` call.
+
+    References:
+        Williams (1992), Simple statistical gradient-following algorithms for connectionist
+        reinforcement learning. Bengio, Leonard & Courville (2013), Estimating or propagating
+        gradients through stochastic neurons for conditional computation.
+
+    Examples:
+        >>> import numpy as np
+        >>> from rlmetric.layers import StochasticStep
+        >>> step = StochasticStep()  # H(x)
+        >>> x = np.array([[-2.0, 0.5, 3.0]], "float32")
+        >>> step(x).numpy()  # inference: the hard step
+        array([[0., 1., 1.]], dtype=float32)
+        >>> np.round(step.level_probabilities(x).numpy()[0, :, 1], 3)  # P(level 1) = sigmoid(x)
+        array([0.119, 0.622, 0.953], dtype=float32)
+    """
+
+    def __init__(
+        self,
+        thresholds: Sequence[float] = (0.0,),
+        heights: float | Sequence[float] | None = None,
+        low: float = 0.0,
+        temperature: float = 1.0,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(thresholds, heights, low, **kwargs)
+        if (
+            isinstance(temperature, bool)
+            or not isinstance(temperature, int | float)
+            or not math.isfinite(temperature)
+            or temperature <= 0
+        ):
+            raise ValueError(f"temperature must be a finite number > 0; received {temperature!r}.")
+        self.temperature = float(temperature)
+        self.seed = seed
+        self._seed_generator = keras.random.SeedGenerator(seed, name="step_seed")
+
+    @property
+    def num_levels(self) -> int:
+        """``T + 1``, the number of levels a unit chooses from."""
+        return len(self.thresholds) + 1
+
+    def level_logits(self, x: Any) -> tf.Tensor:
+        """``[..., T + 1]`` logits of each unit's level, for pre-activations ``x`` ``[...]``."""
+        x = tf.convert_to_tensor(x)
+        t = tf.constant(self.thresholds, x.dtype)
+        steps = (x[..., None] - t) / self.temperature  # [..., T]
+        return tf.concat([tf.zeros_like(steps[..., :1]), tf.cumsum(steps, axis=-1)], axis=-1)
+
+    def level_probabilities(self, x: Any) -> tf.Tensor:
+        """``[..., T + 1]`` the probability of each level."""
+        return tf.nn.softmax(self.level_logits(x), axis=-1)
+
+    def mode_levels(self, x: Any) -> tf.Tensor:
+        """``[...]`` int32 index of the hard staircase's level (the most likely level)."""
+        x = tf.convert_to_tensor(x)
+        t = tf.constant(self.thresholds, x.dtype)
+        return tf.reduce_sum(tf.cast(x[..., None] > t, tf.int32), axis=-1)
+
+    def sample_levels(self, x: Any, uniforms: Any) -> tf.Tensor:
+        """``[...]`` int32 level indices drawn by inverting the CDF at ``uniforms`` ``[...]``
+        (same shape as ``x``): the level is the number of cumulative probabilities below the
+        uniform. With one threshold, level 1 iff ``uniform > 1 - sigmoid((x - t) / tau)``, so
+        ``uniforms`` and ``1 - uniforms`` give DisARM's antithetic pair."""
+        return levels_from_logits(self.level_logits(x), uniforms)
+
+    def level_values(self, levels: Any, dtype: Any = "float32") -> tf.Tensor:
+        """``[...]`` the output value of level indices ``levels`` ``[...]``."""
+        return tf.gather(tf.constant(self.levels, dtype), levels)
+
+    def call(self, x, training=None):
+        if not training:
+            return self.hard(x)
+        uniforms = keras.random.uniform(tf.shape(x), seed=self._seed_generator, dtype=x.dtype)
+        return self.level_values(self.sample_levels(x, uniforms), x.dtype)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "temperature": self.temperature, "seed": self.seed}

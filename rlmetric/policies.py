@@ -13,7 +13,6 @@ TensorFlow's kernel, and Threefry inside XLA-compiled functions, where it is the
 generator on CPU (the auto-selected default is some 20x slower there).
 """
 
-
 from __future__ import annotations
 
 from typing import Any
@@ -40,7 +39,6 @@ __all__ = [
     "batch_uniform",
     "ALIASES",
 ]
-
 
 
 @keras.saving.register_keras_serializable(package="rlmetric")

@@ -26,6 +26,7 @@ __all__ = [
     "LambdaLoss",
 ]
 
+
 def _prepare(y_true, scores):
     y_true = tf.cast(tf.convert_to_tensor(y_true), tf.float32)
     scores = tf.cast(tf.convert_to_tensor(scores), tf.float32)

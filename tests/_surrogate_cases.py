@@ -24,5 +24,3 @@ def segmentation_data(kind, rng):
     if kind == "binary":
         return x, (x[..., :1] > 0.3).astype("int32"), 1
     return x, np.digitize(x[..., 0], [-0.5, 0.5]).astype("int32"), 3
-
-

@@ -139,6 +139,7 @@ def test_sums_over_ranks_agree_with_item_gains_and_rank_weights():
     """The PL-Rank contract: per_list = sum_r theta_r rho(pi_r) when padding ranks last."""
     y, _ = _case(3)
     rng = np.random.default_rng(0)
+
     # padding last in every ranking
     def padding_last(row):
         return np.concatenate([rng.permutation(np.flatnonzero(row >= 0)), np.flatnonzero(row < 0)])
@@ -168,4 +169,3 @@ def test_aliases_configs_and_bad_arguments():
         ranking.NDCG()(tf.zeros([2, 3]), tf.zeros([2, 3], tf.int32))
     with pytest.raises(ValueError, match="does not match actions"):
         ranking.NDCG()(tf.zeros([2, 3]), tf.zeros([1, 2, 4], tf.int32))
-

@@ -195,7 +195,6 @@ def test_counts_add_up_across_batches():
         )
 
 
-
 def test_from_numpy_wraps_sklearn():
     rng = np.random.default_rng(13)
     y = (rng.random(64) < 0.3).astype(np.int32)

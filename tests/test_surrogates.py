@@ -308,6 +308,7 @@ def test_lovasz_jaccard_gradient_sums_to_the_loss_of_flipping_everything():
 
 # --- Keras integration --------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", list(ALL_LOSSES))
 def test_loss_trains_under_jit_and_round_trips_its_config(name):
     make, kind = ALL_LOSSES[name]

@@ -1,0 +1,324 @@
+"""StepNetworkTrainer: unbiased estimators (checked against the exact gradient by enumerating
+every pattern of the step units of a tiny network), the hard network at inference, XLA, saving,
+and the errors raised before training."""
+
+from __future__ import annotations
+
+import itertools
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from rlmetric import rewards
+from rlmetric.layers import StochasticStep
+from rlmetric.step_networks import (
+    StepNetworkTrainer,
+    chain_segments,
+    disarm_logit_gradient,
+    local_expectation_loss,
+    score_function_loss,
+)
+
+DRAWS = 3000  # Monte Carlo draws of each estimator; tolerance 4.5 standard errors + 2e-3
+
+
+def _tiny(step_layers=(StochasticStep,), units=(3,), outputs=2, seed=0, levels_layer=None):
+    keras.utils.set_random_seed(seed)
+    stack = [keras.Input((2,))]
+    for make, width in zip(step_layers, units, strict=True):
+        stack += [
+            keras.layers.Dense(width, kernel_initializer=keras.initializers.RandomNormal(0, 1.5)),
+            make(),
+        ]
+    stack.append(keras.layers.Dense(outputs))
+    if levels_layer is not None:
+        stack.append(levels_layer)
+    return keras.Sequential(stack)
+
+
+def _expected_objective(segments, index, h, y, objective):
+    """Exact expectation over every level pattern of the step layers from ``index`` on, for
+    one example ``h`` ``[1, ...]``; ``objective(y, output, levels)`` at the leaves."""
+    segment = segments[index]
+    a = segment.apply(h, training=False)
+    if segment.step is None:
+        return objective(y, a, None)
+    log_p = tf.nn.log_softmax(segment.step.level_logits(a), axis=-1)[0]  # [U, V]
+    units, levels = log_p.shape
+    total = 0.0
+    for pattern in itertools.product(range(levels), repeat=units):
+        weight = tf.exp(tf.reduce_sum(tf.gather(log_p, pattern, batch_dims=1)))
+        chosen = tf.constant([pattern], tf.int32)
+        if index + 1 == len(segments) - 1 and not segments[-1].layers:  # output step layer
+            value = objective(y, None, chosen)
+        else:
+            value = _expected_objective(
+                segments, index + 1, segment.step.level_values(chosen), y, objective
+            )
+        total += weight * value
+    return total
+
+
+def _exact_loss_gradient(model, x, y):
+    segments = chain_segments(model)
+    crossentropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    with tf.GradientTape() as tape:
+        per_example = [
+            _expected_objective(
+                segments, 0, x[b : b + 1], y[b : b + 1], lambda t, o, _: crossentropy(t, o)
+            )
+            for b in range(len(x))
+        ]
+        expected = tf.add_n(per_example) / len(x)
+    return [g.numpy() for g in tape.gradient(expected, model.trainable_variables)]
+
+
+def _monte_carlo(trainer, x, y, draws=DRAWS):
+    samples = [trainer.estimate_gradient(x, y, seed=(i, 7)) for i in range(draws)]
+    stacked = [np.stack(parts) for parts in zip(*samples, strict=True)]
+    return [s.mean(0) for s in stacked], [s.std(0) / np.sqrt(draws) for s in stacked]
+
+
+def _assert_unbiased(estimate, errors, exact):
+    for mean, error, truth in zip(estimate, errors, exact, strict=True):
+        np.testing.assert_array_less(np.abs(mean - truth), 4.5 * error + 2e-3)
+
+
+X = np.array([[0.5, -1.0], [-0.3, 0.8]], "float32")
+Y = np.array([1, 0], "int32")
+
+
+@pytest.mark.parametrize("estimator", ["reinforce", "disarm", "local_expectation"])
+def test_estimators_are_unbiased_on_three_binary_units(estimator):
+    model = _tiny()
+    trainer = StepNetworkTrainer(model, estimator=estimator, num_samples=4, seed=0)
+    exact = _exact_loss_gradient(model, X, Y)
+    estimate, errors = _monte_carlo(trainer, X, Y)
+    _assert_unbiased(estimate, errors, exact)
+    # the layer below the step units does get a gradient (not only the backprop top)
+    assert np.abs(exact[0]).max() > 0.01
+
+
+@pytest.mark.parametrize("estimator", ["reinforce", "disarm", "local_expectation"])
+def test_estimators_are_unbiased_through_two_step_layers(estimator):
+    model = _tiny(step_layers=(StochasticStep, StochasticStep), units=(2, 2))
+    trainer = StepNetworkTrainer(model, estimator=estimator, num_samples=4, seed=0)
+    exact = _exact_loss_gradient(model, X, Y)
+    estimate, errors = _monte_carlo(trainer, X, Y)
+    _assert_unbiased(estimate, errors, exact)
+    assert np.abs(exact[0]).max() > 0.005  # credit reaches the first layer
+
+
+@pytest.mark.parametrize("estimator", ["reinforce", "local_expectation"])
+def test_estimators_are_unbiased_on_multilevel_units(estimator):
+    multilevel = lambda: StochasticStep([-0.5, 0.5], temperature=0.7)  # noqa: E731
+    model = _tiny(step_layers=(multilevel,), units=(2,))
+    trainer = StepNetworkTrainer(model, estimator=estimator, num_samples=4, seed=0)
+    exact = _exact_loss_gradient(model, X, Y)
+    estimate, errors = _monte_carlo(trainer, X, Y)
+    _assert_unbiased(estimate, errors, exact)
+
+
+@pytest.mark.parametrize("estimator", ["reinforce", "disarm"])
+def test_batch_reward_estimators_are_unbiased(estimator):
+    # hidden step layer -> one output step unit per example; reward: the batch accuracy
+    model = _tiny(units=(2,), outputs=1, levels_layer=StochasticStep())
+    trainer = StepNetworkTrainer(model, reward="accuracy", estimator=estimator, num_samples=4)
+    segments = chain_segments(model)
+    accuracy = rewards.get("accuracy")
+    y = np.array([[1], [0]], "int32")
+
+    def joint(b, decided):
+        """E[accuracy] over the patterns of examples b.. given the decisions of those before."""
+        if b == len(X):
+            levels = tf.stack(decided)[None]  # [1, B, 1]
+            return accuracy(tf.constant(y), levels)[0]
+        leaf = lambda t, o, levels: joint(b + 1, [*decided, levels[0]])  # noqa: E731
+        return _expected_objective(segments, 0, X[b : b + 1], None, leaf)
+
+    with tf.GradientTape() as tape:
+        expected = joint(0, [])
+    exact = [-g.numpy() for g in tape.gradient(expected, model.trainable_variables)]
+    estimate, errors = _monte_carlo(trainer, X, y)
+    _assert_unbiased(estimate, errors, exact)
+    assert np.abs(exact[0]).max() > 0.005
+
+
+def test_disarm_gradient_by_hand():
+    # f(b) = 0.2, f(b~) = 1.0; unit 0 differs (b~ = 1: sign -1), unit 1 agrees (no credit)
+    g = disarm_logit_gradient(
+        tf.constant([[0.2]]),
+        tf.constant([[1.0]]),
+        tf.constant([[[0, 1]]]),
+        tf.constant([[[1, 1]]]),
+        tf.constant([[[-1.0, 2.0]]]),
+    )
+    expected = 0.5 * (0.2 - 1.0) * -1.0 / (1.0 + np.exp(-1.0))
+    np.testing.assert_allclose(g.numpy(), [[[expected, 0.0]]], rtol=1e-6)
+
+
+def test_local_expectation_and_score_function_losses_by_hand():
+    p = tf.Variable([[[[0.2, 0.8], [0.6, 0.4]]]])  # [K=1, B=1, U=2, V=2]
+    losses = tf.constant([[[[1.0, 3.0], [2.0, 0.5]]]])
+    with tf.GradientTape() as tape:
+        value = local_expectation_loss(p, losses)
+    np.testing.assert_allclose(float(value), 0.2 + 2.4 + 1.2 + 0.2, rtol=1e-6)
+    np.testing.assert_allclose(tape.gradient(value, p).numpy(), losses.numpy())  # stopped
+    log_probs = tf.constant([[-1.0, -3.0], [-2.0, -0.5]])
+    advantages = tf.constant([[1.0, -1.0], [0.5, 2.0]])
+    expected = -np.mean([(-1.0 + 3.0) / 2, (-1.0 - 1.0) / 2])
+    np.testing.assert_allclose(float(score_function_loss(log_probs, advantages)), expected)
+    batch = -np.mean([-1.0 + 3.0, -1.0 - 1.0])
+    assert float(score_function_loss(log_probs, advantages, per_example=False)) == batch
+
+
+def test_hard_network_at_inference_is_the_step_computation_by_hand():
+    model = keras.Sequential(
+        [
+            keras.Input((2,)),
+            keras.layers.Dense(3),
+            StochasticStep(),
+            keras.layers.Dense(2),
+            StochasticStep([0.5, 1.5], heights=[1.0, 2.0]),
+        ]
+    )
+    w1 = np.array([[1.0, -1.0, 0.5], [2.0, 1.0, -1.0]], "float32")
+    b1 = np.array([0.0, 0.5, -0.2], "float32")
+    w2 = np.array([[1.0, 0.3], [1.0, -2.0], [0.7, 2.0]], "float32")
+    b2 = np.array([0.0, 0.1], "float32")
+    model.set_weights([w1, b1, w2, b2])
+    x = np.random.default_rng(0).normal(size=(50, 2)).astype("float32")
+    hidden = (x @ w1 + b1 > 0).astype("float32")
+    score = hidden @ w2 + b2
+    expected = (score > 0.5) * 1.0 + (score > 1.5) * 2.0
+    np.testing.assert_array_equal(model.predict(x, verbose=0), expected)
+    np.testing.assert_array_equal(model(x, training=False).numpy(), expected)
+    trainer = StepNetworkTrainer(model, loss="mse")
+    trainer.compile()
+    assert trainer.evaluate(x, expected, verbose=0) == pytest.approx(0.0)
+
+
+def test_training_call_draws_levels_of_the_distribution():
+    step = StochasticStep(seed=3)
+    x = np.full((20_000, 1), 0.8, "float32")
+    drawn = step(x, training=True).numpy()
+    assert set(np.unique(drawn)) == {0.0, 1.0}
+    assert abs(drawn.mean() - 1 / (1 + np.exp(-0.8))) < 0.015
+
+
+def _xor(n=512):
+    x = np.random.default_rng(0).normal(size=(n, 2)).astype("float32")
+    return x, ((x[:, 0] > 0) ^ (x[:, 1] > 0)).astype("int32")
+
+
+@pytest.mark.parametrize("estimator", ["reinforce", "disarm", "local_expectation"])
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
+def test_fit_learns_xor_with_hard_hidden_units(estimator, jit_compile):
+    x, y = _xor()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((2,)),
+            keras.layers.Dense(16),
+            StochasticStep(temperature=0.3),
+            keras.layers.Dense(2),
+        ]
+    )
+    trainer = StepNetworkTrainer(model, estimator=estimator, seed=0)
+    trainer.compile(keras.optimizers.Adam(0.05), metrics=["accuracy"], jit_compile=jit_compile)
+    trainer.fit(x, y, batch_size=64, epochs=20, verbose=0)
+    # a linear model cannot beat ~0.5 on XOR; hard hidden units can
+    assert trainer.evaluate(x, y, verbose=0, return_dict=True)["accuracy"] > 0.85
+
+
+def test_saving_the_model_and_the_trainer(tmp_path):
+    x, y = _xor(128)
+    model = _tiny(units=(4,))
+    trainer = StepNetworkTrainer(model, estimator="disarm", num_samples=4, seed=1)
+    trainer.compile(keras.optimizers.Adam(0.01), metrics=["accuracy"])
+    trainer.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert isinstance(loaded.layers[1], StochasticStep)
+    trainer.save(tmp_path / "trainer.keras")
+    again = keras.saving.load_model(tmp_path / "trainer.keras")
+    assert isinstance(again, StepNetworkTrainer)
+    assert (again.estimator, again.num_samples, again.seed) == ("disarm", 4, 1)
+    np.testing.assert_array_equal(again.predict(x, verbose=0), trainer.predict(x, verbose=0))
+    again.fit(x, y, batch_size=32, epochs=1, verbose=0)  # trains on
+
+
+def test_nonfinite_loss_stops_fit_without_touching_the_weights():
+    x, y = _xor(64)
+    model = _tiny(units=(4,))
+    before = [w.copy() for w in model.get_weights()]
+
+    def broken(y_true, y_pred):
+        return tf.reduce_mean(y_pred, axis=-1) * np.inf
+
+    trainer = StepNetworkTrainer(model, loss=broken, seed=0)
+    trainer.compile()
+    with pytest.raises(FloatingPointError, match="Non-finite"):
+        trainer.fit(x, y, batch_size=64, epochs=1, verbose=0)
+    for old, new in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(old, new)
+
+
+def _dense(units=2):
+    return keras.layers.Dense(units)
+
+
+@pytest.mark.parametrize(
+    ("make", "options", "error", "match"),
+    [
+        (lambda: keras.Sequential([keras.Input((2,)), _dense()]), {}, ValueError, "no Stoch"),
+        (
+            lambda: _tiny(step_layers=(lambda: StochasticStep([0.0, 1.0]),), units=(2,)),
+            {"estimator": "disarm"},
+            ValueError,
+            "binary units",
+        ),
+        (_tiny, {"estimator": "disarm", "num_samples": 3}, ValueError, "even"),
+        (_tiny, {"num_samples": 1}, ValueError, "num_samples must be >= 2"),
+        (_tiny, {"estimator": "stein"}, ValueError, "estimator must be one of"),
+        (_tiny, {"reward": "accuracy"}, ValueError, "must end with a StochasticStep"),
+        (
+            lambda: _tiny(levels_layer=StochasticStep()),
+            {"reward": "accuracy", "estimator": "local_expectation"},
+            ValueError,
+            "per-example loss",
+        ),
+        (_tiny, {"loss": "mse", "reward": "accuracy"}, ValueError, "not both"),
+        (_tiny, {"loss": 3}, TypeError, "loss must be"),
+        (_tiny, {"num_samples": 4.0}, TypeError, "num_samples must be an int"),
+    ],
+)
+def test_bad_arguments_are_refused_before_training(make, options, error, match):
+    with pytest.raises(error, match=match):
+        StepNetworkTrainer(make(), **options)
+
+
+def test_models_that_are_not_chains_are_refused():
+    inputs = keras.Input((2,))
+    hidden = StochasticStep()(keras.layers.Dense(3)(inputs))
+    merged = keras.layers.Concatenate()([hidden, inputs])
+    branchy = keras.Model(inputs, keras.layers.Dense(2)(merged))
+    with pytest.raises(ValueError, match="chain"):
+        StepNetworkTrainer(branchy)
+    block = keras.Sequential([keras.Input((2,)), _dense(3), StochasticStep()])
+    nested = keras.Sequential([keras.Input((2,)), block, _dense()])
+    with pytest.raises(ValueError, match="inside it"):
+        StepNetworkTrainer(nested)
+    chain = keras.Model(inputs, keras.layers.Dense(2)(hidden))  # a functional chain is fine
+    assert len(chain_segments(chain)) == 2
+
+
+def test_compile_refuses_a_loss_and_temperature_is_checked():
+    trainer = StepNetworkTrainer(_tiny())
+    with pytest.raises(ValueError, match="does not take a loss"):
+        trainer.compile(loss="mse")
+    with pytest.raises(ValueError, match="temperature must be"):
+        StochasticStep(temperature=0.0)
