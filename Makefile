@@ -41,6 +41,7 @@ examples: $(STAMP)
 	$(BIN)/python examples/ranking_ndcg.py
 	$(BIN)/python examples/cartpole.py
 	$(BIN)/python examples/metric_env.py
+	$(BIN)/python examples/perceptron_network.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

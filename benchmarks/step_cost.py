@@ -16,6 +16,11 @@ against a ListNet step; each with ``jit_compile`` off and on. The trainer's defa
 (``--estimator`` names another; REINFORCE gets the leave-one-out baseline, the moving average at
 K=1).
 
+Networks of step units (``--configs step_net``): a 64-W-10 network whose W hidden units are
+hard steps (the digits task's shape), batch 64, W in {32, 128, 512}: a StepNetworkTrainer step
+(REINFORCE and DisARM at K = 8, local expectation at K = 2, whose cost grows with W) over a
+straight-through step of the same network.
+
 Memory (Linux): in a fresh process per configuration, the peak resident memory during 5 training
 steps (after a first step has traced the graph and built the optimizer) above the resident memory
 before them, for the BCE step and the policy-gradient step at each K: it should grow linearly in K
@@ -23,8 +28,8 @@ with a small slope (the model runs once per batch; only the [K, B, ...] noise, a
 log-probabilities are repeated). ``--large`` adds per-pixel policies on 256x256 masks (batch 8).
 
 Run: python benchmarks/step_cost.py [--quick] [--large] [--no-memory] [--estimator NAME]
-    [--configs mlp,conv,ranking] [--out DIR]
-Writes DIR/step_cost.csv and DIR/step_memory.csv.
+    [--configs mlp,conv,ranking,step_net] [--out DIR]
+Writes DIR/step_cost.csv, DIR/step_memory.csv and (step_net) DIR/step_network_cost.csv.
 """
 
 from __future__ import annotations
@@ -46,7 +51,9 @@ import tensorflow as tf  # noqa: E402
 from _common import in_graph_step_timer, median_ratios, write_csv  # noqa: E402
 
 from rlmetric import PolicyGradientTrainer, estimators, policies, rewards, surrogates  # noqa: E402
+from rlmetric.layers import StochasticStep, StraightThroughStep  # noqa: E402
 from rlmetric.plackett_luce import PlackettLuce  # noqa: E402
+from rlmetric.step_networks import StepNetworkTrainer  # noqa: E402
 
 STEPS_PER_EXECUTION = 32
 MODES = ("compute", "compute_launch_per_step", "fit")
@@ -189,6 +196,93 @@ def time_config(config: str, batch: int, samples: list[int], jit: bool, steps: i
     return rows
 
 
+STEP_NET_WIDTHS = (32, 128, 512)
+STEP_NET_ESTIMATORS = (("reinforce", 8), ("disarm", 8), ("local_expectation", 2))
+
+
+def step_network(width: int, unit) -> keras.Model:
+    keras.utils.set_random_seed(0)
+    return keras.Sequential(
+        [keras.Input((64,)), keras.layers.Dense(width), unit(), keras.layers.Dense(10)]
+    )
+
+
+def time_step_networks(jit: bool, steps: int, rounds: int) -> list[dict]:
+    """StepNetworkTrainer steps over a straight-through step of the same 64-W-10 network."""
+    rng = np.random.default_rng(0)
+    batch = 64
+    x = rng.normal(size=(batch * STEPS_PER_EXECUTION * 2, 64)).astype("float32")
+    y = rng.integers(0, 10, size=len(x)).astype("int32")
+    rows = []
+    for width in STEP_NET_WIDTHS:
+        ste = step_network(width, lambda: StraightThroughStep([0.0]))
+        ste.compile(
+            optimizer="adam",
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            jit_compile=jit,
+            steps_per_execution=STEPS_PER_EXECUTION,
+        )
+        models = {"ste": ste}
+        for estimator, k in STEP_NET_ESTIMATORS:
+            trainer = StepNetworkTrainer(
+                step_network(width, StochasticStep), estimator=estimator, num_samples=k, seed=0
+            )
+            trainer.compile(
+                optimizer="adam", jit_compile=jit, steps_per_execution=STEPS_PER_EXECUTION
+            )
+            models[estimator] = trainer
+        for mode in ("compute", "fit"):
+            if mode == "fit":
+                timers = {name: fit_timer(m, x, y, batch) for name, m in models.items()}
+            else:
+                timers = {
+                    name: in_graph_step_timer(m, x[:batch], y[:batch], steps, jit)
+                    for name, m in models.items()
+                }
+            ratios = median_ratios(timers, "ste", rounds)
+            for estimator, k in STEP_NET_ESTIMATORS:
+                median, q25, q75 = ratios[estimator]
+                rows.append(
+                    {
+                        "config": f"step_net_{width}",
+                        "batch": batch,
+                        "K": k,
+                        "jit": jit,
+                        "mode": mode,
+                        "ratio": median,
+                        "ratio_q25": q25,
+                        "ratio_q75": q75,
+                        "estimator": estimator,
+                    }
+                )
+    return rows
+
+
+def print_step_networks(rows: list[dict], rounds: int) -> None:
+    print(
+        f"\nStepNetworkTrainer step / straight-through step, 64-W-10 network, batch 64, median "
+        f"of {rounds} alternating rounds (quartiles)"
+    )
+    print("| hidden width W | estimator | K | jit | compute only | through fit |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        if r["mode"] != "compute":
+            continue
+        fit = next(
+            f
+            for f in rows
+            if f["mode"] == "fit"
+            and all(f[key] == r[key] for key in ("config", "estimator", "jit"))
+        )
+        cells = [
+            f"{row['ratio']:.2f}x ({row['ratio_q25']:.2f}-{row['ratio_q75']:.2f})"
+            for row in (r, fit)
+        ]
+        jit = "on" if r["jit"] else "off"
+        width = r["config"].split("_")[-1]
+        print(f"| {width} | {r['estimator']} | {r['K']} | {jit} | {' | '.join(cells)} |")
+
+
 # --- memory: each measurement in a fresh process --------------------------------------------------
 
 
@@ -253,7 +347,8 @@ def main() -> None:
     parser.add_argument(
         "--configs",
         default="mlp,conv,ranking,ranking_top10",
-        help="which models to time (the ranking row compares with a ListNet step)",
+        help="which models to time (the ranking row compares with a ListNet step; step_net, "
+        "networks of step units against a straight-through step, is run only when named)",
     )
     parser.add_argument("--memory-probe", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -276,6 +371,12 @@ def main() -> None:
         for config in ("ranking", "ranking_top10"):
             if config in configs:
                 rows += time_config(config, 64, [8], jit, max(steps // 4, 10), rounds)
+    if "step_net" in configs:
+        step_rows = [r for jit in (False, True) for r in time_step_networks(jit, steps, rounds)]
+        write_csv(out / "step_network_cost.csv", step_rows)
+        print_step_networks(step_rows, rounds)
+        if configs == ["step_net"]:
+            return
     write_csv(out / "step_cost.csv", rows)
     print(
         f"\nPolicy-gradient step (estimator={ESTIMATOR!r}) / BCE step, median of {rounds} "

@@ -13,15 +13,18 @@ from rlmetric import (
     ranking,
     ranking_losses,
     rewards,
+    step_networks,
     surrogates,
     thresholds,
 )
+from rlmetric.step_networks import StepNetworkTrainer
 from rlmetric.trainer import NonFiniteError, PolicyGradientTrainer
 
 __version__ = "0.1.0"
 
 __all__ = [
     "PolicyGradientTrainer",
+    "StepNetworkTrainer",
     "NonFiniteError",
     "baselines",
     "diagnostics",
@@ -35,6 +38,7 @@ __all__ = [
     "ranking",
     "ranking_losses",
     "rewards",
+    "step_networks",
     "surrogates",
     "thresholds",
     "__version__",

@@ -555,9 +555,8 @@ class StepNetworkTrainer(AtomicSaving, keras.Model):
     def _local_expectation_loss(self, y, layer, draws, objective, copies) -> tf.Tensor:
         draw = draws[layer]
         num_levels = self._segments[self._step_positions[layer]].step.num_levels
-        rows = tf.shape(draw.levels)[0]
-        flat = tf.reshape(draw.levels, [rows, -1])  # [N, U]
-        units = flat.shape[-1]
+        units = int(np.prod(draw.levels.shape[1:]))  # static: the layer's width
+        flat = tf.reshape(draw.levels, [-1, units])  # [N, U]
         # variant (o, i): unit i moved o levels up (cyclically), every other decision kept
         offsets = tf.range(1, num_levels)[:, None, None, None]
         moved = (flat[None, None] + offsets) % num_levels  # [V - 1, 1, N, U]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rlmetric import cli
+from rlmetric import cli, layers
 from rlmetric.bench import METHODS, TASKS, make_shapes, run_suite
 from rlmetric.bench.methods import exact_level_reward
 
@@ -50,6 +50,40 @@ def test_ranking_tasks_run_with_listnet_as_the_cross_entropy(tmp_path, capsys):
     out = capsys.readouterr().out
     defaults = out[out.index("The default trainer") :]
     assert "| diabetes-ndcg | listnet " in defaults
+
+
+def test_step_network_tasks_score_every_method_with_hard_steps(tmp_path, capsys):
+    from rlmetric.bench.step_nets import STEP_NETWORK_METHODS
+
+    names = [m.name for m in STEP_NETWORK_METHODS]
+    rows = run_suite(
+        tasks=["cancer-step2"], methods=names, seeds=1, quick=True, epochs=2, out=tmp_path
+    )
+    assert [r["method"] for r in rows] == names
+    task = TASKS["cancer-step2"]
+    (x_train, y_train), _, (x_test, y_test) = task.load(0, True)
+    for row in rows:
+        assert 0.0 < row["test"] <= 1.0 and row["metric"] == "accuracy"
+    ste = next(r for r in rows if r["method"] == "ste-net")
+    assert ste["step_ratio_vs_bce"] == pytest.approx(1.0)  # the reference step
+    out = capsys.readouterr().out
+    # the ReLU network is a ceiling: never the "best surrogate" of the verdict
+    verdict = out[out.index("Verdict") :]
+    assert "| cancer-step2 | relu-net" not in verdict.split("ReLU network of the same size")[0]
+    assert "ReLU network of the same size" in out
+
+
+def test_smooth_annealed_network_is_scored_with_hard_steps():
+    from rlmetric.bench.step_nets import _hard_twin, _network
+
+    task = TASKS["cancer-step"]
+    (x_train, y_train), _, _ = task.load(0, True)
+    smooth, denses = _network(task, x_train, 0, lambda: layers.SmoothStep([0.0], sharpness=1.0))
+    hard = _hard_twin(x_train, denses)
+    kernel, bias, head, head_bias = (w for w in smooth.get_weights() if w.ndim > 0)
+    expected = ((x_train @ kernel + bias) > 0).astype("float32") @ head + head_bias
+    np.testing.assert_allclose(hard.predict(x_train, verbose=0), expected, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(smooth.predict(x_train, verbose=0), expected, atol=1e-3)
 
 
 def test_mean_ndcg_skips_padding_and_scores_lists_without_relevance_zero():

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as skm
 
-from rlmetric import PolicyGradientTrainer, rewards
+from rlmetric import PolicyGradientTrainer, StepNetworkTrainer, rewards
 from rlmetric.envs import MetricEnv
 
 rng = np.random.default_rng(0)
@@ -444,7 +444,18 @@ def _needs_arguments():
         "rlmetric>PolicyGradientTrainer": lambda: PolicyGradientTrainer(dense(), seed=0),
         "rlmetric>SmoothStep": lambda: layers.SmoothStep([0.25, 0.5, 0.75], sharpness=10.0),
         "rlmetric>StraightThroughStep": lambda: layers.StraightThroughStep([0.25, 0.5, 0.75]),
+        "rlmetric>StepNetworkTrainer": lambda: StepNetworkTrainer(
+            keras.Sequential(
+                [keras.Input((2,)), keras.layers.Dense(3), layers.StochasticStep(), dense_head()]
+            ),
+            estimator="disarm",
+            seed=0,
+        ),
     }
+
+
+def dense_head():
+    return keras.layers.Dense(2)
 
 
 REGISTERED = sorted(k for k in keras.saving.get_custom_objects() if k.startswith("rlmetric>"))

@@ -201,7 +201,7 @@ def test_hard_network_at_inference_is_the_step_computation_by_hand():
 
 
 def test_training_call_draws_levels_of_the_distribution():
-    step = StochasticStep(seed=3)
+    step = StochasticStep(temperature=1.0, seed=3)
     x = np.full((20_000, 1), 0.8, "float32")
     drawn = step(x, training=True).numpy()
     assert set(np.unique(drawn)) == {0.0, 1.0}

@@ -20,14 +20,20 @@ __all__ = [
     "plots",
     "DEFAULT_METHOD",
     "CROSSENTROPY_METHODS",
+    "CEILING_METHODS",
 ]
 
 #: What ``PolicyGradientTrainer(model, reward=..., policy=...)`` does with nothing else set.
 DEFAULT_METHOD = "pg-best-response"
 
-#: the cross-entropy each task's default is compared with: ``bce``, or for ranking ListNet's
-#: softmax cross-entropy over the list
-CROSSENTROPY_METHODS = ("bce", "listnet")
+#: the cross-entropy each task's default is compared with (and the reference of the step-time
+#: ratios): ``bce``, for ranking ListNet's softmax cross-entropy over the list, for networks of
+#: step units the straight-through network's cross-entropy step
+CROSSENTROPY_METHODS = ("bce", "listnet", "ste-net")
+
+#: methods that bound what a task allows rather than compete (a ReLU network where the units
+#: must be hard steps): compared with the best policy gradient apart, never its "best surrogate"
+CEILING_METHODS = ("relu-net",)
 
 
 def summarize(rows: list[dict]) -> list[dict]:
@@ -124,15 +130,19 @@ def compare(rows: list[dict]) -> list[dict]:
     """Per task, the paired test differences that decide the verdicts.
 
     ``best``: the best policy-gradient method against the best other method, each the one with
-    the best mean *validation* metric (picking by test would flatter both); ``default``: the
+    the best mean *validation* metric (picking by test would flatter both; ceilings such as a
+    ReLU network left out); ``ceiling``: the same policy-gradient method against each of
+    :data:`CEILING_METHODS` present; ``default``: the
     trainer's defaults (:data:`DEFAULT_METHOD`) against cross-entropy (``bce``).
     """
     comparisons = []
     for task in dict.fromkeys(r["task"] for r in rows):
         methods = list(dict.fromkeys(r["method"] for r in rows if r["task"] == task))
         policy_gradient = [m for m in methods if m.startswith("pg-")]
-        surrogate = [m for m in methods if not m.startswith("pg-")]
-        pairs = [("best", _best(rows, task, policy_gradient), _best(rows, task, surrogate))]
+        surrogate = [m for m in methods if not m.startswith("pg-") and m not in CEILING_METHODS]
+        best_policy_gradient = _best(rows, task, policy_gradient)
+        pairs = [("best", best_policy_gradient, _best(rows, task, surrogate))]
+        pairs += [("ceiling", best_policy_gradient, m) for m in methods if m in CEILING_METHODS]
         crossentropy = next((m for m in CROSSENTROPY_METHODS if m in methods), None)
         if DEFAULT_METHOD in methods and crossentropy:
             pairs.append(("default", DEFAULT_METHOD, crossentropy))
@@ -164,6 +174,12 @@ def verdict_table(comparisons: list[dict]) -> str:
             "Verdict: the best policy-gradient method vs the best surrogate (each picked by mean "
             "validation metric), paired over seeds",
             "best surrogate",
+            "best policy gradient",
+        ),
+        "ceiling": (
+            "The best policy-gradient method vs the ReLU network of the same size (a ceiling "
+            "for hard step units, not a competitor), paired over seeds",
+            "ceiling",
             "best policy gradient",
         ),
         "default": (

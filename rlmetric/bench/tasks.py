@@ -27,24 +27,29 @@ class Task:
         name: CLI name (``cancer-f1``).
         kind: ``"binary"`` (one decision per example), ``"multilabel"``, ``"binary-seg"``
             (a decision per pixel), ``"multiclass-seg"`` (a class per pixel), ``"steps"`` or
-            ``"ranking"`` (a score per item of each list; labels ``[Q, L]``, ``-1`` padding).
+            ``"ranking"`` (a score per item of each list; labels ``[Q, L]``, ``-1`` padding) or
+            ``"step-net"`` (classes from a network whose hidden units are hard steps).
         metric: the name of the test metric in tables.
         load: ``(seed, quick) -> (train, val, test)`` pairs ``(x, y)``.
         body: ``input_shape -> keras.Model`` of the features (the head is the method's).
         batch_size, epochs, quick_epochs: training settings shared by methods (each method's
             Adam learning rate is searched by :func:`rlmetric.bench.run_suite`).
-        classes: number of classes of ``multiclass-seg`` (background included).
+        classes: number of classes of ``multiclass-seg`` (background included) and of
+            ``step-net``.
+        hidden: the widths of the hidden layers of step units of a ``step-net`` task (a
+            network of hard steps; its methods build it, ``body`` is ``None``).
     """
 
     name: str
     kind: str
     metric: str
     load: Callable
-    body: Callable
+    body: Callable | None
     batch_size: int
     epochs: int
     quick_epochs: int
     classes: int = 2
+    hidden: tuple[int, ...] = ()
 
     def score(self, y_true: np.ndarray, decisions: np.ndarray) -> float:
         """The test metric of ``decisions`` (same shape as ``y_true``), by scikit-learn."""
@@ -102,6 +107,13 @@ def _digits(seed: int, quick: bool):
 
     x, y = load_digits(return_X_y=True)
     return _split(x, (y == 9).astype(int), seed)  # one-vs-rest, ~10% positive
+
+
+def _digits_classes(seed: int, quick: bool):
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    return _split(x, y, seed)  # the 10 classes
 
 
 def _imbalanced(seed: int, quick: bool):
@@ -316,6 +328,14 @@ TASKS: dict[str, Task] = {
             classes=4,
         ),
         Task("steps", "steps", "exact-level accuracy", _steps, _mlp_body, 128, 40, 8),
+        # networks of hard step units: the hidden widths, then the classes
+        Task("digits-step", "step-net", "accuracy", _digits_classes, None, 64, 40, 8, 10, (128,)),
+        Task(
+            "digits-step2", "step-net", "accuracy", _digits_classes, None, 64, 40, 8, 10, (128, 64)
+        ),
+        Task("cancer-step", "step-net", "accuracy", _cancer, None, 32, 40, 8, 2, (32,)),
+        Task("cancer-step2", "step-net", "accuracy", _cancer, None, 32, 40, 8, 2, (32, 16)),
+        Task("steps-step", "step-net", "exact-level accuracy", _steps, None, 128, 40, 8, 5, (64,)),
         # an MLP applied to every item of a list: [Q, L, F] -> [Q, L, 64]
         Task("ltr-ndcg", "ranking", "NDCG@10", _synthetic_ranking, _mlp_body, 32, 40, 8),
         Task("diabetes-ndcg", "ranking", "NDCG@10", _diabetes_ranking, _mlp_body, 32, 40, 8),
