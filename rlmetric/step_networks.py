@@ -108,9 +108,11 @@ def disarm_logit_gradient(
     formula is the same with the two swapped).
 
     Args:
-        rewards, antithetic_rewards: ``[P, B]`` (or ``[P, 1]`` for a batch reward) the objective
-            to maximise for each pair's two decision sets.
-        levels, antithetic_levels: ``[P, B, U]`` 0/1 decisions of the pair.
+        rewards: ``[P, B]`` (or ``[P, 1]`` for a batch reward) the objective to maximise for
+            the first decision set of each pair.
+        antithetic_rewards: the same for the antithetic set.
+        levels: ``[P, B, U]`` 0/1 decisions of the first set.
+        antithetic_levels: ``[P, B, U]`` 0/1 decisions of the antithetic set.
         logits: ``[P, B, U]`` the units' logits ``alpha`` (only their magnitude is read).
 
     Returns:
@@ -305,9 +307,9 @@ class StepNetworkTrainer(AtomicSaving, keras.Model):
     r"""Trains a Keras model containing :class:`~rlmetric.layers.StochasticStep` layers.
 
     The model must be a chain (a ``keras.Sequential``, or a functional model without branches):
-    deterministic layers, a step layer, deterministic layers, ... Each training step tiles the
-    batch ``K`` times, runs the chain with every step unit's level drawn from its distribution,
-    and minimises
+    deterministic layers, a step layer, deterministic layers, ... Each training step runs the
+    layers below the first step layer once, tiles their output ``K`` times, runs the rest of the
+    chain with every step unit's level drawn from its distribution, and minimises
 
     * the mean per-example ``loss`` of the output by backprop for the layers above the last step
       layer, plus the estimator's surrogate for the layers below each step layer (credit from
@@ -433,6 +435,14 @@ class StepNetworkTrainer(AtomicSaving, keras.Model):
                 "StepNetworkTrainer.compile does not take a loss: pass it to the trainer "
                 f"(StepNetworkTrainer(model, loss=...)). Received loss={loss!r}."
             )
+        replicas = self.distribute_strategy.num_replicas_in_sync
+        if replicas > 1:
+            # the per-example baselines and the re-runs are replica-local; the global-batch
+            # arithmetic of PolicyGradientTrainer is not written for them yet
+            raise ValueError(
+                f"StepNetworkTrainer does not support tf.distribute with several replicas yet "
+                f"(this strategy has {replicas}); train it on one device."
+            )
         super().compile(optimizer=optimizer, **kwargs)
 
     def compile_from_config(self, config: dict) -> None:
@@ -465,13 +475,16 @@ class StepNetworkTrainer(AtomicSaving, keras.Model):
         start: int,
         seed: tf.Tensor | None = None,
         noise: list[tf.Tensor] | None = None,
+        applied: bool = False,
     ) -> tuple[tf.Tensor, list[_Draw]]:
-        """Runs segments ``start, start + 1, ...`` from ``h`` (the input of segment ``start``),
-        drawing each step layer's levels with fresh noise from ``seed``, or with ``noise`` (one
-        ``[N, ...units]`` tensor per step layer from ``start`` on)."""
+        """Runs segments ``start, start + 1, ...`` from ``h`` (the input of segment ``start``,
+        or with ``applied`` the output of its layers), drawing each step layer's levels with
+        fresh noise from ``seed``, or with ``noise`` (one ``[N, ...units]`` tensor per step
+        layer from ``start`` on)."""
         draws = []
         for index, segment in enumerate(self._segments[start:]):
-            h = segment.apply(h, training=True)
+            if not (applied and index == 0):
+                h = segment.apply(h, training=True)
             if segment.step is None:
                 return h, draws
             logits = segment.step.level_logits(tf.cast(h, tf.float32))  # [N, ...units, V]
@@ -515,7 +528,10 @@ class StepNetworkTrainer(AtomicSaving, keras.Model):
         """(the loss to minimise, the objective per sample ``[K', B or 1]``, the first sample
         set's outputs ``[B, ...]``); runs inside the gradient tape."""
         copies = self.num_samples // 2 if self.estimator == "disarm" else self.num_samples
-        outputs, draws = self._run(_tile_rows(x, copies), 0, seed=seed)
+        # The layers below the first step layer see the same inputs in every sample: they run
+        # once, and their output is tiled (their gradient sums over the samples through it).
+        below = self._segments[0].apply(x, training=True)
+        outputs, draws = self._run(_tile_rows(below, copies), 0, seed=seed, applied=True)
         objective = self._objective(y, outputs, draws[-1].levels, copies)
         per_example = self.reward is None
         # the layers above the last step layer: backprop of the objective itself

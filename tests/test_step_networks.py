@@ -322,3 +322,38 @@ def test_compile_refuses_a_loss_and_temperature_is_checked():
         trainer.compile(loss="mse")
     with pytest.raises(ValueError, match="temperature must be"):
         StochasticStep(temperature=0.0)
+
+
+def test_several_replicas_are_refused_at_compile():
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import os
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        two = [tf.config.LogicalDeviceConfiguration()] * 2
+        tf.config.set_logical_device_configuration(cpu, two)
+        import keras
+        from rlmetric.layers import StochasticStep
+        from rlmetric.step_networks import StepNetworkTrainer
+        strategy = tf.distribute.MirroredStrategy(
+            [d.name for d in tf.config.list_logical_devices("CPU")]
+        )
+        with strategy.scope():
+            model = keras.Sequential(
+                [keras.Input((2,)), keras.layers.Dense(3), StochasticStep(), keras.layers.Dense(2)]
+            )
+            trainer = StepNetworkTrainer(model)
+            try:
+                trainer.compile()
+                print("compiled")
+            except ValueError as error:
+                print(error)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert "does not support tf.distribute with several replicas" in result.stdout, result.stderr
