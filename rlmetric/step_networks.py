@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import keras
@@ -45,8 +44,17 @@ from rlmetric._guard import (
 )
 from rlmetric._sampling import stateless_uniform
 from rlmetric._saving import AtomicSaving
+from rlmetric._step_chain import _Draw, _tile_rows, chain_segments
 from rlmetric.estimator_base import EstimatorOutput
-from rlmetric.layers import StochasticStep, levels_from_logits
+from rlmetric.layers import levels_from_logits
+from rlmetric.step_surrogates import (
+    disarm_layer_loss,
+    disarm_logit_gradient,
+    layer_log_prob,
+    local_expectation_layer_loss,
+    local_expectation_loss,
+    score_function_loss,
+)
 
 __all__ = [
     "StepNetworkTrainer",
@@ -59,224 +67,6 @@ __all__ = [
 ]
 
 ESTIMATORS = ("reinforce", "disarm", "local_expectation")
-
-
-# --- the pure pieces -----------------------------------------------------------------------------
-
-
-def score_function_loss(
-    log_probs: tf.Tensor, advantages: tf.Tensor, per_example: bool = True
-) -> tf.Tensor:
-    r"""The REINFORCE surrogate to minimise for the credit ``advantages`` of each decision set.
-
-    .. math:: -\frac{1}{K} \sum_k \frac{1}{B} \sum_b \mathrm{sg}(A_{kb}) \log p_{kb}
-
-    (without the ``1/B`` for a batch reward, whose every example's decisions share the credit).
-
-    Args:
-        log_probs: ``[K, B]`` log-probability of every decision of sample ``k`` of example ``b``
-            (summed over the units of all step layers).
-        advantages: ``[K, B]`` (per-example objective) or ``[K, 1]`` (a batch reward).
-        per_example: whether the objective is the mean over examples of a per-example value.
-
-    Examples:
-        >>> import tensorflow as tf
-        >>> from rlmetric.step_networks import score_function_loss
-        >>> float(score_function_loss(tf.constant([[-1.0, -2.0]]), tf.constant([[1.0, 0.5]])))
-        1.0
-    """
-    credit = tf.stop_gradient(tf.cast(advantages, log_probs.dtype)) * log_probs
-    total = tf.reduce_sum(credit, axis=1)
-    if per_example:
-        total /= tf.cast(tf.shape(log_probs)[1], log_probs.dtype)
-    return -tf.reduce_mean(total)
-
-
-def disarm_logit_gradient(
-    rewards: tf.Tensor,
-    antithetic_rewards: tf.Tensor,
-    levels: tf.Tensor,
-    antithetic_levels: tf.Tensor,
-    logits: tf.Tensor,
-) -> tf.Tensor:
-    r"""DisARM's estimate of ``d E[f] / d logit`` for binary units (Dong, Mnih & Tucker 2020):
-
-    .. math:: g_i = \tfrac12 \big(f(b) - f(\tilde b)\big)\,(-1)^{\tilde b_i}\,
-        \mathbb 1[b_i \ne \tilde b_i]\,\sigma(|\alpha_i|)
-
-    for the antithetic pair ``b = 1[u < sigma(alpha)]``, ``b~ = 1[1 - u < sigma(alpha)]`` (the
-    formula is the same with the two swapped).
-
-    Args:
-        rewards: ``[P, B]`` (or ``[P, 1]`` for a batch reward) the objective to maximise for
-            the first decision set of each pair.
-        antithetic_rewards: the same for the antithetic set.
-        levels: ``[P, B, U]`` 0/1 decisions of the first set.
-        antithetic_levels: ``[P, B, U]`` 0/1 decisions of the antithetic set.
-        logits: ``[P, B, U]`` the units' logits ``alpha`` (only their magnitude is read).
-
-    Returns:
-        ``[P, B, U]`` the gradient estimate per unit (not stopped: a constant of the inputs).
-
-    Examples:
-        >>> import tensorflow as tf
-        >>> from rlmetric.step_networks import disarm_logit_gradient
-        >>> # f(1) = 1, f(0) = 0 at alpha = 0: the exact gradient is sigmoid'(0) = 0.25
-        >>> g = disarm_logit_gradient(tf.constant([[1.0]]), tf.constant([[0.0]]),
-        ...     tf.constant([[[1]]]), tf.constant([[[0]]]), tf.constant([[[0.0]]]))
-        >>> float(g[0, 0, 0])
-        0.25
-    """
-    dtype = logits.dtype
-    differ = tf.cast(tf.not_equal(levels, antithetic_levels), dtype)
-    sign = 1.0 - 2.0 * tf.cast(antithetic_levels, dtype)  # (-1)^{b~}
-    half_difference = 0.5 * tf.cast(rewards - antithetic_rewards, dtype)[..., None]
-    return half_difference * sign * differ * tf.sigmoid(tf.abs(logits))
-
-
-def local_expectation_loss(
-    level_probabilities: tf.Tensor, variant_losses: tf.Tensor, per_example: bool = True
-) -> tf.Tensor:
-    r"""The local-expectation surrogate (Titsias & Lazaro-Gredilla 2015) to minimise:
-
-    .. math:: \frac{1}{K B} \sum_{k, b} \sum_i \sum_v p_v(x_{kbi})\,
-        \mathrm{sg}\big(L(h_{kb} \text{ with } h_i = v)\big)
-
-    whose gradient is, for every unit, the exact gradient of the expected loss over that unit's
-    level with the other units' decisions held at the sample.
-
-    Args:
-        level_probabilities: ``[K, B, U, V]`` the probability of each level of each unit.
-        variant_losses: ``[K, B, U, V]`` the loss with unit ``i`` set to level ``v`` and every
-            other decision as sampled.
-        per_example: divide by ``B`` (a per-example loss averaged over the batch).
-
-    Examples:
-        >>> import tensorflow as tf
-        >>> from rlmetric.step_networks import local_expectation_loss
-        >>> p, losses = tf.constant([[[[0.25, 0.75]]]]), tf.constant([[[[2.0, 1.0]]]])
-        >>> float(local_expectation_loss(p, losses))  # .25 * 2 + .75 * 1
-        1.25
-    """
-    expected = tf.reduce_sum(
-        level_probabilities * tf.stop_gradient(tf.cast(variant_losses, level_probabilities.dtype)),
-        axis=[2, 3],
-    )  # [K, B]
-    total = tf.reduce_sum(expected, axis=1)
-    if per_example:
-        total /= tf.cast(tf.shape(expected)[1], expected.dtype)
-    return tf.reduce_mean(total)
-
-
-# --- the model as a chain of segments ------------------------------------------------------------
-
-
-@dataclass
-class Segment:
-    """Deterministic layers followed by a step layer (``None`` for the last segment)."""
-
-    layers: list[keras.layers.Layer]
-    step: StochasticStep | None
-
-    def apply(self, h: tf.Tensor, training: bool) -> tf.Tensor:
-        for layer in self.layers:
-            h = layer(h, training=training)
-        return h
-
-
-def _top_layers(model: keras.Model) -> list[keras.layers.Layer]:
-    """The layers of ``model`` in order, checked to form a chain (no branch, no merge)."""
-    if isinstance(model, keras.Sequential):
-        return list(model.layers)
-    try:
-        inputs, outputs = model.inputs, model.outputs
-    except (AttributeError, ValueError):
-        inputs = outputs = None
-    if not inputs or len(inputs) != 1 or len(outputs) != 1:
-        raise ValueError(
-            "StepNetworkTrainer needs a keras.Sequential or a functional model with one input "
-            f"and one output whose layers form a chain; received {type(model).__name__} "
-            f"{model.name!r}."
-        )
-    chain, previous = [], inputs[0]
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        if len(layer._inbound_nodes) != 1 or layer.input is not previous:
-            raise ValueError(
-                "StepNetworkTrainer needs a model whose layers form a chain, each taking the "
-                f"output of the one before; layer {layer.name!r} of model {model.name!r} "
-                "takes other inputs (a branch, a merge or a shared layer). Build the model as "
-                "a keras.Sequential of blocks."
-            )
-        chain.append(layer)
-        previous = layer.output
-    if previous is not outputs[0]:
-        raise ValueError(f"The layers of model {model.name!r} do not end at its output.")
-    return chain
-
-
-def chain_segments(model: keras.Model) -> list[Segment]:
-    """Splits ``model`` at its :class:`~rlmetric.layers.StochasticStep` layers.
-
-    Returns:
-        Segments ``[layers_0, step_1], [layers_1, step_2], ..., [layers_L, None]``: the output
-        of ``step_l`` feeds ``layers_l``. Nested models are deterministic blocks and may not hold
-        a step layer.
-
-    Raises:
-        ValueError: the model is not a chain, holds no step layer, or nests one.
-
-    Examples:
-        >>> import keras
-        >>> from rlmetric.layers import StochasticStep, levels_from_logits
-        >>> from rlmetric.step_networks import chain_segments
-        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8), StochasticStep(),
-        ...                           keras.layers.Dense(3)])
-        >>> [(len(s.layers), s.step is not None) for s in chain_segments(model)]
-        [(1, True), (1, False)]
-    """
-    segments, current = [], []
-    for layer in _top_layers(model):
-        if isinstance(layer, StochasticStep):
-            segments.append(Segment(current, layer))
-            current = []
-            continue
-        nested = [
-            inner.name
-            for inner in layer._flatten_layers(include_self=False)
-            if isinstance(inner, StochasticStep)
-        ]
-        if nested:
-            raise ValueError(
-                f"Layer {layer.name!r} of model {model.name!r} holds StochasticStep layer(s) "
-                f"{nested} inside it; StepNetworkTrainer needs them at the top level of the "
-                "model (put the block's layers in the outer keras.Sequential)."
-            )
-        current.append(layer)
-    segments.append(Segment(current, None))
-    if len(segments) == 1:
-        raise ValueError(
-            f"Model {model.name!r} has no StochasticStep layer: there is nothing for "
-            "StepNetworkTrainer to sample. Train it with model.fit."
-        )
-    return segments
-
-
-@dataclass
-class _Draw:
-    """One step layer's decisions in a forward pass: ``[N, ...units]`` each, logits
-    ``[N, ...units, V]``."""
-
-    logits: tf.Tensor
-    uniforms: tf.Tensor
-    levels: tf.Tensor
-
-
-def _tile_rows(x: tf.Tensor, copies: int) -> tf.Tensor:
-    """``[N, ...]`` -> ``[copies * N, ...]``, copy-major (row ``c * N + n`` is row ``n``)."""
-    x = tf.convert_to_tensor(x)
-    return tf.tile(x, tf.concat([[copies], tf.ones([tf.rank(x) - 1], tf.int32)], axis=0))
 
 
 def _resolve_loss(loss: Any) -> tuple[Any, Callable]:
@@ -537,62 +327,28 @@ class StepNetworkTrainer(AtomicSaving, keras.Model):
         # the layers above the last step layer: backprop of the objective itself
         loss = tf.reduce_mean(objective) if per_example else tf.constant(0.0)
         if self.estimator == "reinforce":
-            log_probs = tf.add_n([_log_prob(draw, copies) for draw in draws])  # [K, B]
+            log_probs = tf.add_n([layer_log_prob(d.logits, d.levels, copies) for d in draws])
             advantages, _ = baselines_lib.LeaveOneOut().advantages(-objective, None)
             return (
                 loss + score_function_loss(log_probs, advantages, per_example),
                 objective,
                 outputs,
             )
-        for layer in range(len(draws)):
+        for layer, draw in enumerate(draws):
+
+            def rerun(levels, factor=1, layer=layer):
+                return self._rerun(y, layer, levels, draws, factor)
+
             if self.estimator == "disarm":
-                loss += self._disarm_loss(y, layer, draws, objective, copies, per_example)
+                loss += disarm_layer_loss(
+                    draw.logits, draw.uniforms, draw.levels, objective, rerun, copies, per_example
+                )
             else:
-                loss += self._local_expectation_loss(y, layer, draws, objective, copies)
+                num_levels = self._segments[self._step_positions[layer]].step.num_levels
+                loss += local_expectation_layer_loss(
+                    draw.logits, draw.levels, objective, rerun, copies, num_levels
+                )
         return loss, objective, outputs
-
-    def _disarm_loss(self, y, layer, draws, objective, copies, per_example) -> tf.Tensor:
-        draw = draws[layer]
-        antithetic = levels_from_logits(draw.logits, 1.0 - draw.uniforms)
-        antithetic_objective = tf.stop_gradient(self._rerun(y, layer, antithetic, draws, 1))
-        alpha = _units(draw.logits[..., 1] - draw.logits[..., 0], copies)  # [P, B, U]
-        gradient = disarm_logit_gradient(
-            -objective,
-            -antithetic_objective,
-            _units(draw.levels, copies),
-            _units(antithetic, copies),
-            alpha,
-        )
-        ascent = tf.reduce_sum(tf.stop_gradient(gradient) * alpha, axis=[1, 2])  # [P]
-        if per_example:
-            ascent /= tf.cast(tf.shape(alpha)[1], ascent.dtype)
-        return -tf.reduce_mean(ascent)
-
-    def _local_expectation_loss(self, y, layer, draws, objective, copies) -> tf.Tensor:
-        draw = draws[layer]
-        num_levels = self._segments[self._step_positions[layer]].step.num_levels
-        units = int(np.prod(draw.levels.shape[1:]))  # static: the layer's width
-        flat = tf.reshape(draw.levels, [-1, units])  # [N, U]
-        # variant (o, i): unit i moved o levels up (cyclically), every other decision kept
-        offsets = tf.range(1, num_levels)[:, None, None, None]
-        moved = (flat[None, None] + offsets) % num_levels  # [V - 1, 1, N, U]
-        one_unit = tf.eye(units, dtype=tf.bool)[None, :, None, :]  # [1, U, 1, U]
-        variants = tf.where(one_unit, moved, flat[None, None])  # [V - 1, U, N, U]
-        unit_shape = tf.shape(draw.levels)[1:]
-        variants = tf.reshape(variants, tf.concat([[-1], unit_shape], axis=0))
-        factor = (num_levels - 1) * units
-        moved_objective = tf.stop_gradient(self._rerun(y, layer, variants, draws, factor))
-        moved_objective = tf.reshape(moved_objective, [num_levels - 1, units, copies, -1])
-        moved_objective = tf.transpose(moved_objective, [2, 3, 1, 0])  # [K, B, U, V - 1]
-        kept = tf.broadcast_to(objective[:, :, None, None], tf.shape(moved_objective[..., :1]))
-        variant_losses = tf.concat([kept, moved_objective], axis=-1)  # offsets 0 .. V - 1
-        probabilities = tf.reshape(
-            tf.nn.softmax(draw.logits, axis=-1), [copies, -1, units, num_levels]
-        )
-        sampled = tf.reshape(flat, [copies, -1, units, 1])
-        shifted = (sampled + tf.range(num_levels)) % num_levels  # level of each offset
-        probabilities = tf.gather(probabilities, shifted, batch_dims=3)
-        return local_expectation_loss(probabilities, variant_losses)
 
     # -- Keras steps ------------------------------------------------------------------------------
     def _step_seed(self) -> tf.Tensor:
@@ -698,16 +454,3 @@ class StepNetworkTrainer(AtomicSaving, keras.Model):
                     config[key], custom_objects=custom_objects
                 )
         return cls(**config)
-
-
-def _units(values: tf.Tensor, copies: int) -> tf.Tensor:
-    """``[copies * B, ...units]`` -> ``[copies, B, U]``."""
-    units = int(np.prod(values.shape[1:]))
-    return tf.reshape(values, [copies, -1, units])
-
-
-def _log_prob(draw: _Draw, copies: int) -> tf.Tensor:
-    """``[copies, B]`` log-probability of the drawn levels, summed over the layer's units."""
-    log_p = tf.nn.log_softmax(draw.logits, axis=-1)
-    chosen = tf.gather(log_p, draw.levels, batch_dims=draw.levels.shape.rank)
-    return tf.reduce_sum(_units(chosen, copies), axis=-1)

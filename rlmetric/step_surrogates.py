@@ -1,0 +1,212 @@
+"""The estimators of :class:`rlmetric.step_networks.StepNetworkTrainer` as pure functions of
+tensors: what each minimises for the layers below a step layer (re-exported by
+:mod:`rlmetric.step_networks`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from rlmetric.layers import levels_from_logits
+
+__all__ = [
+    "score_function_loss",
+    "disarm_logit_gradient",
+    "local_expectation_loss",
+    "layer_log_prob",
+    "disarm_layer_loss",
+    "local_expectation_layer_loss",
+]
+
+#: ``rerun(levels, factor) -> [factor * K, B or 1]``: the objective with one step layer at
+#: ``levels`` (``factor`` stacked copies of its ``K * B`` rows), the layers above re-drawn with
+#: the noise of the original pass
+Rerun = Callable[..., tf.Tensor]
+
+
+def score_function_loss(
+    log_probs: tf.Tensor, advantages: tf.Tensor, per_example: bool = True
+) -> tf.Tensor:
+    r"""The REINFORCE surrogate to minimise for the credit ``advantages`` of each decision set.
+
+    .. math:: -\frac{1}{K} \sum_k \frac{1}{B} \sum_b \mathrm{sg}(A_{kb}) \log p_{kb}
+
+    (without the ``1/B`` for a batch reward, whose every example's decisions share the credit).
+
+    Args:
+        log_probs: ``[K, B]`` log-probability of every decision of sample ``k`` of example ``b``
+            (summed over the units of all step layers).
+        advantages: ``[K, B]`` (per-example objective) or ``[K, 1]`` (a batch reward).
+        per_example: whether the objective is the mean over examples of a per-example value.
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from rlmetric.step_surrogates import score_function_loss
+        >>> float(score_function_loss(tf.constant([[-1.0, -2.0]]), tf.constant([[1.0, 0.5]])))
+        1.0
+    """
+    credit = tf.stop_gradient(tf.cast(advantages, log_probs.dtype)) * log_probs
+    total = tf.reduce_sum(credit, axis=1)
+    if per_example:
+        total /= tf.cast(tf.shape(log_probs)[1], log_probs.dtype)
+    return -tf.reduce_mean(total)
+
+
+def disarm_logit_gradient(
+    rewards: tf.Tensor,
+    antithetic_rewards: tf.Tensor,
+    levels: tf.Tensor,
+    antithetic_levels: tf.Tensor,
+    logits: tf.Tensor,
+) -> tf.Tensor:
+    r"""DisARM's estimate of ``d E[f] / d logit`` for binary units (Dong, Mnih & Tucker 2020):
+
+    .. math:: g_i = \tfrac12 \big(f(b) - f(\tilde b)\big)\,(-1)^{\tilde b_i}\,
+        \mathbb 1[b_i \ne \tilde b_i]\,\sigma(|\alpha_i|)
+
+    for the antithetic pair ``b = 1[u < sigma(alpha)]``, ``b~ = 1[1 - u < sigma(alpha)]`` (the
+    formula is the same with the two swapped).
+
+    Args:
+        rewards: ``[P, B]`` (or ``[P, 1]`` for a batch reward) the objective to maximise for
+            the first decision set of each pair.
+        antithetic_rewards: the same for the antithetic set.
+        levels: ``[P, B, U]`` 0/1 decisions of the first set.
+        antithetic_levels: ``[P, B, U]`` 0/1 decisions of the antithetic set.
+        logits: ``[P, B, U]`` the units' logits ``alpha`` (only their magnitude is read).
+
+    Returns:
+        ``[P, B, U]`` the gradient estimate per unit (not stopped: a constant of the inputs).
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from rlmetric.step_surrogates import disarm_logit_gradient
+        >>> # f(1) = 1, f(0) = 0 at alpha = 0: the exact gradient is sigmoid'(0) = 0.25
+        >>> g = disarm_logit_gradient(tf.constant([[1.0]]), tf.constant([[0.0]]),
+        ...     tf.constant([[[1]]]), tf.constant([[[0]]]), tf.constant([[[0.0]]]))
+        >>> float(g[0, 0, 0])
+        0.25
+    """
+    dtype = logits.dtype
+    differ = tf.cast(tf.not_equal(levels, antithetic_levels), dtype)
+    sign = 1.0 - 2.0 * tf.cast(antithetic_levels, dtype)  # (-1)^{b~}
+    half_difference = 0.5 * tf.cast(rewards - antithetic_rewards, dtype)[..., None]
+    return half_difference * sign * differ * tf.sigmoid(tf.abs(logits))
+
+
+def local_expectation_loss(
+    level_probabilities: tf.Tensor, variant_losses: tf.Tensor, per_example: bool = True
+) -> tf.Tensor:
+    r"""The local-expectation surrogate (Titsias & Lazaro-Gredilla 2015) to minimise:
+
+    .. math:: \frac{1}{K B} \sum_{k, b} \sum_i \sum_v p_v(x_{kbi})\,
+        \mathrm{sg}\big(L(h_{kb} \text{ with } h_i = v)\big)
+
+    whose gradient is, for every unit, the exact gradient of the expected loss over that unit's
+    level with the other units' decisions held at the sample.
+
+    Args:
+        level_probabilities: ``[K, B, U, V]`` the probability of each level of each unit.
+        variant_losses: ``[K, B, U, V]`` the loss with unit ``i`` set to level ``v`` and every
+            other decision as sampled.
+        per_example: divide by ``B`` (a per-example loss averaged over the batch).
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from rlmetric.step_surrogates import local_expectation_loss
+        >>> p, losses = tf.constant([[[[0.25, 0.75]]]]), tf.constant([[[[2.0, 1.0]]]])
+        >>> float(local_expectation_loss(p, losses))  # .25 * 2 + .75 * 1
+        1.25
+    """
+    expected = tf.reduce_sum(
+        level_probabilities * tf.stop_gradient(tf.cast(variant_losses, level_probabilities.dtype)),
+        axis=[2, 3],
+    )  # [K, B]
+    total = tf.reduce_sum(expected, axis=1)
+    if per_example:
+        total /= tf.cast(tf.shape(expected)[1], expected.dtype)
+    return tf.reduce_mean(total)
+
+
+# --- one step layer's surrogate, from its draw and a re-run of the layers above ------------------
+
+
+def _units(values: tf.Tensor, copies: int) -> tf.Tensor:
+    """``[copies * B, ...units]`` -> ``[copies, B, U]``."""
+    return tf.reshape(values, [copies, -1, int(np.prod(values.shape[1:]))])
+
+
+def layer_log_prob(logits: tf.Tensor, levels: tf.Tensor, copies: int) -> tf.Tensor:
+    """``[copies, B]`` log-probability of the drawn ``levels`` ``[copies * B, ...units]``
+    under ``logits`` ``[copies * B, ...units, V]``, summed over the layer's units."""
+    log_p = tf.nn.log_softmax(logits, axis=-1)
+    chosen = tf.gather(log_p, levels, batch_dims=levels.shape.rank)
+    return tf.reduce_sum(_units(chosen, copies), axis=-1)
+
+
+def disarm_layer_loss(
+    logits: tf.Tensor,
+    uniforms: tf.Tensor,
+    levels: tf.Tensor,
+    objective: tf.Tensor,
+    rerun: Rerun,
+    copies: int,
+    per_example: bool,
+) -> tf.Tensor:
+    """DisARM's surrogate for one layer of binary units: its antithetic levels (from
+    ``1 - uniforms``) re-run through the layers above, then :func:`disarm_logit_gradient`.
+
+    Args:
+        logits: ``[P * B, ...units, 2]``; uniforms, levels: ``[P * B, ...units]`` of the draw.
+        objective: ``[P, B or 1]`` what is minimised, for the drawn levels.
+        rerun: see :data:`Rerun`.
+    """
+    antithetic = levels_from_logits(logits, 1.0 - uniforms)
+    antithetic_objective = tf.stop_gradient(rerun(antithetic))
+    alpha = _units(logits[..., 1] - logits[..., 0], copies)  # [P, B, U]
+    gradient = disarm_logit_gradient(
+        -objective, -antithetic_objective, _units(levels, copies), _units(antithetic, copies), alpha
+    )
+    ascent = tf.reduce_sum(tf.stop_gradient(gradient) * alpha, axis=[1, 2])  # [P]
+    if per_example:
+        ascent /= tf.cast(tf.shape(alpha)[1], ascent.dtype)
+    return -tf.reduce_mean(ascent)
+
+
+def local_expectation_layer_loss(
+    logits: tf.Tensor,
+    levels: tf.Tensor,
+    objective: tf.Tensor,
+    rerun: Rerun,
+    copies: int,
+    num_levels: int,
+) -> tf.Tensor:
+    """The local-expectation surrogate of one step layer: every unit moved to each of its other
+    levels with the rest of the draw held (``units x (V - 1)`` variants re-run in one batch),
+    then :func:`local_expectation_loss`.
+
+    Args:
+        logits: ``[K * B, ...units, V]``; levels: ``[K * B, ...units]`` of the draw.
+        objective: ``[K, B]`` the per-example loss of the draw.
+        rerun: see :data:`Rerun`.
+    """
+    units = int(np.prod(levels.shape[1:]))  # static: the layer's width
+    flat = tf.reshape(levels, [-1, units])  # [N, U]
+    # variant (o, i): unit i moved o levels up (cyclically), every other decision kept
+    offsets = tf.range(1, num_levels)[:, None, None, None]
+    moved = (flat[None, None] + offsets) % num_levels  # [V - 1, 1, N, U]
+    one_unit = tf.eye(units, dtype=tf.bool)[None, :, None, :]  # [1, U, 1, U]
+    variants = tf.where(one_unit, moved, flat[None, None])  # [V - 1, U, N, U]
+    variants = tf.reshape(variants, tf.concat([[-1], tf.shape(levels)[1:]], axis=0))
+    moved_objective = tf.stop_gradient(rerun(variants, (num_levels - 1) * units))
+    moved_objective = tf.reshape(moved_objective, [num_levels - 1, units, copies, -1])
+    moved_objective = tf.transpose(moved_objective, [2, 3, 1, 0])  # [K, B, U, V - 1]
+    kept = tf.broadcast_to(objective[:, :, None, None], tf.shape(moved_objective[..., :1]))
+    variant_losses = tf.concat([kept, moved_objective], axis=-1)  # offsets 0 .. V - 1
+    probabilities = tf.reshape(tf.nn.softmax(logits, axis=-1), [copies, -1, units, num_levels])
+    drawn = tf.reshape(flat, [copies, -1, units, 1])
+    offset_levels = (drawn + tf.range(num_levels)) % num_levels  # the level of each offset
+    probabilities = tf.gather(probabilities, offset_levels, batch_dims=3)
+    return local_expectation_loss(probabilities, variant_losses)
