@@ -83,3 +83,20 @@ def logs_for_strategy(logs: dict, strategy: tf.distribute.Strategy) -> dict:
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return {name: tf.reshape(value, [1]) for name, value in logs.items()}
     return logs
+
+
+def build_optimizer_for_multi_worker(trainer: Any) -> bool:
+    """Under MultiWorkerMirroredStrategy, builds the optimizer of ``trainer`` (a built
+    ``keras.Model``) and returns True: Keras would build the model symbolically from the mean of
+    a first batch (strategy.reduce over the replicas' data), which raises there, and the
+    preflight has run the model on the first rows already. Elsewhere returns False (Keras'
+    own symbolic build applies)."""
+    strategy = trainer.distribute_strategy
+    if not (
+        trainer.model.built and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    ):
+        return False
+    if trainer.optimizer is not None and not trainer.optimizer.built:
+        with strategy.scope():
+            trainer.optimizer.build(trainer.trainable_variables)
+    return True

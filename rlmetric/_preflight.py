@@ -15,6 +15,7 @@ from rlmetric import baselines as baselines_lib
 from rlmetric import estimators as estimators_lib
 from rlmetric import policies as policies_lib
 from rlmetric import rewards as rewards_lib
+from rlmetric._distribute import check_xla_strategy
 from rlmetric._inputs import as_float32, as_numeric_labels, first_rows, refuse_unbatched
 
 __all__ = [
@@ -148,3 +149,41 @@ def check_components(
             baseline=baseline,
             num_samples=num_samples,
         )
+
+
+def resolve_jit_compile(rewards: list, jit_compile: Any, strategy: Any) -> Any:
+    """``compile``'s ``jit_compile`` given the rewards it will run: ``False`` where a reward calls
+    Python (``rewards.from_numpy``), an error where ``True`` was asked for one, and the strategy
+    checked for XLA."""
+    not_xla = [r.name for r in rewards if r is not None and not r.xla_compatible]
+    if not_xla:
+        if jit_compile is True:
+            raise ValueError(
+                f"jit_compile=True cannot run the reward(s) {not_xla}: they call Python "
+                "through tf.numpy_function (rewards.from_numpy), which XLA cannot compile. "
+                "Use jit_compile=False, or a TensorFlow reward."
+            )
+        return False
+    if jit_compile is True:
+        check_xla_strategy(strategy)
+    return jit_compile
+
+
+def check_metric_names(names: list[str], reserved: tuple[str, ...]) -> None:
+    """Reward metric names must be unique and leave the trainer's own logs alone."""
+    if len(set(names)) != len(names):
+        raise ValueError(f"Metric names must be unique; received {names}.")
+    clashing = sorted(set(names) & set(reserved))
+    if clashing:
+        raise ValueError(
+            f"Reward name(s) {clashing} would overwrite the trainer's own log(s) of that name "
+            f"({', '.join(reserved)}); give the reward another name (name=...)."
+        )
+
+
+def preflight_validation(trainer: Any, validation_data: Any) -> None:
+    """:func:`preflight` of ``fit``'s ``validation_data`` (``(x, y)`` or a dataset)."""
+    if isinstance(validation_data, tuple | list) and len(validation_data) >= 2:
+        preflight(trainer, validation_data[0], validation_data[1], "validation x", "validation y")
+    elif validation_data is not None:
+        preflight(trainer, validation_data, None, "validation_data", "validation y")

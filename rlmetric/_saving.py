@@ -7,6 +7,8 @@ import os
 import uuid
 from typing import Any
 
+import keras
+
 
 def save_atomically(write: Any, filepath: Any, overwrite: bool, kwargs: dict) -> None:
     """Calls ``write(path, overwrite=...)`` on a temporary file in ``filepath``'s folder, then
@@ -49,3 +51,39 @@ class AtomicSaving:
         """``keras.Model.save_weights``, written atomically as :meth:`save`."""
         write = functools.partial(super().save_weights, **kwargs)
         save_atomically(write, filepath, overwrite, kwargs)
+
+
+class TrainerConfig:
+    """A mixin for the trainers (``keras.Model`` subclasses): ``get_config``/``from_config``
+    over their components (Keras objects, serialized; ``_components``) and plain settings
+    (``_settings``), and ``compile_from_config`` for a ``compile`` that takes no loss."""
+
+    _components: tuple[str, ...] = ()
+    _settings: tuple[str, ...] = ()
+    #: component name -> the attribute holding it, where they differ
+    _component_attributes: dict[str, str] = {}
+
+    def get_config(self) -> dict:
+        serialize = keras.saving.serialize_keras_object
+        config = {"name": self.name, "trainable": self.trainable}
+        for key in self._components:
+            config[key] = serialize(getattr(self, self._component_attributes.get(key, key)))
+        config.update({key: getattr(self, key) for key in self._settings})
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects: dict | None = None) -> Any:
+        config = dict(config)
+        for key in cls._components:
+            if isinstance(config.get(key), dict):
+                config[key] = keras.saving.deserialize_keras_object(
+                    config[key], custom_objects=custom_objects
+                )
+        return cls(**config)
+
+    def compile_from_config(self, config: dict) -> None:
+        config = keras.saving.deserialize_keras_object(dict(config))
+        config.pop("loss", None)  # (always None: the trainer's objective is not compile's)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)

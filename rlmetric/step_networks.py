@@ -43,7 +43,7 @@ from rlmetric._guard import (
     raise_if_nonfinite,
 )
 from rlmetric._sampling import stateless_uniform
-from rlmetric._saving import AtomicSaving
+from rlmetric._saving import AtomicSaving, TrainerConfig
 from rlmetric._step_chain import _Draw, _tile_rows, chain_segments
 from rlmetric.estimator_base import EstimatorOutput
 from rlmetric.layers import levels_from_logits
@@ -93,7 +93,7 @@ def _resolve_loss(loss: Any) -> tuple[Any, Callable]:
 
 
 @keras.saving.register_keras_serializable(package="rlmetric")
-class StepNetworkTrainer(AtomicSaving, keras.Model):
+class StepNetworkTrainer(TrainerConfig, AtomicSaving, keras.Model):
     r"""Trains a Keras model containing :class:`~rlmetric.layers.StochasticStep` layers.
 
     The model must be a chain (a ``keras.Sequential``, or a functional model without branches):
@@ -139,6 +139,10 @@ class StepNetworkTrainer(AtomicSaving, keras.Model):
         >>> trainer.evaluate(x, y, verbose=0, return_dict=True)["accuracy"] > 0.9  # hard units
         True
     """
+
+    _components = ("model", "loss", "reward")
+    _component_attributes = {"loss": "_loss_config"}
+    _settings = ("estimator", "num_samples", "seed")
 
     def __init__(
         self,
@@ -234,13 +238,6 @@ class StepNetworkTrainer(AtomicSaving, keras.Model):
                 f"(this strategy has {replicas}); train it on one device."
             )
         super().compile(optimizer=optimizer, **kwargs)
-
-    def compile_from_config(self, config: dict) -> None:
-        config = keras.saving.deserialize_keras_object(dict(config))
-        config.pop("loss", None)  # (always None: the objective is the trainer's)
-        self.compile(**config)
-        if self.built:
-            self.optimizer.build(self.trainable_variables)
 
     def build(self, input_shape: Any) -> None:
         if not self.model.built:
@@ -430,27 +427,3 @@ class StepNetworkTrainer(AtomicSaving, keras.Model):
         return [
             tf.zeros_like(v) if g is None else g for g, v in zip(gradients, variables, strict=True)
         ]
-
-    # -- serialization ----------------------------------------------------------------------------
-    def get_config(self) -> dict:
-        serialize = keras.saving.serialize_keras_object
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "model": serialize(self.model),
-            "loss": serialize(self._loss_config),
-            "reward": serialize(self.reward),
-            "estimator": self.estimator,
-            "num_samples": self.num_samples,
-            "seed": self.seed,
-        }
-
-    @classmethod
-    def from_config(cls, config: dict, custom_objects: dict | None = None) -> StepNetworkTrainer:
-        config = dict(config)
-        for key in ("model", "loss", "reward"):
-            if isinstance(config.get(key), dict):
-                config[key] = keras.saving.deserialize_keras_object(
-                    config[key], custom_objects=custom_objects
-                )
-        return cls(**config)

@@ -20,7 +20,11 @@ from rlmetric import baselines as baselines_lib
 from rlmetric import estimators as estimators_lib
 from rlmetric import policies as policies_lib
 from rlmetric import rewards as rewards_lib
-from rlmetric._distribute import check_xla_strategy, logs_for_strategy, sum_over_replicas
+from rlmetric._distribute import (
+    build_optimizer_for_multi_worker,
+    logs_for_strategy,
+    sum_over_replicas,
+)
 from rlmetric._guard import (
     NonFiniteError,
     NonFiniteGuard,
@@ -38,11 +42,14 @@ from rlmetric._inputs import (
 from rlmetric._preflight import (
     check_components,
     check_fit_arguments,
+    check_metric_names,
     check_trainer_arguments,
     fit_reward_to_logits,
     preflight,
+    preflight_validation,
+    resolve_jit_compile,
 )
-from rlmetric._saving import AtomicSaving
+from rlmetric._saving import AtomicSaving, TrainerConfig
 from rlmetric.metrics import MeanOfEach, MetricList, RewardMetric, as_logs
 
 __all__ = ["PolicyGradientTrainer", "NonFiniteError"]
@@ -52,7 +59,7 @@ _TRAINER_LOGS = ("loss", "reward", "advantage_std", "entropy")
 
 
 @keras.saving.register_keras_serializable(package="rlmetric")
-class PolicyGradientTrainer(AtomicSaving, keras.Model):
+class PolicyGradientTrainer(TrainerConfig, AtomicSaving, keras.Model):
     """Trains ``model`` (which outputs logits) to maximise ``E[reward]`` with a score-function
     gradient.
 
@@ -102,6 +109,9 @@ class PolicyGradientTrainer(AtomicSaving, keras.Model):
         >>> trainer.evaluate(x, y, return_dict=True, verbose=0)["f1"] > 0.8
         True
     """
+
+    _components = ("model", "reward", "policy", "baseline", "estimator")
+    _settings = ("num_samples", "entropy_weight", "crossentropy_weight", "seed")
 
     def __init__(
         self,
@@ -179,7 +189,7 @@ class PolicyGradientTrainer(AtomicSaving, keras.Model):
         self._logits_shape = logits_shape
         if self.reward is None:  # a trainer for fit_env only
             return
-        self.reward = self._fit_reward_to_logits(self.reward, logits_shape, "reward")
+        self.reward = fit_reward_to_logits(self.reward, self.policy, logits_shape, "reward")
         self._create_reward_metrics()
 
     def _create_reward_metrics(self) -> None:
@@ -187,24 +197,11 @@ class PolicyGradientTrainer(AtomicSaving, keras.Model):
             return
         action_shape = self.policy.action_shape(self._logits_shape)
         rewards = [self.reward] + [
-            self._fit_reward_to_logits(r, self._logits_shape, "metrics")
+            fit_reward_to_logits(r, self.policy, self._logits_shape, "metrics")
             for r in self._extra_rewards
         ]
-        names = [r.name for r in rewards]
-        if len(set(names)) != len(names):
-            raise ValueError(f"Metric names must be unique; received {names}.")
-        clashing = sorted(set(names) & set(_TRAINER_LOGS))
-        if clashing:
-            raise ValueError(
-                f"Reward name(s) {clashing} would overwrite the trainer's own log(s) of that name "
-                f"({', '.join(_TRAINER_LOGS)}); give the reward another name (name=...)."
-            )
+        check_metric_names([r.name for r in rewards], _TRAINER_LOGS)
         self._reward_metrics.items = [RewardMetric(r, action_shape) for r in rewards]
-
-    def _fit_reward_to_logits(
-        self, reward: rewards_lib.Reward, logits_shape: tf.TensorShape, arg: str
-    ) -> rewards_lib.Reward:
-        return fit_reward_to_logits(reward, self.policy, logits_shape, arg)
 
     @property
     def metrics(self) -> list[keras.metrics.Metric]:
@@ -219,9 +216,8 @@ class PolicyGradientTrainer(AtomicSaving, keras.Model):
         logs = {}
         for metric in self.metrics:
             mode_only = metric is self._training_stats or metric is self._entropy_tracker
-            if mode_only and float(metric.count.numpy()) == 0:
-                continue
-            logs.update(as_logs(metric))
+            if not (mode_only and float(metric.count.numpy()) == 0):
+                logs.update(as_logs(metric))
         return logs
 
     def compile(
@@ -243,17 +239,9 @@ class PolicyGradientTrainer(AtomicSaving, keras.Model):
                 f"the supervised loss. Received loss={loss!r}."
             )
         extra = [rewards_lib.get(m) for m in (metrics or [])]
-        not_xla = [r.name for r in [self.reward, *extra] if r is not None and not r.xla_compatible]
-        if not_xla:
-            if jit_compile is True:
-                raise ValueError(
-                    f"jit_compile=True cannot run the reward(s) {not_xla}: they call Python "
-                    "through tf.numpy_function (rewards.from_numpy), which XLA cannot compile. "
-                    "Use jit_compile=False, or a TensorFlow reward."
-                )
-            jit_compile = False
-        if jit_compile is True:
-            check_xla_strategy(self.distribute_strategy)
+        jit_compile = resolve_jit_compile(
+            [self.reward, *extra], jit_compile, self.distribute_strategy
+        )
         self._extra_rewards = extra
         self._create_reward_metrics()
         super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
@@ -382,18 +370,8 @@ class PolicyGradientTrainer(AtomicSaving, keras.Model):
         return logs_for_strategy(logs, self.distribute_strategy)
 
     def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None) -> None:
-        # Keras builds a distributed model symbolically from the mean of a first batch
-        # (strategy.reduce over the replicas' data), which raises under
-        # MultiWorkerMirroredStrategy. fit/evaluate have run the model on the first rows
-        # already (the preflight), so the optimizer is all that is left to build.
-        if self.model.built and isinstance(
-            self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy
-        ):
-            if self.optimizer is not None and not self.optimizer.built:
-                with self.distribute_strategy.scope():
-                    self.optimizer.build(self.trainable_variables)
-            return
-        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        if not build_optimizer_for_multi_worker(self):
+            super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     # -- Keras entry points with checks before training -----------------------------------------
     def fit(
@@ -411,22 +389,10 @@ class PolicyGradientTrainer(AtomicSaving, keras.Model):
         """``keras.Model.fit``; the data are checked against the model and the reward first."""
         check_fit_arguments(x, kwargs)
         self._preflight(x, y, "x", "y")
-        if isinstance(validation_data, tuple | list) and len(validation_data) >= 2:
-            self._preflight(validation_data[0], validation_data[1], "validation x", "validation y")
-        elif validation_data is not None:
-            self._preflight(validation_data, None, "validation_data", "validation y")
+        preflight_validation(self, validation_data)
         callbacks = [*(callbacks or []), NonFiniteGuard()]
-        return super().fit(
-            x,
-            y,
-            batch_size=batch_size,
-            epochs=epochs,
-            verbose=verbose,
-            callbacks=callbacks,
-            validation_split=validation_split,
-            validation_data=validation_data,
-            **kwargs,
-        )
+        split, data = validation_split, validation_data  # (Keras' positional order)
+        return super().fit(x, y, batch_size, epochs, verbose, callbacks, split, data, **kwargs)
 
     def evaluate(self, x: Any = None, y: Any = None, **kwargs: Any) -> Any:
         """``keras.Model.evaluate``: the metrics of the most likely decisions over the whole set."""
@@ -488,36 +454,3 @@ class PolicyGradientTrainer(AtomicSaving, keras.Model):
                 keras.saving.serialize_keras_object(r) for r in self._extra_rewards
             ]
         return config
-
-    def compile_from_config(self, config: dict) -> None:
-        config = keras.saving.deserialize_keras_object(dict(config))
-        config.pop("loss", None)
-        self.compile(**config)
-        if self.built:
-            self.optimizer.build(self.trainable_variables)
-
-    def get_config(self) -> dict:
-        serialize = keras.saving.serialize_keras_object
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "model": serialize(self.model),
-            "reward": serialize(self.reward),
-            "policy": serialize(self.policy),
-            "baseline": serialize(self.baseline),
-            "estimator": serialize(self.estimator),
-            "num_samples": self.num_samples,
-            "entropy_weight": self.entropy_weight,
-            "crossentropy_weight": self.crossentropy_weight,
-            "seed": self.seed,
-        }
-
-    @classmethod
-    def from_config(cls, config: dict, custom_objects: dict | None = None) -> PolicyGradientTrainer:
-        config = dict(config)
-        for key in ("model", "reward", "policy", "baseline", "estimator"):
-            if isinstance(config.get(key), dict):
-                config[key] = keras.saving.deserialize_keras_object(
-                    config[key], custom_objects=custom_objects
-                )
-        return cls(**config)
