@@ -396,6 +396,7 @@ class StepNetworkTrainer(TrainerConfig, AtomicSaving, keras.Model):
 
     def _update_baseline_state(self, state: tf.Tensor) -> None:
         """(The guard's hook: the per-example leave-one-out baseline keeps no state.)"""
+        del state
 
     def _raise_if_nonfinite(self, batch: int | None = None, epoch: int | None = None) -> None:
         raise_if_nonfinite(self, batch, epoch)
