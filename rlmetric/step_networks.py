@@ -54,6 +54,7 @@ from rlmetric.step_surrogates import (
     local_expectation_layer_loss,
     local_expectation_loss,
     score_function_loss,
+    single_unit_variants,
 )
 
 __all__ = [
@@ -262,16 +263,16 @@ class StepNetworkTrainer(TrainerConfig, AtomicSaving, keras.Model):
         start: int,
         seed: tf.Tensor | None = None,
         noise: list[tf.Tensor] | None = None,
-        applied: bool = False,
+        skip: int = 0,
     ) -> tuple[tf.Tensor, list[_Draw]]:
         """Runs segments ``start, start + 1, ...`` from ``h`` (the input of segment ``start``,
-        or with ``applied`` the output of its layers), drawing each step layer's levels with
+        or the output of its first ``skip`` layers), drawing each step layer's levels with
         fresh noise from ``seed``, or with ``noise`` (one ``[N, ...units]`` tensor per step
         layer from ``start`` on)."""
         draws = []
         for index, segment in enumerate(self._segments[start:]):
-            if not (applied and index == 0):
-                h = segment.apply(h, training=True)
+            for layer in segment.layers[skip if index == 0 else 0 :]:
+                h = layer(h, training=True)
             if segment.step is None:
                 return h, draws
             logits = segment.step.level_logits(tf.cast(h, tf.float32))  # [N, ...units, V]
@@ -304,11 +305,46 @@ class StepNetworkTrainer(TrainerConfig, AtomicSaving, keras.Model):
         layers above re-drawn with the same noise as in ``draws`` (common random numbers)."""
         segment = self._segments[self._step_positions[layer]]
         h = segment.step.level_values(levels, self.compute_dtype)
+        return self._rerun_from(y, layer, h, draws, factor, levels)
+
+    def _rerun_from(self, y, layer, h, draws, factor, levels, skip=0) -> tf.Tensor:
+        """:meth:`_rerun` from ``h``, the output of the first ``skip`` layers above step layer
+        ``layer`` (``levels``: its levels, read only where it is the last step layer)."""
         noise = [_tile_rows(draw.uniforms, factor) for draw in draws[layer + 1 :]]
-        outputs, upper = self._run(h, self._step_positions[layer] + 1, noise=noise)
+        outputs, upper = self._run(h, self._step_positions[layer] + 1, noise=noise, skip=skip)
         last = upper[-1].levels if upper else levels
         copies = factor * (tf.shape(draws[0].levels)[0] // tf.shape(y)[0])
         return self._objective(y, outputs, last, copies)
+
+    def _rerun_moves(self, y, layer, draws, moved: tf.Tensor) -> tf.Tensor:
+        """The objective ``[V - 1, U, K, B]`` of every single-unit move of step layer ``layer``:
+        unit ``i`` at ``moved[o, :, i]`` (``moved`` ``[V - 1, N, U]``), the others as drawn.
+
+        When the first layer above is a plain ``Dense``, its outputs for the moves are the drawn
+        ones plus one row of the kernel each (``z + (v' - v) W_i``): ``O(U D)`` per row instead
+        of a ``U x D`` product per move. Otherwise every move is run through the layers above."""
+        step = self._segments[self._step_positions[layer]].step
+        drawn = draws[layer].levels
+        moves, units = moved.shape[0], moved.shape[-1]
+        above = self._segments[self._step_positions[layer] + 1].layers
+        dense = above[0] if above and _plain_dense(above[0]) and drawn.shape.rank == 2 else None
+        if dense is None:
+            variants = single_unit_variants(drawn, moved)
+            moved_objective = self._rerun(y, layer, variants, draws, moves * units)
+        else:
+            values = step.level_values(drawn, self.compute_dtype)  # [N, U]
+            kernel = tf.cast(dense.kernel, self.compute_dtype)
+            outputs = tf.matmul(values, kernel)  # [N, D]
+            delta = step.level_values(moved, self.compute_dtype) - values  # [V - 1, N, U]
+            delta = tf.transpose(delta, [0, 2, 1])[..., None]  # [V - 1, U, N, 1]
+            outputs = outputs + delta * kernel[None, :, None, :]  # [V - 1, U, N, D]
+            if dense.use_bias:
+                outputs += tf.cast(dense.bias, self.compute_dtype)
+            outputs = tf.reshape(dense.activation(outputs), [-1, kernel.shape[-1]])
+            moved_objective = self._rerun_from(
+                y, layer, outputs, draws, moves * units, None, skip=1
+            )
+        return tf.reshape(moved_objective, [moves, units, -1, tf.shape(moved_objective)[-1]])
 
     # -- the estimators ---------------------------------------------------------------------------
     def _surrogate(self, x: Any, y: Any, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -318,7 +354,8 @@ class StepNetworkTrainer(TrainerConfig, AtomicSaving, keras.Model):
         # The layers below the first step layer see the same inputs in every sample: they run
         # once, and their output is tiled (their gradient sums over the samples through it).
         below = self._segments[0].apply(x, training=True)
-        outputs, draws = self._run(_tile_rows(below, copies), 0, seed=seed, applied=True)
+        skip = len(self._segments[0].layers)
+        outputs, draws = self._run(_tile_rows(below, copies), 0, seed=seed, skip=skip)
         objective = self._objective(y, outputs, draws[-1].levels, copies)
         per_example = self.reward is None
         # the layers above the last step layer: backprop of the objective itself
@@ -341,9 +378,13 @@ class StepNetworkTrainer(TrainerConfig, AtomicSaving, keras.Model):
                     draw.logits, draw.uniforms, draw.levels, objective, rerun, copies, per_example
                 )
             else:
+
+                def rerun_moves(moved, layer=layer):
+                    return self._rerun_moves(y, layer, draws, moved)
+
                 num_levels = self._segments[self._step_positions[layer]].step.num_levels
                 loss += local_expectation_layer_loss(
-                    draw.logits, draw.levels, objective, rerun, copies, num_levels
+                    draw.logits, draw.levels, objective, rerun_moves, copies, num_levels
                 )
         return loss, objective, outputs
 
@@ -428,3 +469,13 @@ class StepNetworkTrainer(TrainerConfig, AtomicSaving, keras.Model):
         return [
             tf.zeros_like(v) if g is None else g for g, v in zip(gradients, variables, strict=True)
         ]
+
+
+def _plain_dense(layer: keras.layers.Layer) -> bool:
+    """A ``keras.layers.Dense`` computing ``activation(x W + b)`` on 2-D inputs, nothing else."""
+    return (
+        type(layer) is keras.layers.Dense
+        and not getattr(layer, "lora_enabled", False)
+        and getattr(layer, "quantization_mode", None) is None
+        and len(layer.kernel.shape) == 2
+    )

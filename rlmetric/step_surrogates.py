@@ -9,7 +9,7 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
-from rlmetric.layers import levels_from_logits
+from rlmetric.layers import level_log_prob, levels_from_logits
 
 __all__ = [
     "score_function_loss",
@@ -18,6 +18,7 @@ __all__ = [
     "layer_log_prob",
     "disarm_layer_loss",
     "local_expectation_layer_loss",
+    "single_unit_variants",
 ]
 
 #: ``rerun(levels, factor) -> [factor * K, B or 1]``: the objective with one step layer at
@@ -141,9 +142,7 @@ def _units(values: tf.Tensor, copies: int) -> tf.Tensor:
 def layer_log_prob(logits: tf.Tensor, levels: tf.Tensor, copies: int) -> tf.Tensor:
     """``[copies, B]`` log-probability of the drawn ``levels`` ``[copies * B, ...units]``
     under ``logits`` ``[copies * B, ...units, V]``, summed over the layer's units."""
-    log_p = tf.nn.log_softmax(logits, axis=-1)
-    chosen = tf.gather(log_p, levels, batch_dims=levels.shape.rank)
-    return tf.reduce_sum(_units(chosen, copies), axis=-1)
+    return tf.reduce_sum(_units(level_log_prob(logits, levels), copies), axis=-1)
 
 
 def disarm_layer_loss(
@@ -175,33 +174,40 @@ def disarm_layer_loss(
     return -tf.reduce_mean(ascent)
 
 
+def single_unit_variants(levels: tf.Tensor, moved: tf.Tensor) -> tf.Tensor:
+    """Every single-unit move of a draw: ``levels`` ``[N, ...units]`` and ``moved``
+    ``[M, N, U]`` (each unit's alternative levels, units flattened) -> ``[M * U * N, ...units]``,
+    row ``(m, i, n)`` being ``levels[n]`` with unit ``i`` at ``moved[m, n, i]``."""
+    units = moved.shape[-1]
+    flat = tf.reshape(levels, [-1, units])  # [N, U]
+    one_unit = tf.eye(units, dtype=tf.bool)[None, :, None, :]  # [1, U, 1, U]
+    variants = tf.where(one_unit, moved[:, None], flat[None, None])  # [M, U, N, U]
+    return tf.reshape(variants, tf.concat([[-1], tf.shape(levels)[1:]], axis=0))
+
+
 def local_expectation_layer_loss(
     logits: tf.Tensor,
     levels: tf.Tensor,
     objective: tf.Tensor,
-    rerun: Rerun,
+    rerun_moves: Callable[[tf.Tensor], tf.Tensor],
     copies: int,
     num_levels: int,
 ) -> tf.Tensor:
     """The local-expectation surrogate of one step layer: every unit moved to each of its other
-    levels with the rest of the draw held (``units x (V - 1)`` variants re-run in one batch),
-    then :func:`local_expectation_loss`.
+    levels with the rest of the draw held (``units x (V - 1)`` variants, evaluated by
+    ``rerun_moves``), then :func:`local_expectation_loss`.
 
     Args:
         logits: ``[K * B, ...units, V]``; levels: ``[K * B, ...units]`` of the draw.
         objective: ``[K, B]`` the per-example loss of the draw.
-        rerun: see :data:`Rerun`.
+        rerun_moves: ``moved [V - 1, N, U] -> [V - 1, U, K, B]``, the loss with unit ``i`` at
+            ``moved[o, n, i]`` and every other unit as drawn (e.g. :func:`single_unit_variants`
+            run through the layers above).
     """
     units = int(np.prod(levels.shape[1:]))  # static: the layer's width
     flat = tf.reshape(levels, [-1, units])  # [N, U]
-    # variant (o, i): unit i moved o levels up (cyclically), every other decision kept
-    offsets = tf.range(1, num_levels)[:, None, None, None]
-    moved = (flat[None, None] + offsets) % num_levels  # [V - 1, 1, N, U]
-    one_unit = tf.eye(units, dtype=tf.bool)[None, :, None, :]  # [1, U, 1, U]
-    variants = tf.where(one_unit, moved, flat[None, None])  # [V - 1, U, N, U]
-    variants = tf.reshape(variants, tf.concat([[-1], tf.shape(levels)[1:]], axis=0))
-    moved_objective = tf.stop_gradient(rerun(variants, (num_levels - 1) * units))
-    moved_objective = tf.reshape(moved_objective, [num_levels - 1, units, copies, -1])
+    moved = (flat[None] + tf.range(1, num_levels)[:, None, None]) % num_levels  # [V - 1, N, U]
+    moved_objective = tf.stop_gradient(rerun_moves(moved))  # [V - 1, U, K, B]
     moved_objective = tf.transpose(moved_objective, [2, 3, 1, 0])  # [K, B, U, V - 1]
     kept = tf.broadcast_to(objective[:, :, None, None], tf.shape(moved_objective[..., :1]))
     variant_losses = tf.concat([kept, moved_objective], axis=-1)  # offsets 0 .. V - 1

@@ -357,3 +357,26 @@ def test_several_replicas_are_refused_at_compile():
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert "does not support tf.distribute with several replicas" in result.stdout, result.stderr
+
+
+@pytest.mark.parametrize("levels", [(0.0,), (-0.5, 0.5)], ids=["binary", "3-level"])
+def test_local_expectation_dense_shortcut_equals_rerunning_every_move(levels):
+    # above the step layer a plain Dense takes the shortcut (its output for a one-unit move is
+    # the drawn output plus a kernel row); an Identity in front forces the full re-run
+    def build(identity):
+        keras.utils.set_random_seed(3)
+        stack = [keras.Input((2,)), keras.layers.Dense(4), StochasticStep(levels)]
+        stack += [keras.layers.Identity()] if identity else []
+        stack += [keras.layers.Dense(3, activation="tanh"), StochasticStep(), _dense(2)]
+        return keras.Sequential(stack)
+
+    fast, slow = build(False), build(True)
+    grads = [
+        StepNetworkTrainer(m, estimator="local_expectation", num_samples=3).estimate_gradient(
+            X, Y, seed=(5, 1)
+        )
+        for m in (fast, slow)
+    ]
+    for a, b in zip(*grads, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert np.abs(grads[0][0]).max() > 1e-4
