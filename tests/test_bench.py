@@ -201,3 +201,34 @@ def test_paired_difference_interval_and_verdicts():
     assert paired_difference([0.7, 0.8, 0.6], [0.71, 0.75, 0.66])["verdict"] == "tie"
     assert paired_difference([0.5, 0.52], [0.6, 0.61])["verdict"] == "loss"
     assert paired_difference([0.5], [0.4])["verdict"] == "1 seed"
+
+
+def test_a_suite_that_stops_early_keeps_its_finished_runs(tmp_path, monkeypatch):
+    import dataclasses
+
+    calls = {"count": 0}
+    real = METHODS["bce"]
+
+    def train(*args, **kwargs):
+        calls["count"] += 1
+        if calls["count"] == 2:
+            raise RuntimeError("stopped")
+        return real.train(*args, **kwargs)
+
+    monkeypatch.setitem(METHODS, "bce", dataclasses.replace(real, train=train))
+    with pytest.raises(RuntimeError, match="stopped"):
+        run_suite(
+            tasks=["cancer-f1"],
+            methods=["bce"],
+            seeds=2,
+            quick=True,
+            epochs=2,
+            out=tmp_path,
+            learning_rates=[3e-3],
+        )
+    with open(tmp_path / "results.partial.csv") as f:
+        kept = list(csv.DictReader(f))
+    assert [(r["method"], r["seed"]) for r in kept] == [("bce", "0")]
+    assert not (tmp_path / "results.csv").exists()
+    run_suite(tasks=["cancer-f1"], methods=["bce"], seeds=1, quick=True, epochs=2, out=tmp_path)
+    assert (tmp_path / "results.csv").exists() and not (tmp_path / "results.partial.csv").exists()

@@ -105,7 +105,8 @@ def run_suite(
     log: Callable[[str], None] = print,
 ) -> list[dict]:
     """Trains every method that fits each task, for seeds ``0 .. seeds-1``; returns the rows of
-    ``results.csv`` (also written to ``out`` with the plots).
+    ``results.csv`` (also written to ``out`` with the plots; ``results.partial.csv`` holds the
+    finished runs while the suite runs, and stays if it stops early).
 
     Learning rate: every method gets the same search. On the first ``tune_seeds`` seeds each
     method trains at every rate of ``learning_rates``; the rate with the best mean validation
@@ -151,6 +152,11 @@ def run_suite(
     total = len(pairs) * (tune_seeds * len(rates) + seeds - tune_seeds)
     rows, curves, datasets, done = [], {}, {}, 0
     start = time.perf_counter()
+    # every finished run is appended here at once, so a run that is stopped or crashes keeps
+    # what it measured (results.csv is written at the end, with the step ratios)
+    partial = out / "results.partial.csv"
+    with open(partial, "w", newline="") as f:
+        csv.DictWriter(f, fieldnames=CSV_FIELDS).writeheader()
 
     def run(task_name, method_name, seed, rate, chosen):
         nonlocal done
@@ -179,6 +185,9 @@ def run_suite(
             "_curve": result.curve,
         }
         rows.append(row)
+        with open(partial, "a", newline="") as f:
+            fields = {k: v for k, v in row.items() if k in CSV_FIELDS}
+            csv.DictWriter(f, fieldnames=CSV_FIELDS).writerow(fields)
         done += 1
         log(
             f"[{done:3d}/{total}] {task_name:14s} {method_name:17s} seed {seed} lr {rate:g}: "
@@ -214,6 +223,7 @@ def run_suite(
         if row["chosen"]:
             curves.setdefault((row["task"], row["method"]), []).append(curve)
     _write_csv(out / "results.csv", rows)
+    partial.unlink()
     summary = summarize(chosen)
     log("")
     log(markdown_table(summary, seeds))
