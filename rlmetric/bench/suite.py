@@ -35,7 +35,8 @@ QUICK_LEARNING_RATES = (3e-3,)
 #: The methods of ``--full`` when none are named: every surrogate, the trainer's default and the
 #: unbiased local-expectation estimator. REINFORCE, DisARM and the warm start lost to
 #: local expectation or to the surrogates on the per-pixel and steps tasks of the 2026-11-25
-#: full run (benchmarks/RESULTS.md) and cost the search's time: ``--methods`` adds them.
+#: full run (benchmarks/RESULTS.md) and cost the search's time: ``--methods`` adds them. For
+#: the networks of step units: every method of the issue-15 run.
 FULL_METHODS = (
     "bce",
     "bce-tuned",
@@ -54,9 +55,16 @@ FULL_METHODS = (
     "pg-local",
     "pg-pl-rank",
     "pg-best-response",
+    "relu-net",
+    "ste-net",
+    "smooth-annealed-net",
+    "pg-step-reinforce",
+    "pg-step-disarm",
+    "pg-step-local",
 )
 #: The methods of ``--quick``: cross-entropy, the strongest surrogate of each task in the full
-#: run, and the trainer's default next to the unbiased local-expectation estimator.
+#: run, and the trainer's default next to the unbiased local-expectation estimator; for the step
+#: networks straight-through, the annealed sigmoid and local expectation (the best of each side).
 QUICK_METHODS = (
     "bce",
     "bce-tuned",
@@ -67,6 +75,9 @@ QUICK_METHODS = (
     "lambdaloss",
     "pg-local",
     "pg-best-response",
+    "ste-net",
+    "smooth-annealed-net",
+    "pg-step-local",
 )
 
 
