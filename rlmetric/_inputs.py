@@ -138,3 +138,24 @@ def first_rows(x: Any, y: Any) -> tuple[Any, Any, Any] | None:
     if not isinstance(y, np.ndarray | tf.Tensor):
         y = np.asarray(y)
     return x_rows, y[:PREFLIGHT_ROWS], y
+
+
+def per_example_loss(loss: Any) -> tuple[Any, Any]:
+    """``StepNetworkTrainer``'s ``loss`` (as given, for the config) and its per-example
+    function ``(y_true, y_pred) -> [N, ...]`` (``None``: cross-entropy of logits)."""
+    if loss is None:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    if isinstance(loss, keras.losses.Loss):
+        return loss, loss.call  # unreduced: one value per example (and trailing position)
+    if isinstance(loss, str):
+        try:
+            function = keras.losses.get(loss)
+        except ValueError as error:
+            raise ValueError(f"Unknown loss={loss!r}: {error}") from None
+        return loss, function
+    if callable(loss):
+        return loss, loss
+    raise TypeError(
+        f"loss must be a keras.losses.Loss, a Keras loss name or a callable "
+        f"loss(y_true, y_pred) -> [N]; received {type(loss).__name__}."
+    )

@@ -25,7 +25,6 @@ layer, all unbiased:
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -42,17 +41,20 @@ from rlmetric._guard import (
     raise_if_invalid_test_labels,
     raise_if_nonfinite,
 )
+from rlmetric._inputs import per_example_loss
 from rlmetric._sampling import stateless_uniform
 from rlmetric._saving import AtomicSaving, TrainerConfig
 from rlmetric._step_chain import _Draw, _tile_rows, chain_segments
 from rlmetric.estimator_base import EstimatorOutput
 from rlmetric.layers import levels_from_logits
 from rlmetric.step_surrogates import (
+    dense_outputs_of_moves,
     disarm_layer_loss,
     disarm_logit_gradient,
     layer_log_prob,
     local_expectation_layer_loss,
     local_expectation_loss,
+    plain_dense,
     score_function_loss,
     single_unit_variants,
 )
@@ -68,26 +70,6 @@ __all__ = [
 ]
 
 ESTIMATORS = ("reinforce", "disarm", "local_expectation")
-
-
-def _resolve_loss(loss: Any) -> tuple[Any, Callable]:
-    """The loss (as given, for the config) and its per-example function."""
-    if loss is None:
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    if isinstance(loss, keras.losses.Loss):
-        return loss, loss.call  # unreduced: one value per example (and trailing position)
-    if isinstance(loss, str):
-        try:
-            function = keras.losses.get(loss)
-        except ValueError as error:
-            raise ValueError(f"Unknown loss={loss!r}: {error}") from None
-        return loss, function
-    if callable(loss):
-        return loss, loss
-    raise TypeError(
-        f"loss must be a keras.losses.Loss, a Keras loss name or a callable "
-        f"loss(y_true, y_pred) -> [N]; received {type(loss).__name__}."
-    )
 
 
 # --- the trainer ---------------------------------------------------------------------------------
@@ -173,7 +155,7 @@ class StepNetworkTrainer(TrainerConfig, AtomicSaving, keras.Model):
             raise ValueError("Pass loss= or reward=, not both: they are the two objectives.")
         self.reward = None if reward is None else rewards_lib.get(reward)
         self._loss_config, self._per_example_loss = (
-            (None, None) if reward is not None else (_resolve_loss(loss))
+            (None, None) if reward is not None else (per_example_loss(loss))
         )
         self._check_estimator()
         self._seed_base = int(seed) if seed is not None else random.randint(1, 10**9)
@@ -327,20 +309,14 @@ class StepNetworkTrainer(TrainerConfig, AtomicSaving, keras.Model):
         drawn = draws[layer].levels
         moves, units = moved.shape[0], moved.shape[-1]
         above = self._segments[self._step_positions[layer] + 1].layers
-        dense = above[0] if above and _plain_dense(above[0]) and drawn.shape.rank == 2 else None
+        dense = above[0] if above and plain_dense(above[0]) and drawn.shape.rank == 2 else None
         if dense is None:
             variants = single_unit_variants(drawn, moved)
             moved_objective = self._rerun(y, layer, variants, draws, moves * units)
         else:
             values = step.level_values(drawn, self.compute_dtype)  # [N, U]
-            kernel = tf.cast(dense.kernel, self.compute_dtype)
-            outputs = tf.matmul(values, kernel)  # [N, D]
-            delta = step.level_values(moved, self.compute_dtype) - values  # [V - 1, N, U]
-            delta = tf.transpose(delta, [0, 2, 1])[..., None]  # [V - 1, U, N, 1]
-            outputs = outputs + delta * kernel[None, :, None, :]  # [V - 1, U, N, D]
-            if dense.use_bias:
-                outputs += tf.cast(dense.bias, self.compute_dtype)
-            outputs = tf.reshape(dense.activation(outputs), [-1, kernel.shape[-1]])
+            moved_values = step.level_values(moved, self.compute_dtype)  # [V - 1, N, U]
+            outputs = dense_outputs_of_moves(dense, values, moved_values)
             moved_objective = self._rerun_from(
                 y, layer, outputs, draws, moves * units, None, skip=1
             )
@@ -469,13 +445,3 @@ class StepNetworkTrainer(TrainerConfig, AtomicSaving, keras.Model):
         return [
             tf.zeros_like(v) if g is None else g for g, v in zip(gradients, variables, strict=True)
         ]
-
-
-def _plain_dense(layer: keras.layers.Layer) -> bool:
-    """A ``keras.layers.Dense`` computing ``activation(x W + b)`` on 2-D inputs, nothing else."""
-    return (
-        type(layer) is keras.layers.Dense
-        and not getattr(layer, "lora_enabled", False)
-        and getattr(layer, "quantization_mode", None) is None
-        and len(layer.kernel.shape) == 2
-    )

@@ -5,7 +5,9 @@ tensors: what each minimises for the layers below a step layer (re-exported by
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -19,6 +21,8 @@ __all__ = [
     "disarm_layer_loss",
     "local_expectation_layer_loss",
     "single_unit_variants",
+    "plain_dense",
+    "dense_outputs_of_moves",
 ]
 
 #: ``rerun(levels, factor) -> [factor * K, B or 1]``: the objective with one step layer at
@@ -172,6 +176,31 @@ def disarm_layer_loss(
     if per_example:
         ascent /= tf.cast(tf.shape(alpha)[1], ascent.dtype)
     return -tf.reduce_mean(ascent)
+
+
+def plain_dense(layer: Any) -> bool:
+    """A ``keras.layers.Dense`` computing ``activation(x W + b)`` on 2-D inputs, nothing else."""
+    return (
+        type(layer) is keras.layers.Dense
+        and not getattr(layer, "lora_enabled", False)
+        and getattr(layer, "quantization_mode", None) is None
+        and len(layer.kernel.shape) == 2
+    )
+
+
+def dense_outputs_of_moves(dense: Any, values: tf.Tensor, moved_values: tf.Tensor) -> tf.Tensor:
+    """The outputs of a :func:`plain_dense` layer for every single-unit move of its input:
+    ``values`` ``[N, U]`` the drawn input, ``moved_values`` ``[M, N, U]`` each unit's
+    alternatives -> ``[M * U * N, D]`` in :func:`single_unit_variants`' row order. A move adds
+    one kernel row to the drawn output (``z + (v' - v) W_i``): ``O(D)`` per row instead of a
+    ``U x D`` product."""
+    kernel = tf.cast(dense.kernel, values.dtype)
+    outputs = tf.matmul(values, kernel)  # [N, D]
+    delta = tf.transpose(moved_values - values, [0, 2, 1])[..., None]  # [M, U, N, 1]
+    outputs = outputs + delta * kernel[None, :, None, :]  # [M, U, N, D]
+    if dense.use_bias:
+        outputs += tf.cast(dense.bias, values.dtype)
+    return tf.reshape(dense.activation(outputs), [-1, kernel.shape[-1]])
 
 
 def single_unit_variants(levels: tf.Tensor, moved: tf.Tensor) -> tf.Tensor:
