@@ -141,7 +141,18 @@ class Estimator:
 
 
 def require_count_reward(estimator: str, reward: Any) -> None:
-    """Refuses, before training, a reward the count-based estimators cannot decompose."""
+    """Refuses, before training, a reward the count-based estimators cannot decompose.
+
+    Examples:
+        >>> from rlmetric import rewards
+        >>> from rlmetric.estimator_base import require_count_reward
+        >>> require_count_reward("local_expectation", rewards.F1())  # a count reward: accepted
+        >>> try:
+        ...     require_count_reward("local_expectation", lambda y_true, actions: actions)
+        ... except ValueError as error:
+        ...     print(str(error)[:58])
+        estimator='local_expectation' needs a reward computed from
+    """
     if not isinstance(reward, rewards_lib.CountReward):
         raise ValueError(
             f"estimator={estimator!r} needs a reward computed from confusion counts "
@@ -153,7 +164,16 @@ def require_count_reward(estimator: str, reward: Any) -> None:
 
 
 def score_samples(reward: rewards_lib.Reward, y_true: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
-    """Calls ``reward`` on ``actions [K, B, ...]`` and checks that it returned ``[K]`` float."""
+    """Calls ``reward`` on ``actions [K, B, ...]`` and checks that it returned ``[K]`` float.
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from rlmetric import rewards
+        >>> from rlmetric.estimator_base import score_samples
+        >>> actions = tf.constant([[[1], [0]], [[0], [0]]])  # K = 2 sets for 2 examples
+        >>> score_samples(rewards.get("accuracy"), tf.constant([[1], [0]]), actions).numpy()
+        array([1. , 0.5], dtype=float32)
+    """
     scores = reward(y_true, actions)
     scores = tf.convert_to_tensor(scores)
     expected = actions.shape[:1]

@@ -198,6 +198,13 @@ def lovasz_hinge(
 
     Returns ``[B]`` per image, or a scalar with ``per_image=False``. ``weights`` ``[B]`` weight
     each example's share of the batch-level sums (``None``: equally).
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from rlmetric.lovasz import lovasz_hinge
+        >>> y, logits = tf.constant([[1.0, 0.0, 1.0]]), tf.constant([[2.0, -1.0, -0.5]])
+        >>> lovasz_hinge(y, logits).numpy().round(4)  # one image: its third pixel is wrong
+        array([0.75], dtype=float32)
     """
     y_true, y_pred = tf.convert_to_tensor(y_true), tf.convert_to_tensor(y_pred)
     labels = tf.reshape(tf.convert_to_tensor(y_true), tf.shape(y_pred))
@@ -226,6 +233,14 @@ def lovasz_softmax(
 
     Returns ``[B]`` per image, or a scalar with ``per_image=False``. ``weights`` ``[B]`` weight
     each example's share of the batch-level sums (``None``: equally).
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from rlmetric.lovasz import lovasz_softmax
+        >>> y = tf.constant([[0, 1, 1]])  # one image of 3 pixels, 2 classes
+        >>> logits = tf.constant([[[2.0, 0.0], [0.0, 1.0], [1.0, 0.0]]])
+        >>> round(float(lovasz_softmax(y, logits)), 4)
+        0.475
     """
     y_true, y_pred = tf.convert_to_tensor(y_true), tf.convert_to_tensor(y_pred)
     num_classes = tf.shape(y_pred)[-1]

@@ -56,7 +56,14 @@ GAINS = ("exponential", "linear")
 
 def by_rank(values: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
     """``values [B, L]`` (one per item, or one per rank position) read in the order of each
-    ranking or index ``actions [K, B, L]``: ``out[k, b, r] = values[b, actions[k, b, r]]``."""
+    ranking or index ``actions [K, B, L]``: ``out[k, b, r] = values[b, actions[k, b, r]]``.
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from rlmetric.ranking import by_rank
+        >>> by_rank(tf.constant([[10.0, 20.0, 30.0]]), tf.constant([[[2, 0, 1]]])).numpy()
+        array([[[30., 10., 20.]]], dtype=float32)
+    """
     actions = tf.cast(actions, tf.int32)
     return tf.gather(
         tf.broadcast_to(values[None], tf.shape(actions)), actions, axis=2, batch_dims=2
@@ -64,7 +71,14 @@ def by_rank(values: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
 
 
 def discount(ranks: tf.Tensor) -> tf.Tensor:
-    """``1 / log2(1 + rank)`` of 1-based ranks (any shape; smooth ranks work too)."""
+    """``1 / log2(1 + rank)`` of 1-based ranks (any shape; smooth ranks work too).
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from rlmetric.ranking import discount
+        >>> discount(tf.constant([1.0, 2.0, 3.0])).numpy().round(4)
+        array([1.    , 0.6309, 0.5   ], dtype=float32)
+    """
     return tf.math.log(2.0) / tf.math.log1p(tf.cast(ranks, tf.float32))
 
 

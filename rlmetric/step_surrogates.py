@@ -145,7 +145,16 @@ def _units(values: tf.Tensor, copies: int) -> tf.Tensor:
 
 def layer_log_prob(logits: tf.Tensor, levels: tf.Tensor, copies: int) -> tf.Tensor:
     """``[copies, B]`` log-probability of the drawn ``levels`` ``[copies * B, ...units]``
-    under ``logits`` ``[copies * B, ...units, V]``, summed over the layer's units."""
+    under ``logits`` ``[copies * B, ...units, V]``, summed over the layer's units.
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from rlmetric.step_surrogates import layer_log_prob
+        >>> logits = tf.constant([[[0.0, 0.0], [0.0, 2.0]]])  # one example, two binary units
+        >>> # log(.5 x .881)
+        >>> layer_log_prob(logits, tf.constant([[1, 1]]), copies=1).numpy().round(4)
+        array([[-0.8201]], dtype=float32)
+    """
     return tf.reduce_sum(_units(level_log_prob(logits, levels), copies), axis=-1)
 
 
@@ -165,6 +174,19 @@ def disarm_layer_loss(
         logits: ``[P * B, ...units, 2]``; uniforms, levels: ``[P * B, ...units]`` of the draw.
         objective: ``[P, B or 1]`` what is minimised, for the drawn levels.
         rerun: see :data:`Rerun`.
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from rlmetric.step_surrogates import disarm_layer_loss
+        >>> logits = tf.Variable([[[0.0, 0.0]]])  # one binary unit at p = .5; level 1 is better
+        >>> def loss_of(levels):  # the layers above: loss 1 at level 0, 0 at level 1
+        ...     return tf.cast(1 - levels, tf.float32)
+        >>> with tf.GradientTape() as tape:  # u = .3 draws level 0, its antithetic 1 - u level 1
+        ...     surrogate = disarm_layer_loss(
+        ...         logits, tf.constant([[0.3]]), tf.constant([[0]]), tf.constant([[1.0]]),
+        ...         loss_of, copies=1, per_example=True)
+        >>> tape.gradient(surrogate, logits).numpy()  # descent raises level 1's logit: sigmoid'(0)
+        array([[[ 0.25, -0.25]]], dtype=float32)
     """
     antithetic = levels_from_logits(logits, 1.0 - uniforms)
     antithetic_objective = tf.stop_gradient(rerun(antithetic))
@@ -179,11 +201,21 @@ def disarm_layer_loss(
 
 
 def plain_dense(layer: Any) -> bool:
-    """A ``keras.layers.Dense`` computing ``activation(x W + b)`` on 2-D inputs, nothing else."""
+    """A ``keras.layers.Dense`` computing ``activation(x W + b)`` on 2-D inputs, nothing else.
+
+    Examples:
+        >>> import keras
+        >>> from rlmetric.step_surrogates import plain_dense
+        >>> dense = keras.layers.Dense(3)
+        >>> dense.build((None, 4))
+        >>> plain_dense(dense), plain_dense(keras.layers.ReLU())
+        (True, False)
+    """
     return (
         type(layer) is keras.layers.Dense
         and not getattr(layer, "lora_enabled", False)
         and getattr(layer, "quantization_mode", None) is None
+        and layer.built
         and len(layer.kernel.shape) == 2
     )
 
@@ -193,7 +225,19 @@ def dense_outputs_of_moves(dense: Any, values: tf.Tensor, moved_values: tf.Tenso
     ``values`` ``[N, U]`` the drawn input, ``moved_values`` ``[M, N, U]`` each unit's
     alternatives -> ``[M * U * N, D]`` in :func:`single_unit_variants`' row order. A move adds
     one kernel row to the drawn output (``z + (v' - v) W_i``): ``O(D)`` per row instead of a
-    ``U x D`` product."""
+    ``U x D`` product.
+
+    Examples:
+        >>> import keras, tensorflow as tf
+        >>> from rlmetric.step_surrogates import dense_outputs_of_moves
+        >>> dense = keras.layers.Dense(1, use_bias=False, kernel_initializer="ones")
+        >>> dense.build((None, 2))
+        >>> # input (0, 1): unit 0 moved to 1 gives (1, 1) -> 2, unit 1 moved to 0 gives (0, 0) -> 0
+        >>> values, moved = tf.constant([[0.0, 1.0]]), tf.constant([[[1.0, 0.0]]])
+        >>> dense_outputs_of_moves(dense, values, moved).numpy()
+        array([[2.],
+               [0.]], dtype=float32)
+    """
     kernel = tf.cast(dense.kernel, values.dtype)
     outputs = tf.matmul(values, kernel)  # [N, D]
     delta = tf.transpose(moved_values - values, [0, 2, 1])[..., None]  # [M, U, N, 1]
@@ -206,7 +250,15 @@ def dense_outputs_of_moves(dense: Any, values: tf.Tensor, moved_values: tf.Tenso
 def single_unit_variants(levels: tf.Tensor, moved: tf.Tensor) -> tf.Tensor:
     """Every single-unit move of a draw: ``levels`` ``[N, ...units]`` and ``moved``
     ``[M, N, U]`` (each unit's alternative levels, units flattened) -> ``[M * U * N, ...units]``,
-    row ``(m, i, n)`` being ``levels[n]`` with unit ``i`` at ``moved[m, n, i]``."""
+    row ``(m, i, n)`` being ``levels[n]`` with unit ``i`` at ``moved[m, n, i]``.
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from rlmetric.step_surrogates import single_unit_variants
+        >>> single_unit_variants(tf.constant([[0, 1]]), tf.constant([[[1, 0]]])).numpy()
+        array([[1, 1],
+               [0, 0]], dtype=int32)
+    """
     units = moved.shape[-1]
     flat = tf.reshape(levels, [-1, units])  # [N, U]
     one_unit = tf.eye(units, dtype=tf.bool)[None, :, None, :]  # [1, U, 1, U]
@@ -232,6 +284,18 @@ def local_expectation_layer_loss(
         rerun_moves: ``moved [V - 1, N, U] -> [V - 1, U, K, B]``, the loss with unit ``i`` at
             ``moved[o, n, i]`` and every other unit as drawn (e.g. :func:`single_unit_variants`
             run through the layers above).
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from rlmetric.step_surrogates import local_expectation_layer_loss
+        >>> logits = tf.Variable([[[0.0, 0.0]]])  # one binary unit at p = .5, drawn at level 0
+        >>> def loss_of_moves(moved):  # [1, N, U] -> [1, U, K, B]: loss 0 once moved to level 1
+        ...     return tf.reshape(tf.cast(1 - moved, tf.float32), [1, 1, 1, 1])
+        >>> with tf.GradientTape() as tape:
+        ...     surrogate = local_expectation_layer_loss(
+        ...         logits, tf.constant([[0]]), tf.constant([[1.0]]), loss_of_moves, 1, 2)
+        >>> float(surrogate), tape.gradient(surrogate, logits).numpy()  # E[loss] = .5 x 1 + .5 x 0
+        (0.5, array([[[ 0.25, -0.25]]], dtype=float32))
     """
     units = int(np.prod(levels.shape[1:]))  # static: the layer's width
     flat = tf.reshape(levels, [-1, units])  # [N, U]

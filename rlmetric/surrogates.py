@@ -318,6 +318,13 @@ def weighted_bce(
 
     Returns per example ``[B]``: the mean over its outputs of the weighted binary cross-entropy.
     ``weights`` ``[B]`` weight each example's share of the batch-level sums (``None``: equally).
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from rlmetric.surrogates import weighted_bce
+        >>> y, logits = tf.constant([[1.0], [0.0]]), tf.constant([[2.0], [1.0]])
+        >>> weighted_bce(y, logits, pos_weight=3.0).numpy().round(4)  # the positive counts 3 times
+        array([0.3808, 1.3133], dtype=float32)
     """
     y_true, y_pred = tf.convert_to_tensor(y_true), tf.convert_to_tensor(y_pred)
     y_true = _binary_targets(y_true, y_pred)
@@ -339,6 +346,13 @@ def focal(
 
     Returns per example ``[B]``: the mean over its outputs of the focal loss. ``weights``
     ``[B]`` weight each example's share of the batch-level sums (``None``: equally).
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from rlmetric.surrogates import focal
+        >>> y, logits = tf.constant([[1.0], [0.0]]), tf.constant([[2.0], [1.0]])
+        >>> focal(y, logits).numpy().round(4)  # the confident right answer counts almost nothing
+        array([5.000e-04, 5.264e-01], dtype=float32)
     """
     y_true, y_pred = tf.convert_to_tensor(y_true), tf.convert_to_tensor(y_pred)
     y_true = _binary_targets(y_true, y_pred)
@@ -366,6 +380,12 @@ def soft_f1(
 
     Returns a scalar for the batch: ``1 - soft F1``. ``weights`` ``[B]`` weight each example's
     share of the batch-level sums (``None``: equally).
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from rlmetric.surrogates import soft_f1
+        >>> round(float(soft_f1(tf.constant([[1.0], [0.0]]), tf.constant([[2.0], [1.0]]))), 4)
+        0.3255
     """
     y_true, y_pred = tf.convert_to_tensor(y_true), tf.convert_to_tensor(y_pred)
     y_true = _binary_targets(y_true, y_pred)
@@ -403,6 +423,14 @@ def soft_dice(
     Returns ``[B]`` per example, or a scalar with ``batch=True``: ``1 - soft Dice`` (or
     Jaccard). ``weights`` ``[B]`` weight each example's share of the batch-level sums (``None``:
     equally).
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from rlmetric.surrogates import soft_dice
+        >>> # one mask of 2 pixels
+        >>> y, logits = tf.constant([[[1.0], [0.0]]]), tf.constant([[[3.0], [-3.0]]])
+        >>> soft_dice(y, logits).numpy().round(4)
+        array([0.0474], dtype=float32)
     """
     y_true, y_pred = tf.convert_to_tensor(y_true), tf.convert_to_tensor(y_pred)
     if activation == "softmax":
