@@ -380,3 +380,20 @@ def test_local_expectation_dense_shortcut_equals_rerunning_every_move(levels):
     for a, b in zip(*grads, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert np.abs(grads[0][0]).max() > 1e-4
+
+
+def test_auto_jit_compile_uses_xla_only_for_keras_and_rlmetric_pieces():
+    def model(*extra):
+        return keras.Sequential([keras.Input((2,)), _dense(3), StochasticStep(), *extra, _dense(2)])
+
+    def resolved(trainer, **options):
+        trainer.compile(**options)
+        return trainer.jit_compile
+
+    assert resolved(StepNetworkTrainer(model())) is True
+    assert resolved(StepNetworkTrainer(model(), loss="mse")) is True
+    assert resolved(StepNetworkTrainer(model(keras.layers.Lambda(lambda h: h)))) is False
+    custom_loss = StepNetworkTrainer(model(), loss=lambda t, p: tf.reduce_mean(p, axis=-1))
+    assert resolved(custom_loss) is False
+    assert resolved(StepNetworkTrainer(model()), jit_compile=False) is False
+    assert resolved(StepNetworkTrainer(model()), run_eagerly=True) is False
