@@ -164,12 +164,10 @@ def fit_timer(model, x, y, batch: int):
     return timed
 
 
-def time_config(config: str, batch: int, samples: list[int], jit: bool, steps: int, rounds: int):
-    x, y = data(config, batch, STEPS_PER_EXECUTION * 2)
-    rows = []
-    models = {"bce": build(config, "bce", 0, jit)}
-    models.update({k: build(config, "pg", k, jit) for k in samples})
-    for mode in MODES if jit else ("compute", "fit"):
+def ratios_by_mode(models: dict, reference: str, x, y, batch, steps, rounds, jit, modes):
+    """``{mode: {name: (median, q25, q75)}}``: each model's step time over ``reference``'s."""
+    by_mode = {}
+    for mode in modes:
         if mode == "fit":
             timers = {name: fit_timer(m, x, y, batch) for name, m in models.items()}
         else:
@@ -178,22 +176,26 @@ def time_config(config: str, batch: int, samples: list[int], jit: bool, steps: i
                 name: in_graph_step_timer(m, x[:batch], y[:batch], steps, jit, launch_per_step)
                 for name, m in models.items()
             }
-        ratios = median_ratios(timers, "bce", rounds)
-        for k in samples:
-            median, q25, q75 = ratios[k]
-            rows.append(
-                {
-                    "config": config,
-                    "batch": batch,
-                    "K": k,
-                    "jit": jit,
-                    "mode": mode,
-                    "ratio": median,
-                    "ratio_q25": q25,
-                    "ratio_q75": q75,
-                }
-            )
-    return rows
+        by_mode[mode] = median_ratios(timers, reference, rounds)
+    return by_mode
+
+
+def ratio_row(ratio: tuple[float, float, float], **keys) -> dict:
+    median, q25, q75 = ratio
+    return {**keys, "ratio": median, "ratio_q25": q25, "ratio_q75": q75}
+
+
+def time_config(config: str, batch: int, samples: list[int], jit: bool, steps: int, rounds: int):
+    x, y = data(config, batch, STEPS_PER_EXECUTION * 2)
+    models = {"bce": build(config, "bce", 0, jit)}
+    models.update({k: build(config, "pg", k, jit) for k in samples})
+    modes = MODES if jit else ("compute", "fit")
+    by_mode = ratios_by_mode(models, "bce", x, y, batch, steps, rounds, jit, modes)
+    return [
+        ratio_row(ratios[k], config=config, batch=batch, K=k, jit=jit, mode=mode)
+        for mode, ratios in by_mode.items()
+        for k in samples
+    ]
 
 
 STEP_NET_WIDTHS = (32, 128, 512)
@@ -231,30 +233,20 @@ def time_step_networks(jit: bool, steps: int, rounds: int) -> list[dict]:
                 optimizer="adam", jit_compile=jit, steps_per_execution=STEPS_PER_EXECUTION
             )
             models[estimator] = trainer
-        for mode in ("compute", "fit"):
-            if mode == "fit":
-                timers = {name: fit_timer(m, x, y, batch) for name, m in models.items()}
-            else:
-                timers = {
-                    name: in_graph_step_timer(m, x[:batch], y[:batch], steps, jit)
-                    for name, m in models.items()
-                }
-            ratios = median_ratios(timers, "ste", rounds)
-            for estimator, k in STEP_NET_ESTIMATORS:
-                median, q25, q75 = ratios[estimator]
-                rows.append(
-                    {
-                        "config": f"step_net_{width}",
-                        "batch": batch,
-                        "K": k,
-                        "jit": jit,
-                        "mode": mode,
-                        "ratio": median,
-                        "ratio_q25": q25,
-                        "ratio_q75": q75,
-                        "estimator": estimator,
-                    }
-                )
+        by_mode = ratios_by_mode(models, "ste", x, y, batch, steps, rounds, jit, ("compute", "fit"))
+        rows += [
+            ratio_row(
+                ratios[estimator],
+                config=f"step_net_{width}",
+                batch=batch,
+                K=k,
+                jit=jit,
+                mode=mode,
+                estimator=estimator,
+            )
+            for mode, ratios in by_mode.items()
+            for estimator, k in STEP_NET_ESTIMATORS
+        ]
     return rows
 
 

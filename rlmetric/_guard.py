@@ -62,13 +62,13 @@ class NonFiniteGuard(keras.callbacks.Callback):
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        self.model._raise_if_nonfinite(batch, self.epoch)
+        raise_if_nonfinite(self.model, batch, self.epoch)
 
     def on_test_begin(self, logs=None):
         self.model._invalid_test_labels.assign(0)
 
     def on_test_batch_end(self, batch, logs=None):
-        self.model._raise_if_invalid_test_labels(batch)
+        raise_if_invalid_test_labels(self.model, batch)
 
 
 def apply_if_healthy(trainer, estimate, loss, gradients, labels_ok) -> None:

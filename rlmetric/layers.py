@@ -88,6 +88,18 @@ def staircase(
     return low + tf.reduce_sum(above * h, axis=-1)
 
 
+def _positive_number(name: str, value: Any) -> float:
+    """``value`` as a float, or ``ValueError`` naming ``name`` unless it is a finite number > 0."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(f"{name} must be a finite number > 0; received {value!r}.")
+    return float(value)
+
+
 def _level_terms(logits: tf.Tensor) -> tuple[list[tf.Tensor], tf.Tensor, list[tf.Tensor]]:
     """The columns of ``logits`` ``[..., V]``, their maximum and ``exp(column - maximum)``,
     unrolled over the few levels: TensorFlow's softmax, cumsum and gathers over a last axis of
@@ -201,14 +213,7 @@ class SmoothStep(_StepLayer):
         **kwargs: Any,
     ) -> None:
         super().__init__(thresholds, heights, low, **kwargs)
-        if (
-            isinstance(sharpness, bool)
-            or not isinstance(sharpness, int | float)
-            or not math.isfinite(sharpness)
-            or sharpness <= 0
-        ):
-            raise ValueError(f"sharpness must be a finite number > 0; received {sharpness!r}.")
-        self.sharpness = float(sharpness)
+        self.sharpness = _positive_number("sharpness", sharpness)
 
     def build(self, input_shape):
         # a variable, so that a schedule (SharpnessSchedule) can raise it during training
@@ -221,11 +226,10 @@ class SmoothStep(_StepLayer):
 
     def set_sharpness(self, sharpness: float) -> None:
         """Sets the current slope (``sharpness`` in the config stays the initial one)."""
-        if not isinstance(sharpness, int | float) or not math.isfinite(sharpness) or sharpness <= 0:
-            raise ValueError(f"sharpness must be a finite number > 0; received {sharpness!r}.")
+        sharpness = _positive_number("sharpness", sharpness)
         if not self.built:
             raise ValueError(f"Layer {self.name!r} is not built yet; call it on data first.")
-        self._sharpness.assign(float(sharpness))
+        self._sharpness.assign(sharpness)
 
     def load_own_variables(self, store):
         if len(store.keys()) == 0:  # saved before the slope was a variable: the config's slope
@@ -332,14 +336,7 @@ class StochasticStep(_StepLayer):
         **kwargs: Any,
     ) -> None:
         super().__init__(thresholds, heights, low, **kwargs)
-        if (
-            isinstance(temperature, bool)
-            or not isinstance(temperature, int | float)
-            or not math.isfinite(temperature)
-            or temperature <= 0
-        ):
-            raise ValueError(f"temperature must be a finite number > 0; received {temperature!r}.")
-        self.temperature = float(temperature)
+        self.temperature = _positive_number("temperature", temperature)
         self.seed = seed
         self._seed_generator = keras.random.SeedGenerator(seed, name="step_seed")
 

@@ -38,8 +38,6 @@ from rlmetric._guard import (
     NonFiniteGuard,
     add_guard_state,
     apply_if_healthy,
-    raise_if_invalid_test_labels,
-    raise_if_nonfinite,
 )
 from rlmetric._inputs import per_example_loss
 from rlmetric._sampling import stateless_uniform
@@ -441,12 +439,6 @@ class StepNetworkTrainer(TrainerConfig, AtomicSaving, keras.Model):
     def _update_baseline_state(self, state: tf.Tensor) -> None:
         """(The guard's hook: the per-example leave-one-out baseline keeps no state.)"""
         del state
-
-    def _raise_if_nonfinite(self, batch: int | None = None, epoch: int | None = None) -> None:
-        raise_if_nonfinite(self, batch, epoch)
-
-    def _raise_if_invalid_test_labels(self, batch: int) -> None:
-        raise_if_invalid_test_labels(self, batch)
 
     def fit(self, *args: Any, callbacks: list | None = None, **kwargs: Any) -> Any:
         """``keras.Model.fit``; stops with :class:`NonFiniteError` after a step whose loss or

@@ -30,8 +30,6 @@ from rlmetric._guard import (
     NonFiniteGuard,
     add_guard_state,
     apply_if_healthy,
-    raise_if_invalid_test_labels,
-    raise_if_nonfinite,
 )
 from rlmetric._inputs import (
     as_float32,
@@ -340,12 +338,6 @@ class PolicyGradientTrainer(TrainerConfig, AtomicSaving, keras.Model):
     def _update_baseline_state(self, state: tf.Tensor) -> None:
         if self._baseline_state.shape.num_elements() != 0:  # stateless baselines: no write
             self._baseline_state.assign(state)
-
-    def _raise_if_nonfinite(self, batch: int | None = None, epoch: int | None = None) -> None:
-        raise_if_nonfinite(self, batch, epoch)
-
-    def _raise_if_invalid_test_labels(self, batch: int) -> None:
-        raise_if_invalid_test_labels(self, batch)
 
     def test_step(self, data: Any) -> dict[str, tf.Tensor]:
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
