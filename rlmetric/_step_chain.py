@@ -109,7 +109,8 @@ def chain_segments(model: keras.Model) -> list[Segment]:
 @dataclass
 class _Draw:
     """One step layer's decisions in a forward pass: ``[N, ...units]`` each, logits
-    ``[N, ...units, V]``."""
+    ``[N, ...units, V]``, or ``[B, ...units, V]`` where the ``N = K * B`` rows are ``K`` copies
+    of one input (the first step layer): the copies share them."""
 
     logits: tf.Tensor
     uniforms: tf.Tensor
@@ -119,4 +120,6 @@ class _Draw:
 def _tile_rows(x: tf.Tensor, copies: int) -> tf.Tensor:
     """``[N, ...]`` -> ``[copies * N, ...]``, copy-major (row ``c * N + n`` is row ``n``)."""
     x = tf.convert_to_tensor(x)
-    return tf.tile(x, tf.concat([[copies], tf.ones([tf.rank(x) - 1], tf.int32)], axis=0))
+    # a broadcast, not tf.tile: XLA on CPU runs tile several times slower
+    copied = tf.broadcast_to(x[None], tf.concat([[copies], tf.shape(x)], axis=0))
+    return tf.reshape(copied, tf.concat([[-1], tf.shape(x)[1:]], axis=0))

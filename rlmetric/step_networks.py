@@ -79,8 +79,9 @@ class StepNetworkTrainer(TrainerConfig, AtomicSaving, keras.Model):
 
     The model must be a chain (a ``keras.Sequential``, or a functional model without branches):
     deterministic layers, a step layer, deterministic layers, ... Each training step runs the
-    layers below the first step layer once, tiles their output ``K`` times, runs the rest of the
-    chain with every step unit's level drawn from its distribution, and minimises
+    layers below the first step layer once (and the first step layer's level distributions:
+    ``K`` sample sets draw from them), runs the rest of the chain on the ``K`` copies with every
+    step unit's level drawn from its distribution, and minimises
 
     * the mean per-example ``loss`` of the output by backprop for the layers above the last step
       layer, plus the estimator's surrogate for the layers below each step layer (credit from
@@ -271,25 +272,32 @@ class StepNetworkTrainer(TrainerConfig, AtomicSaving, keras.Model):
         seed: tf.Tensor | None = None,
         noise: list[tf.Tensor] | None = None,
         skip: int = 0,
+        copies: int = 1,
     ) -> tuple[tf.Tensor, list[_Draw]]:
         """Runs segments ``start, start + 1, ...`` from ``h`` (the input of segment ``start``,
         or the output of its first ``skip`` layers), drawing each step layer's levels with
         fresh noise from ``seed``, or with ``noise`` (one ``[N, ...units]`` tensor per step
-        layer from ``start`` on)."""
+        layer from ``start`` on). The first step layer draws ``copies`` sample sets from ``h``
+        (``[B, ...]``): its logits are computed once, for ``B`` rows, and every layer above
+        sees ``N = copies * B`` rows."""
         draws = []
         for index, segment in enumerate(self._segments[start:]):
             for layer in segment.layers[skip if index == 0 else 0 :]:
                 h = layer(h, training=True)
             if segment.step is None:
                 return h, draws
-            logits = segment.step.level_logits(tf.cast(h, tf.float32))  # [N, ...units, V]
+            logits = segment.step.level_logits(tf.cast(h, tf.float32))  # [B or N, ...units, V]
+            rows = tf.shape(h)[0]
+            shape = tf.concat([[copies * rows], tf.shape(h)[1:]], axis=0)  # [N, ...units]
             if noise is None:
-                uniforms = self._uniforms(tf.shape(h), start + index, seed)
+                uniforms = self._uniforms(shape, start + index, seed)
             else:
                 uniforms = noise[len(draws)]
-            levels = levels_from_logits(logits, uniforms)
+            by_copy = tf.reshape(uniforms, tf.concat([[-1], tf.shape(h)], axis=0))
+            levels = tf.reshape(levels_from_logits(logits, by_copy), shape)
             draws.append(_Draw(logits, uniforms, levels))
             h = segment.step.level_values(levels, self.compute_dtype)
+            copies = 1
         raise AssertionError("the last segment has no step layer")  # (chain_segments' promise)
 
     def _objective(self, y: tf.Tensor, outputs: tf.Tensor, levels: tf.Tensor, copies: Any):
@@ -352,11 +360,11 @@ class StepNetworkTrainer(TrainerConfig, AtomicSaving, keras.Model):
         """(the loss to minimise, the objective per sample ``[K', B or 1]``, the first sample
         set's outputs ``[B, ...]``); runs inside the gradient tape."""
         copies = self.num_samples // 2 if self.estimator == "disarm" else self.num_samples
-        # The layers below the first step layer see the same inputs in every sample: they run
-        # once, and their output is tiled (their gradient sums over the samples through it).
+        # The layers below the first step layer see the same inputs in every sample: they and
+        # the first step layer's logits run once, and the K copies broadcast against them.
         below = self._segments[0].apply(x, training=True)
         skip = len(self._segments[0].layers)
-        outputs, draws = self._run(_tile_rows(below, copies), 0, seed=seed, skip=skip)
+        outputs, draws = self._run(below, 0, seed=seed, skip=skip, copies=copies)
         objective = self._objective(y, outputs, draws[-1].levels, copies)
         per_example = self.reward is None
         # the layers above the last step layer: backprop of the objective itself

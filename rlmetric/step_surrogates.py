@@ -80,7 +80,8 @@ def disarm_logit_gradient(
         antithetic_rewards: the same for the antithetic set.
         levels: ``[P, B, U]`` 0/1 decisions of the first set.
         antithetic_levels: ``[P, B, U]`` 0/1 decisions of the antithetic set.
-        logits: ``[P, B, U]`` the units' logits ``alpha`` (only their magnitude is read).
+        logits: ``[P, B, U]`` (or ``[1, B, U]``, shared by the pairs) the units' logits
+            ``alpha`` (only their magnitude is read).
 
     Returns:
         ``[P, B, U]`` the gradient estimate per unit (not stopped: a constant of the inputs).
@@ -143,9 +144,18 @@ def _units(values: tf.Tensor, copies: int) -> tf.Tensor:
     return tf.reshape(values, [copies, -1, int(np.prod(values.shape[1:]))])
 
 
+def _logits_by_copy(logits: tf.Tensor, rows: tf.Tensor) -> tf.Tensor:
+    """``[C * rows, ...units, V]`` -> ``[C, rows, U, V]``: ``C`` is the number of copies, or 1
+    where one set of logits serves every copy (the first step layer, whose input is the same in
+    every sample set), which then broadcasts against the copies' levels."""
+    units = int(np.prod(logits.shape[1:-1]))
+    return tf.reshape(logits, [-1, rows, units, logits.shape[-1]])
+
+
 def layer_log_prob(logits: tf.Tensor, levels: tf.Tensor, copies: int) -> tf.Tensor:
     """``[copies, B]`` log-probability of the drawn ``levels`` ``[copies * B, ...units]``
-    under ``logits`` ``[copies * B, ...units, V]``, summed over the layer's units.
+    under ``logits`` ``[copies * B, ...units, V]`` (or ``[B, ...units, V]``, shared by the
+    copies), summed over the layer's units.
 
     Examples:
         >>> import tensorflow as tf
@@ -155,7 +165,9 @@ def layer_log_prob(logits: tf.Tensor, levels: tf.Tensor, copies: int) -> tf.Tens
         >>> layer_log_prob(logits, tf.constant([[1, 1]]), copies=1).numpy().round(4)
         array([[-0.8201]], dtype=float32)
     """
-    return tf.reduce_sum(_units(level_log_prob(logits, levels), copies), axis=-1)
+    levels = _units(levels, copies)
+    logits = _logits_by_copy(logits, tf.shape(levels)[1])  # shared logits broadcast
+    return tf.reduce_sum(level_log_prob(logits, levels), axis=-1)
 
 
 def disarm_layer_loss(
@@ -171,7 +183,8 @@ def disarm_layer_loss(
     ``1 - uniforms``) re-run through the layers above, then :func:`disarm_logit_gradient`.
 
     Args:
-        logits: ``[P * B, ...units, 2]``; uniforms, levels: ``[P * B, ...units]`` of the draw.
+        logits: ``[P * B, ...units, 2]``, or ``[B, ...units, 2]`` shared by the ``P`` copies;
+            uniforms, levels: ``[P * B, ...units]`` of the draw.
         objective: ``[P, B or 1]`` what is minimised, for the drawn levels.
         rerun: see :data:`Rerun`.
 
@@ -188,11 +201,13 @@ def disarm_layer_loss(
         >>> tape.gradient(surrogate, logits).numpy()  # descent raises level 1's logit: sigmoid'(0)
         array([[[ 0.25, -0.25]]], dtype=float32)
     """
-    antithetic = levels_from_logits(logits, 1.0 - uniforms)
-    antithetic_objective = tf.stop_gradient(rerun(antithetic))
-    alpha = _units(logits[..., 1] - logits[..., 0], copies)  # [P, B, U]
+    drawn = _units(levels, copies)  # [P, B, U]
+    by_copy = _logits_by_copy(logits, tf.shape(drawn)[1])  # [P or 1, B, U, 2]
+    antithetic = levels_from_logits(by_copy, 1.0 - _units(uniforms, copies))  # [P, B, U]
+    antithetic_objective = tf.stop_gradient(rerun(tf.reshape(antithetic, tf.shape(levels))))
+    alpha = by_copy[..., 1] - by_copy[..., 0]  # [P or 1, B, U]
     gradient = disarm_logit_gradient(
-        -objective, -antithetic_objective, _units(levels, copies), _units(antithetic, copies), alpha
+        -objective, -antithetic_objective, drawn, antithetic, alpha
     )
     ascent = tf.reduce_sum(tf.stop_gradient(gradient) * alpha, axis=[1, 2])  # [P]
     if per_example:
@@ -279,7 +294,8 @@ def local_expectation_layer_loss(
     ``rerun_moves``), then :func:`local_expectation_loss`.
 
     Args:
-        logits: ``[K * B, ...units, V]``; levels: ``[K * B, ...units]`` of the draw.
+        logits: ``[K * B, ...units, V]``, or ``[B, ...units, V]`` shared by the ``K`` copies;
+            levels: ``[K * B, ...units]`` of the draw.
         objective: ``[K, B]`` the per-example loss of the draw.
         rerun_moves: ``moved [V - 1, N, U] -> [V - 1, U, K, B]``, the loss with unit ``i`` at
             ``moved[o, n, i]`` and every other unit as drawn (e.g. :func:`single_unit_variants`
@@ -304,8 +320,11 @@ def local_expectation_layer_loss(
     moved_objective = tf.transpose(moved_objective, [2, 3, 1, 0])  # [K, B, U, V - 1]
     kept = tf.broadcast_to(objective[:, :, None, None], tf.shape(moved_objective[..., :1]))
     variant_losses = tf.concat([kept, moved_objective], axis=-1)  # offsets 0 .. V - 1
-    probabilities = tf.reshape(tf.nn.softmax(logits, axis=-1), [copies, -1, units, num_levels])
     drawn = tf.reshape(flat, [copies, -1, units, 1])
+    probabilities = tf.broadcast_to(
+        _logits_by_copy(tf.nn.softmax(logits, axis=-1), tf.shape(drawn)[1]),
+        tf.concat([tf.shape(drawn)[:-1], [num_levels]], axis=0),
+    )  # [K, B, U, V] (shared logits broadcast)
     offset_levels = (drawn + tf.range(num_levels)) % num_levels  # the level of each offset
     probabilities = tf.gather(probabilities, offset_levels, batch_dims=3)
     return local_expectation_loss(probabilities, variant_losses)
