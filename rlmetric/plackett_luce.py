@@ -164,14 +164,20 @@ class PlackettLuce(Policy):
         (a partial sort); the other items follow in index order, which no reward at a cutoff
         ``<= top_k`` reads (:meth:`check_reward` refuses the others)."""
         logits = tf.convert_to_tensor(logits)
-        shape = tf.concat([[num_samples], tf.shape(logits)], axis=0)
-        gumbel = -tf.math.log(-tf.math.log(batch_uniform(shape, seed, logits.dtype)))
-        perturbed = logits + gumbel
+        perturbed = self.perturbed_scores(logits, num_samples, seed)
         num_items = logits.shape[-1]
         if self.top_k is None or num_items is None or self.top_k >= num_items:
             return tf.math.top_k(perturbed, k=tf.shape(logits)[-1]).indices
         top = tf.math.top_k(perturbed, k=self.top_k).indices  # [K, B, k]
         return _complete_ranking(top, num_items)
+
+    def perturbed_scores(self, logits: tf.Tensor, num_samples: int, seed: Any = None) -> tf.Tensor:
+        """``[K, B, L]``: the logits ``[B, L]`` plus Gumbel noise, one set per sample; sorting
+        a set in decreasing order draws a ranking (:meth:`sample`), and its top ``k`` items are
+        the ranking's first ``k`` ranks."""
+        logits = tf.convert_to_tensor(logits)
+        shape = tf.concat([[num_samples], tf.shape(logits)], axis=0)
+        return logits - tf.math.log(-tf.math.log(batch_uniform(shape, seed, logits.dtype)))
 
     def check_reward(self, reward: Any) -> None:
         """Refuses, with ``top_k`` set, a ranking reward that reads ranks beyond ``top_k``."""
@@ -287,8 +293,12 @@ class PLRank(estimators_lib.Estimator):
     ``dE[R] / ds_d``: the score-function gradient in which each rank's choice is credited only
     with the reward from that rank down, and the gain of placing ``d`` at rank ``x`` is replaced
     by its expectation over the choice. The sums over ``x`` are prefix sums over ranks, so the
-    cost is ``O(K L)`` per list after the sort that draws the rankings. The baseline argument is
-    ignored (the estimator needs none).
+    cost is ``O(K L)`` per list after the sort that draws the rankings. For a reward with a
+    cutoff ``k`` below the list length (NDCG@10 of 100 items) only the first ``k`` ranks are
+    drawn, by a partial sort of the same Gumbel-perturbed scores, and the items below the
+    cutoff get their ``delta`` in closed form (:meth:`top_ranks_gradients`): the same estimate
+    as from the whole rankings, and the returned ``actions`` are those ``[K, B, k]`` prefixes.
+    The baseline argument is ignored (the estimator needs none).
 
     References:
         Oosterhuis (2021), Computationally efficient optimization of Plackett-Luce ranking
@@ -305,8 +315,8 @@ class PLRank(estimators_lib.Estimator):
         ...     tf.zeros([2, 5]), tf.constant([[2.0, 0, 1, 0, -1], [0, 0, 3, 1, 0]]),
         ...     policy=PlackettLuce(), reward=NDCG(k=3), baseline=baselines.NoBaseline(),
         ...     baseline_state=tf.zeros([0]), num_samples=8, seed=0)
-        >>> out.rewards.shape, out.actions.shape
-        (TensorShape([8]), TensorShape([8, 2, 5]))
+        >>> out.rewards.shape, out.actions.shape  # NDCG@3: the first 3 ranks of each ranking
+        (TensorShape([8]), TensorShape([8, 2, 3]))
     """
 
     name = "pl_rank"
@@ -340,15 +350,77 @@ class PLRank(estimators_lib.Estimator):
         delta = (to_go - placed) + tf.cast(expected, to_go.dtype)
         return tf.where(scores > _IS_PADDING, delta, tf.zeros_like(delta))
 
+    def top_ranks_gradients(
+        self,
+        logits: tf.Tensor,
+        y_true: tf.Tensor,
+        perturbed: tf.Tensor,
+        reward: RankingReward,
+        cutoff: int,
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+        """PL-Rank for a reward whose rank weights are 0 beyond rank ``cutoff``, from the
+        rankings' first ``cutoff`` ranks only (a partial sort of ``perturbed`` ``[K, B, L]``,
+        :meth:`PlackettLuce.perturbed_scores`; logits ``[B, L]`` already masked).
+
+        An item below the cutoff gains nothing where it lands, and the ranks it passes after
+        the cutoff weigh nothing, so its ``delta`` is ``e_d (rho_d W - T)`` with ``W`` and ``T``
+        the prefix sums of :meth:`item_gradients` at the cutoff: the same ``delta`` as from the
+        whole ranking, at ``O(K L)`` without sorting all the items.
+
+        Returns:
+            ``top [K, B, k]`` the items of the first ``k`` ranks, ``delta_top [K, B, k]`` their
+            ``delta``, ``delta_rest [K, B, L]`` every other item's (0 at the top items and at
+            padding), and the reward of each list ``[K, B]``.
+        """
+        drawn = tf.math.top_k(perturbed, k=cutoff)
+        top = drawn.indices  # [K, B, k]
+        below = perturbed < drawn.values[..., -1:]  # [K, B, L]: items after the cutoff
+        scores = by_rank(tf.stop_gradient(logits), top)
+        real = scores > _IS_PADDING
+        item_gains = reward.item_gains(y_true)  # [B, L]
+        gains = by_rank(item_gains, top)
+        weights = tf.where(real, reward.rank_weights(y_true)[None, :, :cutoff], 0.0)
+        placed = weights * gains
+        to_go = tf.math.cumsum(placed, axis=-1, reverse=True)
+        # float64 relative to each list's top score, as in item_gradients; the partition at
+        # rank x is the odds of the items below the cutoff plus those at ranks x .. k
+        wide = tf.cast(tf.stop_gradient(logits), tf.float64)
+        top_score = tf.reduce_max(wide, axis=-1, keepdims=True)  # [B, 1]
+        item_odds = tf.where(wide > _IS_PADDING, tf.exp(wide - top_score), 0.0)  # [B, L]
+        rest = tf.reduce_sum(tf.where(below, item_odds[None], 0.0), axis=-1, keepdims=True)
+        odds = tf.where(real, tf.exp(tf.cast(scores, tf.float64) - top_score[None]), 0.0)
+        partition = tf.maximum(rest + tf.math.cumsum(odds, axis=-1, reverse=True), 1e-300)
+        weight_sum = tf.math.cumsum(tf.cast(weights, tf.float64) / partition, axis=-1)
+        to_go_sum = tf.math.cumsum(tf.cast(to_go, tf.float64) / partition, axis=-1)
+        expected = odds * (tf.cast(gains, tf.float64) * weight_sum - to_go_sum)
+        delta_top = tf.where(real, (to_go - placed) + tf.cast(expected, to_go.dtype), 0.0)
+        rest_delta = item_odds[None] * (
+            tf.cast(item_gains, tf.float64)[None] * weight_sum[..., -1:] - to_go_sum[..., -1:]
+        )  # [K, B, L]
+        delta_rest = tf.where(below, tf.cast(rest_delta, to_go.dtype), 0.0)
+        return top, delta_top, delta_rest, to_go[..., 0]
+
     def __call__(
         self, logits, y_true, *, policy, reward, baseline, baseline_state, num_samples, seed=None
     ):
         logits = policy.mask_logits(logits, y_true)
-        actions = policy.sample(tf.stop_gradient(logits), num_samples, seed=seed)  # [K, B, L]
-        rewards = estimators_lib.score_samples(reward, y_true, actions)  # [K]
-        delta = tf.stop_gradient(self.item_gradients(logits, y_true, actions, reward))
         lists = sum_over_replicas(tf.cast(tf.shape(logits)[0], tf.float32))
-        per_set = tf.reduce_sum(delta * by_rank(logits, actions), axis=[1, 2])  # [K]
+        num_items = logits.shape[-1]
+        if reward.k is not None and num_items is not None and reward.k < num_items:
+            # the first k ranks of each ranking only (its actions are those [K, B, k] prefixes)
+            perturbed = policy.perturbed_scores(tf.stop_gradient(logits), num_samples, seed)
+            actions, delta_top, delta_rest, per_list = self.top_ranks_gradients(
+                logits, y_true, perturbed, reward, reward.k
+            )
+            per_set = tf.reduce_sum(
+                tf.stop_gradient(delta_top) * by_rank(logits, actions), axis=[1, 2]
+            ) + tf.reduce_sum(tf.stop_gradient(delta_rest) * logits[None], axis=[1, 2])
+            rewards = sum_over_replicas(tf.reduce_sum(per_list, axis=-1)) / tf.maximum(lists, 1.0)
+        else:
+            actions = policy.sample(tf.stop_gradient(logits), num_samples, seed=seed)  # [K, B, L]
+            rewards = estimators_lib.score_samples(reward, y_true, actions)  # [K]
+            delta = tf.stop_gradient(self.item_gradients(logits, y_true, actions, reward))
+            per_set = tf.reduce_sum(delta * by_rank(logits, actions), axis=[1, 2])  # [K]
         # the reward is the mean over the global batch's lists; the replicas' gradients add up
         loss = -tf.reduce_mean(per_set) / tf.maximum(lists, 1.0)
         advantages = rewards - tf.reduce_mean(rewards)

@@ -65,9 +65,10 @@ def by_rank(values: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
         array([[[30., 10., 20.]]], dtype=float32)
     """
     actions = tf.cast(actions, tf.int32)
-    return tf.gather(
-        tf.broadcast_to(values[None], tf.shape(actions)), actions, axis=2, batch_dims=2
-    )
+    values = tf.convert_to_tensor(values)
+    # [K, B, L] for actions [K, B, k] of any length k (the first k ranks, or all L)
+    shape = tf.concat([tf.shape(actions)[:1], tf.shape(values)], axis=0)
+    return tf.gather(tf.broadcast_to(values[None], shape), actions, axis=2, batch_dims=2)
 
 
 def discount(ranks: tf.Tensor) -> tf.Tensor:
@@ -303,8 +304,14 @@ class NDCG(DCG):
     def ideal_dcg(self, y_true: tf.Tensor) -> tf.Tensor:
         """``[B, L]`` -> ``[B]``: the DCG at ``k`` of the items sorted by label."""
         y_true = tf.cast(y_true, tf.float32)
-        ideal = tf.sort(y_true, axis=-1, direction="DESCENDING")  # padding (-1) last
         weights = self.rank_weights(y_true)
+        num_items = y_true.shape[-1]
+        if self.k is not None and num_items is not None and self.k < num_items:
+            # only the k best labels weigh: a partial sort (a full one cost ~0.2 ms a batch)
+            ideal = tf.math.top_k(y_true, k=self.k).values
+            weights = weights[:, : self.k]
+        else:
+            ideal = tf.sort(y_true, axis=-1, direction="DESCENDING")  # padding (-1) last
         return tf.reduce_sum(weights * self._gain(ideal), axis=-1)
 
     def item_gains(self, y_true):

@@ -159,6 +159,40 @@ def test_pl_rank_has_lower_variance_than_reinforce_with_leave_one_out():
     assert pl_rank < 0.5 * reinforce, (pl_rank, reinforce)
 
 
+@pytest.mark.parametrize(
+    "reward",
+    [ranking.NDCG(k=5), ranking.DCG(k=4, gain="linear"), ranking.PrecisionAtK(3)],
+    ids=["ndcg@5", "dcg@4", "p@3"],
+)
+def test_pl_rank_from_the_top_ranks_equals_pl_rank_from_whole_rankings(reward):
+    """With a cutoff below the list length PL-Rank reads only the first k ranks; its loss,
+    gradient and rewards equal those of the whole rankings sorted from the same noise (lists
+    with padding, one with fewer real items than k)."""
+    rng = np.random.default_rng(1)
+    logits = tf.constant(rng.normal(scale=2.0, size=(5, 12)).astype("float32"))
+    labels = rng.integers(0, 5, size=(5, 12)).astype("float32")
+    labels[0, 9:] = -1.0
+    labels[1, 3:] = -1.0  # 3 real items, fewer than k
+    labels[2] = 0.0  # no relevant item
+    policy = PlackettLuce()
+    out, gradient = _call(PLRank(), logits, labels, reward, num_samples=16, seed=7)
+    assert out.actions.shape == (16, 5, reward.k)
+
+    with tf.GradientTape() as tape:
+        tape.watch(logits)
+        masked = policy.mask_logits(logits, labels)
+        perturbed = policy.perturbed_scores(tf.stop_gradient(masked), 16, 7)
+        whole = tf.math.top_k(perturbed, k=12).indices  # [K, B, L]
+        delta = tf.stop_gradient(PLRank().item_gradients(masked, labels, whole, reward))
+        per_set = tf.reduce_sum(delta * ranking.by_rank(masked, whole), axis=[1, 2])
+        loss = -tf.reduce_mean(per_set) / 5.0
+    np.testing.assert_array_equal(out.actions.numpy(), whole.numpy()[..., : reward.k])
+    np.testing.assert_allclose(float(out.loss), float(loss), rtol=1e-5)
+    np.testing.assert_allclose(gradient, tape.gradient(loss, logits).numpy(), atol=1e-5)
+    np.testing.assert_allclose(out.rewards.numpy(), reward(labels, whole).numpy(), atol=1e-6)
+    assert np.abs(gradient).max() > 1e-2
+
+
 def test_pl_rank_refuses_other_rewards_and_policies():
     with pytest.raises(ValueError, match="sum over ranks"):
         PLRank().check(policy=PlackettLuce(), reward=ranking.MRR(), baseline=None, num_samples=8)
@@ -228,6 +262,10 @@ class _FixedRankings(PlackettLuce):
 
     def sample(self, logits, num_samples, seed=None):
         return tf.constant(self.rankings)
+
+    def perturbed_scores(self, logits, num_samples, seed=None):
+        # scores that sort into the given rankings: minus each item's rank
+        return -tf.constant(np.argsort(self.rankings, axis=-1), tf.float32)
 
 
 @pytest.mark.parametrize(
