@@ -10,7 +10,9 @@ both alike (median ratio, quartiles in parentheses):
 * through ``fit`` with ``steps_per_execution=32``: what a user sees.
 
 Configurations: (a) MLP 30-64-1, batch 256, K in {1, 8, 32}, binary F1; (b) a small conv net
-(3x3 convs, 16 channels) on 64x64 masks, batch 16, K in {1, 8}, binary IoU; (c) ranking: a
+(3x3 convs, 16 channels) on 64x64 masks, batch 16, K in {1, 8}, binary IoU; (b') the same net
+with 4 classes per pixel, mean IoU, categorical decisions (``conv_classes``, against softmax
+cross-entropy: the default there is the coupled best response); (c) ranking: a
 per-item MLP (10-64-1) scoring 64 lists of 100 items, K = 8 Plackett-Luce rankings, NDCG@10,
 against a ListNet step; each with ``jit_compile`` off and on. The trainer's default estimator
 (``--estimator`` names another; REINFORCE gets the leave-one-out baseline, the moving average at
@@ -28,7 +30,7 @@ with a small slope (the model runs once per batch; only the [K, B, ...] noise, a
 log-probabilities are repeated). ``--large`` adds per-pixel policies on 256x256 masks (batch 8).
 
 Run: python benchmarks/step_cost.py [--quick] [--large] [--no-memory] [--estimator NAME]
-    [--configs mlp,conv,ranking,step_net] [--out DIR]
+    [--configs mlp,conv,conv_classes,ranking,step_net] [--out DIR]
 Writes DIR/step_cost.csv, DIR/step_memory.csv and (step_net) DIR/step_network_cost.csv.
 """
 
@@ -65,13 +67,13 @@ def mlp() -> keras.Model:
     )
 
 
-def conv(size: int) -> keras.Model:
+def conv(size: int, classes: int = 1) -> keras.Model:
     return keras.Sequential(
         [
             keras.Input((size, size, 1)),
             keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
             keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
-            keras.layers.Conv2D(1, 1),
+            keras.layers.Conv2D(classes, 1),
         ]
     )
 
@@ -101,7 +103,10 @@ def data(config: str, batch: int, batches: int, size: int = 64):
         y = (x[:, 0] + rng.normal(size=len(x)) > 0.8).astype("int32")
     else:
         x = rng.normal(size=(batch * batches, size, size, 1)).astype("float32")
-        y = (x > 0.5).astype("int32")
+        if config == "conv_classes":  # 4 classes by the pixel's value
+            y = np.digitize(x[..., 0], [0.0, 0.7, 1.4]).astype("int32")
+        else:
+            y = (x > 0.5).astype("int32")
     return x, y
 
 
@@ -110,15 +115,19 @@ ESTIMATOR = "auto"  # --estimator: the trainer's default unless named
 
 def build(config: str, method: str, num_samples: int, jit: bool, size: int = 64):
     keras.utils.set_random_seed(0)
-    model = {"mlp": mlp, "ranking": ranker, "ranking_top10": ranker}.get(
-        config, lambda: conv(size)
-    )()
+    model = {
+        "mlp": mlp,
+        "ranking": ranker,
+        "ranking_top10": ranker,
+        "conv_classes": lambda: conv(size, 4),
+    }.get(config, lambda: conv(size))()
     if method == "bce":  # the cross-entropy step: ListNet's softmax cross-entropy for ranking
-        loss = (
-            surrogates.ListNet()
-            if config.startswith("ranking")
-            else keras.losses.BinaryCrossentropy(from_logits=True)
-        )
+        if config.startswith("ranking"):
+            loss = surrogates.ListNet()
+        elif config == "conv_classes":
+            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        else:
+            loss = keras.losses.BinaryCrossentropy(from_logits=True)
         model.compile(
             optimizer="adam",
             loss=loss,
@@ -126,8 +135,13 @@ def build(config: str, method: str, num_samples: int, jit: bool, size: int = 64)
             steps_per_execution=STEPS_PER_EXECUTION,
         )
         return model
-    reward = {"mlp": "f1", "ranking": "ndcg@10", "ranking_top10": "ndcg@10"}.get(config, "iou")
-    policy = "plackett_luce" if config == "ranking" else "bernoulli"
+    reward = {
+        "mlp": "f1",
+        "ranking": "ndcg@10",
+        "ranking_top10": "ndcg@10",
+        "conv_classes": "miou",
+    }.get(config, "iou")
+    policy = {"ranking": "plackett_luce", "conv_classes": "categorical"}.get(config, "bernoulli")
     if config == "ranking_top10":  # only the top 10 ranks drawn: a partial sort
         policy = PlackettLuce(top_k=10)
     estimator = (
@@ -360,6 +374,8 @@ def main() -> None:
             rows += time_config("mlp", 256, [1, 8, 32], jit, steps, rounds)
         if "conv" in configs:
             rows += time_config("conv", 16, [1, 8], jit, max(steps // 10, 10), rounds)
+        if "conv_classes" in configs:
+            rows += time_config("conv_classes", 16, [8], jit, max(steps // 10, 10), rounds)
         for config in ("ranking", "ranking_top10"):
             if config in configs:
                 rows += time_config(config, 64, [8], jit, max(steps // 4, 10), rounds)
@@ -382,6 +398,7 @@ def main() -> None:
     labels = (
         ("mlp", "MLP 30-64-1, batch 256"),
         ("conv", "conv 64x64, batch 16"),
+        ("conv_classes", "conv 64x64, 4 classes, mean IoU (vs softmax cross-entropy)"),
         ("ranking", "ranking: per-item MLP, 64 lists x 100 items (vs a ListNet step)"),
         ("ranking_top10", "ranking, PlackettLuce(top_k=10): only the top 10 ranks drawn"),
     )

@@ -103,6 +103,50 @@ def categorical_counts(
     return tf.stack([tp, fp, fn, tn], axis=-1)
 
 
+# the change of (tp, fp, fn, tn) when a pair with target 1 / target 0 turns wrong (lists: a
+# tensor made at import would start TensorFlow before a multi-worker strategy can be set up)
+_WRONG_ONE = [[-1.0, 0.0, 1.0, 0.0]]
+_WRONG_ZERO = [[0.0, 1.0, 0.0, -1.0]]
+
+
+def _pairs_by_group(errors, layout, reward, num_elements, num_groups, y_true):
+    """The pairs ``[M]`` grouped (groups in order; decreasing error within a group, ties by
+    index) and their groups ``[M]``, by one sort per group: the pairs of a group are every
+    ``C``-th (classes) or ``G``-th (labels) pair, or a row's contiguous pairs."""
+    if layout == CLASSES or not reward.groups_are_rows:  # pair = index * G + group
+        by_group = tf.transpose(tf.reshape(errors, [-1, num_groups]))  # [G, M / G]
+        index = tf.argsort(by_group, axis=-1, direction="DESCENDING", stable=True)
+        groups = tf.broadcast_to(tf.range(num_groups)[:, None], tf.shape(index))
+        pairs = index * num_groups + groups
+    else:  # rows: pair = row * R + index
+        by_row = tf.reshape(errors, [tf.shape(y_true)[0], -1])  # [B, R]
+        index = tf.argsort(by_row, axis=-1, direction="DESCENDING", stable=True)
+        groups = tf.broadcast_to(tf.range(tf.shape(by_row)[0])[:, None], tf.shape(index))
+        pairs = groups * tf.shape(by_row)[1] + index
+    return tf.reshape(pairs, [-1]), tf.reshape(groups, [-1])
+
+
+def _statistics_changes(reward, layout, base, targets, pairs, grouped):
+    """``[M, S]``: the change of its group's statistics when each pair turns wrong, the pairs
+    ``pairs`` ``[M]`` given grouped (``grouped`` their groups), in the order they turn wrong
+    within their group, from the counts ``base`` ``[G, 4]`` of every decision right."""
+    pair_targets = tf.gather(targets, pairs)
+    # the wrong pairs of its group before each pair: those with target 1 and those with 0
+    # (one cumulative sum of [M]; a cumsum over the rows of [M, 4] is several times slower)
+    ones = tf.cumsum(pair_targets, exclusive=True)
+    position = tf.range(tf.size(grouped))
+    first = tf.gather(tf.math.unsorted_segment_min(position, grouped, tf.shape(base)[0]), grouped)
+    ones -= tf.gather(ones, first)
+    zeros = tf.cast(position - first, ones.dtype) - ones
+    wrong_one, wrong_zero = tf.constant(_WRONG_ONE), tf.constant(_WRONG_ZERO)
+    before = tf.gather(base, grouped) + ones[:, None] * wrong_one + zeros[:, None] * wrong_zero
+    cell = tf.where(pair_targets[:, None] > 0.5, wrong_one, wrong_zero)
+    return (
+        reward.group_statistics((before + cell)[:, None], grouped[:, None], layout)
+        - reward.group_statistics(before[:, None], grouped[:, None], layout)
+    )[:, 0]
+
+
 def coupled_gains(reward: Any, y_true: tf.Tensor, value_probs: tf.Tensor) -> tf.Tensor:
     """:meth:`rlmetric.rewards.CountReward.coupled_gains` (see there): ``[B, ...]`` labels and
     ``[B, ..., V]`` value probabilities -> ``[N]`` gains."""
@@ -143,41 +187,44 @@ def coupled_gains(reward: Any, y_true: tf.Tensor, value_probs: tf.Tensor) -> tf.
     errors = tf.reshape(tf.abs(targets - pair_probs), [-1])  # [M] pairs, element-major
     targets = tf.reshape(targets, [-1])
     group = tf.reshape(group, [-1])
-    # a wrong pair moves one count of its group: tp -> fn (target 1) or tn -> fp (target 0)
-    cell = tf.where(
-        (targets > 0.5)[:, None],
-        tf.constant([[-1.0, 0.0, 1.0, 0.0]]),
-        tf.constant([[0.0, 1.0, 0.0, -1.0]]),
-    )  # [M, 4]
-    order = tf.argsort(errors, direction="DESCENDING", stable=True)
-    group, cell = tf.gather(group, order), tf.gather(cell, order)  # in the error order
-    # Each pair changes its own group's counts only, and the reward is a function of the
-    # groups' statistics summed (group_statistics): so the reward after each prefix is
-    # the sum of the statistics' changes so far, and only each pair's own group's running
-    # counts are needed -- O(M S) memory, not the O(M G 4) of every group's counts.
-    by_group = tf.argsort(group, stable=True)  # contiguous groups, error order within
-    grouped_cells = tf.gather(cell, by_group)
-    running = tf.cumsum(grouped_cells, axis=0, exclusive=True)  # [M, 4]
-    grouped = tf.gather(group, by_group)
-    position = tf.range(tf.size(grouped))
-    first = tf.math.unsorted_segment_min(position, grouped, num_groups)  # [G]
-    before = (
-        tf.gather(base, grouped) + running - tf.gather(running, tf.gather(first, grouped))
-    )  # this pair's group's counts before it turns wrong, [M, 4]
-    statistics_change = reward.group_statistics(
-        (before + grouped_cells)[:, None], grouped[:, None], layout
-    ) - reward.group_statistics(before[:, None], grouped[:, None], layout)  # [M, 1, S]
-    change = tf.scatter_nd(
-        by_group[:, None], statistics_change[:, 0], tf.shape(statistics_change[:, 0])
-    )  # back to the error order
     total = tf.reduce_sum(
         reward.group_statistics(base[None], tf.range(num_groups), layout)[0], axis=0
     )  # [S]: every decision right
-    prefix = total[None] + tf.cumsum(change, axis=0)  # [M, S]
-    scores = tf.cast(
-        reward.from_statistics(tf.concat([total[None], prefix], axis=0), layout), tf.float32
-    )  # [M + 1]: the reward with the first j pairs of the order wrong
-    pair_gains = tf.scatter_nd(order[:, None], scores[:-1] - scores[1:], tf.shape(errors))
+
+    def separable_gains():
+        # A macro average with fixed weights is a constant times the sum of the groups'
+        # scores: a pair's gain is its own group's score change, whatever the other groups'
+        # pairs did before it. Only the order within each group matters: a sort per group,
+        # not of all the pairs.
+        pairs, grouped = _pairs_by_group(errors, layout, reward, num_elements, num_groups, y_true)
+        change = _statistics_changes(reward, layout, base, targets, pairs, grouped)
+        gains = -tf.math.divide_no_nan(change[:, 0], total[1])
+        return tf.gather(gains, tf.math.invert_permutation(pairs))
+
+    def ordered_gains():
+        # the reward after each prefix of the order of all pairs
+        order = tf.argsort(errors, direction="DESCENDING", stable=True)
+        by_group = tf.argsort(tf.gather(group, order), stable=True)  # error order within
+        pairs = tf.gather(order, by_group)
+        change = _statistics_changes(
+            reward, layout, base, targets, pairs, tf.gather(group, pairs)
+        )  # [M, S] in the group order
+        # back to the error order: a gather by the inverse permutation (TensorFlow's
+        # scatter_nd took several times as long on CPU)
+        change = tf.gather(change, tf.math.invert_permutation(by_group))
+        prefix = total[None] + tf.cumsum(change, axis=0)  # [M, S]
+        scores = tf.cast(
+            reward.from_statistics(tf.concat([total[None], prefix], axis=0), layout), tf.float32
+        )  # [M + 1]: the reward with the first j pairs of the order wrong
+        return tf.gather(scores[:-1] - scores[1:], tf.math.invert_permutation(order))
+
+    if reward.average in ("micro", "binary"):  # a ratio of pooled counts: not separable
+        pair_gains = ordered_gains()
+    elif layout != CLASSES:  # labels and rows: every group weighs 1 throughout
+        pair_gains = separable_gains()
+    else:  # a class absent from the labels starts to weigh at its first false positive
+        every_class = tf.reduce_all(base[:, 0] + base[:, 2] > 0)
+        pair_gains = tf.cond(every_class, separable_gains, ordered_gains)
     gains = tf.reduce_sum(tf.reshape(pair_gains, [num_elements, -1]), axis=1)
     gains = tf.maximum(gains, 0.0)  # count metrics never gain from a wrong decision
     if distributed:

@@ -31,9 +31,10 @@ class LocalBestResponse(Estimator):
     (:meth:`rlmetric.rewards.CountReward.coupled_gains`): the worst decisions get the gains of a
     batch that is still mostly right. For the Jaccard index these gains are the Lovasz gradient
     (Berman et al. 2018). Here they weight a cross-entropy, not the Lovasz loss's linear
-    form. Count rewards with standard confusion counts only (not ``Accuracy``). Cost: two sorts
-    of the ``N P`` (element, group) pairs of the global batch (``P = C`` for ``C`` classes; an
-    all-gather under ``tf.distribute``) and ``O(N P)`` memory.
+    form. Count rewards with standard confusion counts only (not ``Accuracy``). Cost: a sort of
+    each group's pairs for macro and samples averages (the mean IoU when every class occurs in
+    the batch), else two sorts of the ``N P`` (element, group) pairs of the global batch
+    (``P = C`` for ``C`` classes; an all-gather under ``tf.distribute``), and ``O(N P)`` memory.
     With ``R_i(v)`` that reward,
 
     * the best response is ``a*_i = argmax_v R_i(v)``;

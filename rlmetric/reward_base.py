@@ -287,9 +287,12 @@ class CountReward(Reward):
 
         Returns:
             float32 ``[N]`` gains ``>= 0`` of this replica's ``N`` elements (row-major), computed
-            on the global batch under ``tf.distribute`` (an all-gather). Cost: two sorts of the
-            ``M = N P`` pairs (``P = 2`` for a binary target, ``C`` for classes, 1 for labels and
-            rows) and ``O(M S)`` memory for ``S`` statistics per group (at most 5).
+            on the global batch under ``tf.distribute`` (an all-gather). Cost: for a macro or
+            samples average whose groups all weigh throughout (every class occurs in the
+            labels), a pair's gain is its own group's change, so one sort of each group's
+            pairs; otherwise two sorts of the ``M = N P`` pairs (``P = 2`` for a binary
+            target, ``C`` for classes, 1 for labels and rows). ``O(M S)`` memory for ``S``
+            statistics per group (at most 5).
         """
         return coupled_gains(self, y_true, value_probs)
 

@@ -450,6 +450,49 @@ def test_coupled_gains_of_the_jaccard_index_are_the_lovasz_gradient():
         )
 
 
+def _reference_class_pair_gains(labels, probs):
+    """Mean IoU over classes by brute force: the (element, class) pairs turn wrong one by one
+    in the order of decreasing error ``|[label = c] - p(c)|`` (ties by pair index); a class
+    weighs once it has a true positive, a false positive or a false negative."""
+    num, classes = probs.shape
+    targets = np.eye(classes)[labels]
+    order = np.argsort(-np.abs(targets - probs).ravel(), kind="stable")
+    tp, fp, fn = targets.sum(0), np.zeros(classes), np.zeros(classes)
+
+    def score():
+        present = tp + fp + fn > 0
+        return (tp / np.maximum(tp + fp + fn, 1))[present].mean() if present.any() else 0.0
+
+    gains, previous = np.zeros(num), score()
+    for pair in order:
+        element, c = divmod(pair, classes)
+        if targets[element, c]:
+            tp[c], fn[c] = tp[c] - 1, fn[c] + 1
+        else:
+            fp[c] += 1
+        current = score()
+        gains[element] += previous - current
+        previous = current
+    return np.maximum(gains, 0.0)
+
+
+@pytest.mark.parametrize("absent_class", [False, True])
+def test_coupled_gains_of_classes_match_brute_force(absent_class):
+    """Categorical decisions, mean IoU: with every class in the labels (each class's gains
+    depend on its own order only: one sort per class) and with a class absent (it starts to
+    weigh at its first false positive: the order of all pairs)."""
+    rng = np.random.default_rng(int(absent_class))
+    miou = rewards.IoU(average="macro", num_classes=4)
+    for _ in range(3):
+        labels = rng.permutation(np.arange(30) % (3 if absent_class else 4)).astype(np.int32)
+        if absent_class:
+            labels[labels == 2] = 3  # classes 0, 1 and 3 only
+        logits = rng.normal(size=(30, 4)) * 2
+        probs = (np.exp(logits) / np.exp(logits).sum(1, keepdims=True)).astype(np.float32)
+        got = miou.coupled_gains(labels, probs).numpy()
+        np.testing.assert_allclose(got, _reference_class_pair_gains(labels, probs), atol=1e-6)
+
+
 def test_coupled_gains_refuse_rewards_they_cannot_count():
     assert not rewards.Accuracy().supports_coupled_gains
     with pytest.raises(ValueError, match="context='mode'"):
