@@ -66,9 +66,11 @@ def by_rank(values: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
     """
     actions = tf.cast(actions, tf.int32)
     values = tf.convert_to_tensor(values)
-    # [K, B, L] for actions [K, B, k] of any length k (the first k ranks, or all L)
-    shape = tf.concat([tf.shape(actions)[:1], tf.shape(values)], axis=0)
-    return tf.gather(tf.broadcast_to(values[None], shape), actions, axis=2, batch_dims=2)
+    # one gather from the flat [B * L] values (actions [K, B, k] of any length k): broadcasting
+    # the values to [K, B, L] first cost more than the gather
+    items = tf.shape(values)[-1]
+    offsets = tf.range(tf.shape(values)[0]) * items
+    return tf.gather(tf.reshape(values, [-1]), actions + offsets[None, :, None])
 
 
 def discount(ranks: tf.Tensor) -> tf.Tensor:
