@@ -109,7 +109,7 @@ _WRONG_ONE = [[-1.0, 0.0, 1.0, 0.0]]
 _WRONG_ZERO = [[0.0, 1.0, 0.0, -1.0]]
 
 
-def _pairs_by_group(errors, layout, reward, num_elements, num_groups, y_true):
+def _pairs_by_group(errors, layout, reward, num_groups, y_true):
     """The pairs ``[M]`` grouped (groups in order; decreasing error within a group, ties by
     index) and their groups ``[M]``, by one sort per group: the pairs of a group are every
     ``C``-th (classes) or ``G``-th (labels) pair, or a row's contiguous pairs."""
@@ -196,8 +196,9 @@ def coupled_gains(reward: Any, y_true: tf.Tensor, value_probs: tf.Tensor) -> tf.
         # scores: a pair's gain is its own group's score change, whatever the other groups'
         # pairs did before it. Only the order within each group matters: a sort per group,
         # not of all the pairs.
-        pairs, grouped = _pairs_by_group(errors, layout, reward, num_elements, num_groups, y_true)
+        pairs, grouped = _pairs_by_group(errors, layout, reward, num_groups, y_true)
         change = _statistics_changes(reward, layout, base, targets, pairs, grouped)
+        # statistics (weighted score, weight): the reward is their ratio, the weight fixed
         gains = -tf.math.divide_no_nan(change[:, 0], total[1])
         return tf.gather(gains, tf.math.invert_permutation(pairs))
 
