@@ -239,7 +239,7 @@ def _tuned(task, data, seed, epochs, learning_rate, trained: FitResult | None = 
     return dataclasses.replace(result, decide=_threshold_decide(threshold))
 
 
-def _policy_gradient(estimator, head: str = "classes", warm: bool = False):
+def _policy_gradient(estimator, head: str = "classes", warm: bool = False, then=None):
     def train(task, data, seed, epochs, learning_rate):
         model = _build(task, data[0][0], data[0][1], seed, head)
         decide = _count_decide if head == "steps" else _default_decide(task)
@@ -249,8 +249,11 @@ def _policy_gradient(estimator, head: str = "classes", warm: bool = False):
             done = epochs // 2
             _fit_loss(model, _crossentropy(task), task, data, done, callback, learning_rate)
             callback.epoch_seconds.clear()  # time the policy-gradient epochs
+        if then is not None:  # `estimator` for the first half, then the estimator `then`
+            done = epochs // 2
+            _fit_policy_gradient(model, task, data, done, callback, estimator, seed, learning_rate)
         _fit_policy_gradient(
-            model, task, data, epochs - done, callback, estimator, seed, learning_rate, done
+            model, task, data, epochs - done, callback, then or estimator, seed, learning_rate, done
         )
         return callback.result()
 
@@ -426,6 +429,13 @@ METHODS: dict[str, Method] = {
             "Plackett-Luce rankings), K=8",
             ALL_KINDS + RANKING,
             _policy_gradient(None),
+        ),
+        Method(
+            "pg-switch",
+            "PolicyGradientTrainer with its defaults for the first half of the epochs, then the "
+            "local-expectation estimator (the exact gradient of the expected reward), K=8",
+            ALL_KINDS,
+            _policy_gradient(None, then="local_expectation"),
         ),
         Method(
             "pg-pl-rank",

@@ -55,6 +55,7 @@ FULL_METHODS = (
     "pg-local",
     "pg-pl-rank",
     "pg-best-response",
+    "pg-switch",
     "relu-net",
     "ste-net",
     "smooth-annealed-net",
