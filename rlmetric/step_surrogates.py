@@ -206,9 +206,7 @@ def disarm_layer_loss(
     antithetic = levels_from_logits(by_copy, 1.0 - _units(uniforms, copies))  # [P, B, U]
     antithetic_objective = tf.stop_gradient(rerun(tf.reshape(antithetic, tf.shape(levels))))
     alpha = by_copy[..., 1] - by_copy[..., 0]  # [P or 1, B, U]
-    gradient = disarm_logit_gradient(
-        -objective, -antithetic_objective, drawn, antithetic, alpha
-    )
+    gradient = disarm_logit_gradient(-objective, -antithetic_objective, drawn, antithetic, alpha)
     ascent = tf.reduce_sum(tf.stop_gradient(gradient) * alpha, axis=[1, 2])  # [P]
     if per_example:
         ascent /= tf.cast(tf.shape(alpha)[1], ascent.dtype)
