@@ -277,6 +277,33 @@ def _check_ranking(estimator: str, policy: Any, reward: Any) -> None:
         )
 
 
+def _ranked_deltas(logits, item_gains, rank_weights, actions, top_score, rest=0.0):
+    """PL-Rank's sums over the ranks of ``actions`` ``[K, B, k]`` (all ``L`` ranks, or the first
+    ``k``), for logits ``[B, L]`` (masked), item gains and rank weights ``[B, L]``,
+    ``top_score`` ``[B, 1]`` (each list's top logit, float64) and ``rest`` ``[K, B, 1]`` (the
+    odds ``exp(s - top)`` of the items after those ranks; 0 when they are all ranked).
+
+    Returns ``delta [K, B, k]`` of the ranked items (0 at padding), the reward of each list
+    ``[K, B]``, and the prefix sums ``W`` and ``T`` at the last rank, ``[K, B, 1]`` float64.
+    """
+    scores = by_rank(tf.stop_gradient(logits), actions)  # [K, B, k]
+    real = scores > _IS_PADDING
+    gains = by_rank(item_gains, actions)
+    weights = tf.where(real, rank_weights[None, :, : tf.shape(actions)[-1]], 0.0)
+    placed = weights * gains  # theta_x rho_{pi_x}
+    to_go = tf.math.cumsum(placed, axis=-1, reverse=True)  # G_x
+    # In float64 relative to each list's top score: e_x = exp(s_x - top), Z'_x the suffix sums
+    # (plus the odds of the items after the ranks); e_d / Z'_x = P(d | x) <= 1 for x <= r_d, so
+    # nothing overflows while a list's scores span less than about 700. Padded ranks hold zeros.
+    odds = tf.where(real, tf.exp(tf.cast(scores, tf.float64) - top_score[None]), 0.0)
+    partition = tf.maximum(rest + tf.math.cumsum(odds, axis=-1, reverse=True), 1e-300)
+    weight_sum = tf.math.cumsum(tf.cast(weights, tf.float64) / partition, axis=-1)
+    to_go_sum = tf.math.cumsum(tf.cast(to_go, tf.float64) / partition, axis=-1)
+    expected = odds * (tf.cast(gains, tf.float64) * weight_sum - to_go_sum)
+    delta = tf.where(real, (to_go - placed) + tf.cast(expected, to_go.dtype), 0.0)
+    return delta, to_go[..., 0], weight_sum[..., -1:], to_go_sum[..., -1:]
+
+
 @keras.saving.register_keras_serializable(package="rlmetric")
 class PLRank(estimators_lib.Estimator):
     r"""PL-Rank: an unbiased, low-variance estimate of the gradient of a ranking metric that is a
@@ -330,25 +357,11 @@ class PLRank(estimators_lib.Estimator):
         """``delta [K, B, L]``: each sampled ranking's estimate of ``dR / ds`` of the item at
         every rank (logits ``[B, L]`` already masked, labels ``[B, L]``, actions ``[K, B, L]``);
         0 at padded items."""
-        scores = by_rank(tf.stop_gradient(logits), actions)  # [K, B, L]
-        real = scores > _IS_PADDING
-        gains = by_rank(reward.item_gains(y_true), actions)
-        weights = tf.broadcast_to(reward.rank_weights(y_true)[None], tf.shape(scores))
-        weights = tf.where(real, weights, 0.0)
-        placed = weights * gains  # theta_x rho_{pi_x}
-        to_go = tf.math.cumsum(placed, axis=-1, reverse=True)  # G_x
-        # In float64 relative to each list's top score: e_x = exp(s_x - top), Z'_x the suffix
-        # sums; e_d / Z'_x = P(d | x) <= 1 for x <= r_d, so nothing overflows while a list's
-        # scores span less than about 700. Padded ranks come last and hold zeros.
-        wide = tf.cast(scores, tf.float64)
-        top = tf.reduce_max(wide, axis=-1, keepdims=True)
-        odds = tf.where(real, tf.exp(wide - top), 0.0)
-        partition = tf.maximum(tf.math.cumsum(odds, axis=-1, reverse=True), 1e-300)
-        weight_sum = tf.math.cumsum(tf.cast(weights, tf.float64) / partition, axis=-1)
-        to_go_sum = tf.math.cumsum(tf.cast(to_go, tf.float64) / partition, axis=-1)
-        expected = odds * (tf.cast(gains, tf.float64) * weight_sum - to_go_sum)
-        delta = (to_go - placed) + tf.cast(expected, to_go.dtype)
-        return tf.where(scores > _IS_PADDING, delta, tf.zeros_like(delta))
+        top_score = tf.reduce_max(tf.cast(tf.stop_gradient(logits), tf.float64), -1, True)
+        delta, *_ = _ranked_deltas(
+            logits, reward.item_gains(y_true), reward.rank_weights(y_true), actions, top_score
+        )
+        return delta
 
     def top_ranks_gradients(
         self,
@@ -375,30 +388,19 @@ class PLRank(estimators_lib.Estimator):
         drawn = tf.math.top_k(perturbed, k=cutoff)
         top = drawn.indices  # [K, B, k]
         below = perturbed < drawn.values[..., -1:]  # [K, B, L]: items after the cutoff
-        scores = by_rank(tf.stop_gradient(logits), top)
-        real = scores > _IS_PADDING
-        item_gains = reward.item_gains(y_true)  # [B, L]
-        gains = by_rank(item_gains, top)
-        weights = tf.where(real, reward.rank_weights(y_true)[None, :, :cutoff], 0.0)
-        placed = weights * gains
-        to_go = tf.math.cumsum(placed, axis=-1, reverse=True)
-        # float64 relative to each list's top score, as in item_gradients; the partition at
-        # rank x is the odds of the items below the cutoff plus those at ranks x .. k
         wide = tf.cast(tf.stop_gradient(logits), tf.float64)
         top_score = tf.reduce_max(wide, axis=-1, keepdims=True)  # [B, 1]
         item_odds = tf.where(wide > _IS_PADDING, tf.exp(wide - top_score), 0.0)  # [B, L]
         rest = tf.reduce_sum(tf.where(below, item_odds[None], 0.0), axis=-1, keepdims=True)
-        odds = tf.where(real, tf.exp(tf.cast(scores, tf.float64) - top_score[None]), 0.0)
-        partition = tf.maximum(rest + tf.math.cumsum(odds, axis=-1, reverse=True), 1e-300)
-        weight_sum = tf.math.cumsum(tf.cast(weights, tf.float64) / partition, axis=-1)
-        to_go_sum = tf.math.cumsum(tf.cast(to_go, tf.float64) / partition, axis=-1)
-        expected = odds * (tf.cast(gains, tf.float64) * weight_sum - to_go_sum)
-        delta_top = tf.where(real, (to_go - placed) + tf.cast(expected, to_go.dtype), 0.0)
+        item_gains = reward.item_gains(y_true)  # [B, L]
+        delta_top, per_list, weight_sum, to_go_sum = _ranked_deltas(
+            logits, item_gains, reward.rank_weights(y_true), top, top_score, rest
+        )
         rest_delta = item_odds[None] * (
-            tf.cast(item_gains, tf.float64)[None] * weight_sum[..., -1:] - to_go_sum[..., -1:]
+            tf.cast(item_gains, tf.float64)[None] * weight_sum - to_go_sum
         )  # [K, B, L]
-        delta_rest = tf.where(below, tf.cast(rest_delta, to_go.dtype), 0.0)
-        return top, delta_top, delta_rest, to_go[..., 0]
+        delta_rest = tf.where(below, tf.cast(rest_delta, delta_top.dtype), 0.0)
+        return top, delta_top, delta_rest, per_list
 
     def __call__(
         self, logits, y_true, *, policy, reward, baseline, baseline_state, num_samples, seed=None
