@@ -82,10 +82,14 @@ def staircase(
         array([0., 1., 3.], dtype=float32)
     """
     x = tf.convert_to_tensor(x)
-    t = tf.constant(thresholds, x.dtype)
-    h = tf.constant(heights, x.dtype)
-    above = tf.cast(x[..., None] > t, x.dtype)  # [..., T]
-    return low + tf.reduce_sum(above * h, axis=-1)
+    # unrolled over the few thresholds: a [..., T] comparison summed over its last axis ran
+    # about twice as slow on CPU (4 thresholds, 512 x 128 values)
+    zero = tf.constant(0, x.dtype)
+    steps = [
+        tf.where(x > t, tf.constant(h, x.dtype), zero)
+        for t, h in zip(thresholds, heights, strict=True)
+    ]
+    return low + tf.add_n(steps)
 
 
 def _positive_number(name: str, value: Any) -> float:
@@ -375,13 +379,10 @@ class StochasticStep(_StepLayer):
 
     def level_values(self, levels: Any, dtype: Any = "float32") -> tf.Tensor:
         """``[...]`` the output value of level indices ``levels`` ``[...]``."""
-        # low + the heights of the steps below the level: elementwise (a gather from the
+        # the staircase of the level index, with a step after each index (a gather from the
         # table of levels is several times slower under XLA on CPU)
-        levels = tf.convert_to_tensor(levels)
-        values = tf.fill(tf.shape(levels), tf.constant(self.low, dtype))
-        for step, height in enumerate(self.heights):
-            values += tf.where(levels > step, tf.constant(height, dtype), tf.constant(0, dtype))
-        return values
+        index = tf.cast(levels, dtype)
+        return staircase(index, np.arange(len(self.heights)) + 0.5, self.heights, self.low)
 
     def call(self, x, training=None):
         if not training:
