@@ -9,8 +9,8 @@ same initial weights for a seed) and is scored with HARD steps, the network that
   (:class:`~rlmetric.layers.SmoothStep` with :class:`~rlmetric.layers.SharpnessSchedule`),
   scored with the hard steps;
 * ``pg-step-reinforce``, ``pg-step-disarm``, ``pg-step-local``: stochastic step units trained
-  by :class:`~rlmetric.step_networks.StepNetworkTrainer` with ``K = 8`` (``K = 2`` for local
-  expectation, whose cost grows with the width).
+  by :class:`~rlmetric.step_networks.StepNetworkTrainer` with ``K = 8`` (4 antithetic pairs for
+  DisARM).
 """
 
 from __future__ import annotations
@@ -27,9 +27,6 @@ __all__ = ["STEP_NETWORK_METHODS", "STEP_TEMPERATURE", "SHARPNESS"]
 STEP_NET = ("step-net",)
 #: the StochasticStep temperature of the policy-gradient methods (the layer's default)
 STEP_TEMPERATURE = 0.3
-#: local expectation re-runs the layers above once per unit: fewer samples keep its cost near
-#: the others' (it is exact in each unit, so its variance is low already)
-LOCAL_EXPECTATION_SAMPLES = 2
 #: the slope of the annealed sigmoid units, first and last epoch
 SHARPNESS = (1.0, 100.0)
 
@@ -78,7 +75,7 @@ def _supervised(unit, scored_hard: bool = False, schedule=None):
     return train
 
 
-def _policy_gradient(estimator: str, num_samples: int = NUM_SAMPLES):
+def _policy_gradient(estimator: str):
     def train(task, data, seed, epochs, learning_rate):
         (x_train, y_train), _, _ = data
         unit = lambda: layers.StochasticStep(temperature=STEP_TEMPERATURE)  # noqa: E731
@@ -131,8 +128,8 @@ STEP_NETWORK_METHODS = (
     Method(
         "pg-step-local",
         "StepNetworkTrainer: local expectation (every unit's other level, layers above "
-        f"re-run), K={LOCAL_EXPECTATION_SAMPLES}",
+        "re-run), K=8",
         STEP_NET,
-        _policy_gradient("local_expectation", LOCAL_EXPECTATION_SAMPLES),
+        _policy_gradient("local_expectation"),
     ),
 )
