@@ -383,8 +383,17 @@ class PolicyGradientTrainer(TrainerConfig, AtomicSaving, keras.Model):
         self._preflight(x, y, "x", "y")
         preflight_validation(self, validation_data)
         callbacks = [*(callbacks or []), NonFiniteGuard()]
-        split, data = validation_split, validation_data  # (Keras' positional order)
-        return super().fit(x, y, batch_size, epochs, verbose, callbacks, split, data, **kwargs)
+        return super().fit(
+            x,
+            y,
+            batch_size=batch_size,
+            epochs=epochs,
+            verbose=verbose,
+            callbacks=callbacks,
+            validation_split=validation_split,
+            validation_data=validation_data,
+            **kwargs,
+        )
 
     def evaluate(self, x: Any = None, y: Any = None, **kwargs: Any) -> Any:
         """``keras.Model.evaluate``: the metrics of the most likely decisions over the whole set."""

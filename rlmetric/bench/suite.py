@@ -32,11 +32,12 @@ __all__ = [
 FULL_LEARNING_RATES = (1e-3, 3e-3, 1e-2)
 #: ``--quick`` (``make bench``, under 3 minutes on 2 cores) trains at one rate, the middle one.
 QUICK_LEARNING_RATES = (3e-3,)
-#: The methods of ``--full`` when none are named: every surrogate, the trainer's default and the
-#: unbiased local-expectation estimator. REINFORCE, DisARM and the warm start lost to
-#: local expectation or to the surrogates on the per-pixel and steps tasks of the 2026-11-25
-#: full run (benchmarks/RESULTS.md) and cost the search's time: ``--methods`` adds them. For
-#: the networks of step units: every method of the issue-15 run.
+#: The methods of ``--full`` when none are named: every surrogate, the trainer's default, the
+#: unbiased local-expectation estimator and the default followed by it (``pg-switch``).
+#: REINFORCE, DisARM and the warm start lost to local expectation or to the surrogates on the
+#: per-pixel and steps tasks of the 2026-11-25 full run (benchmarks/RESULTS.md) and cost the
+#: search's time: ``--methods`` adds them. For the networks of step units: every method of the
+#: issue-15 run.
 FULL_METHODS = (
     "bce",
     "bce-tuned",
