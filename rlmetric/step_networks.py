@@ -212,8 +212,8 @@ class StepNetworkTrainer(TrainerConfig, AtomicSaving, keras.Model):
         ``jit_compile="auto"`` compiles the step with XLA when every layer is one of Keras' or
         rlmetric's own (not ``Lambda``) and the loss or reward is too; Keras' own ``"auto"``
         never does on a CPU. A step draws K sets of small tensors, which XLA fuses: through
-        ``fit`` at 128 hidden units a REINFORCE step costs 1.5x a straight-through step with
-        XLA and 2.8x without (benchmarks/RESULTS.md)."""
+        ``fit`` at 128 hidden units a REINFORCE step costs 1.3x a straight-through step with
+        XLA and 2.1x without (benchmarks/RESULTS.md)."""
         if loss is not None:
             raise ValueError(
                 "StepNetworkTrainer.compile does not take a loss: pass it to the trainer "
