@@ -14,7 +14,9 @@ Configurations: (a) MLP 30-64-1, batch 256, K in {1, 8, 32}, binary F1; (b) a sm
 with 4 classes per pixel, mean IoU, categorical decisions (``conv_classes``, against softmax
 cross-entropy: the default there is the coupled best response); (c) ranking: a
 per-item MLP (10-64-1) scoring 64 lists of 100 items, K = 8 Plackett-Luce rankings, NDCG@10,
-against a ListNet step; each with ``jit_compile`` off and on. The trainer's default estimator
+against a ListNet step; (c') ``ranking_floor``: a ListNet step that also draws the K = 8 top-10
+rankings (Gumbel noise and a partial sort), the least any Plackett-Luce estimator of NDCG@10 does
+in a step; each with ``jit_compile`` off and on. The trainer's default estimator
 (``--estimator`` names another; REINFORCE gets the leave-one-out baseline, the moving average at
 K=1).
 
@@ -30,7 +32,7 @@ with a small slope (the model runs once per batch; only the [K, B, ...] noise, a
 log-probabilities are repeated). ``--large`` adds per-pixel policies on 256x256 masks (batch 8).
 
 Run: python benchmarks/step_cost.py [--quick] [--large] [--no-memory] [--estimator NAME]
-    [--configs mlp,conv,conv_classes,ranking,step_net] [--out DIR]
+    [--configs mlp,conv,conv_classes,ranking,ranking_floor,step_net] [--out DIR]
 Writes DIR/step_cost.csv, DIR/step_memory.csv and (step_net) DIR/step_network_cost.csv.
 """
 
@@ -113,16 +115,38 @@ def data(config: str, batch: int, batches: int, size: int = 64):
 ESTIMATOR = "auto"  # --estimator: the trainer's default unless named
 
 
+class ListNetWithDraws(keras.losses.Loss):
+    """ListNet's loss, plus drawing K = 8 Plackett-Luce top-10 rankings of each list (Gumbel
+    noise and a partial sort, weighted 0 in the loss): the least a Plackett-Luce estimator of
+    NDCG@10 does in a step (the ``ranking_floor`` row)."""
+
+    def __init__(self):
+        super().__init__(name="listnet_with_draws")
+        self.listnet = surrogates.ListNet()
+        self.policy = PlackettLuce()
+
+    def call(self, y_true, y_pred):
+        # a seed read from the batch, so that the noise is drawn at run time, not folded
+        seed = tf.stack([0, tf.cast(tf.reduce_sum(y_true), tf.int32)])
+        logits = self.policy.mask_logits(tf.stop_gradient(y_pred), y_true)
+        drawn = tf.math.top_k(self.policy.perturbed_scores(logits, 8, seed), k=10).values
+        return self.listnet(y_true, y_pred) + 0.0 * tf.reduce_sum(drawn)
+
+
 def build(config: str, method: str, num_samples: int, jit: bool, size: int = 64):
     keras.utils.set_random_seed(0)
     model = {
         "mlp": mlp,
         "ranking": ranker,
         "ranking_top10": ranker,
+        "ranking_floor": ranker,
         "conv_classes": lambda: conv(size, 4),
     }.get(config, lambda: conv(size))()
-    if method == "bce":  # the cross-entropy step: ListNet's softmax cross-entropy for ranking
-        if config.startswith("ranking"):
+    if method == "bce" or config == "ranking_floor":
+        # the cross-entropy step: ListNet's softmax cross-entropy for ranking
+        if config == "ranking_floor" and method != "bce":
+            loss = ListNetWithDraws()
+        elif config.startswith("ranking"):
             loss = surrogates.ListNet()
         elif config == "conv_classes":
             loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -376,7 +400,7 @@ def main() -> None:
             rows += time_config("conv", 16, [1, 8], jit, max(steps // 10, 10), rounds)
         if "conv_classes" in configs:
             rows += time_config("conv_classes", 16, [8], jit, max(steps // 10, 10), rounds)
-        for config in ("ranking", "ranking_top10"):
+        for config in ("ranking", "ranking_top10", "ranking_floor"):
             if config in configs:
                 rows += time_config(config, 64, [8], jit, max(steps // 4, 10), rounds)
     if "step_net" in configs:
@@ -401,6 +425,10 @@ def main() -> None:
         ("conv_classes", "conv 64x64, 4 classes, mean IoU (vs softmax cross-entropy)"),
         ("ranking", "ranking: per-item MLP, 64 lists x 100 items (vs a ListNet step)"),
         ("ranking_top10", "ranking, PlackettLuce(top_k=10): only the top 10 ranks drawn"),
+        (
+            "ranking_floor",
+            "ranking floor: a ListNet step that also draws the K top-10 rankings (no estimator)",
+        ),
     )
     for config, label in labels:
         for jit in (False, True):

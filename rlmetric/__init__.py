@@ -2,6 +2,7 @@
 
 from rlmetric import (
     baselines,
+    callbacks,
     diagnostics,
     envs,  # registers the gymnasium env rlmetric/Metric-v0
     episodic,
@@ -27,6 +28,7 @@ __all__ = [
     "StepNetworkTrainer",
     "NonFiniteError",
     "baselines",
+    "callbacks",
     "diagnostics",
     "envs",
     "episodic",

@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from rlmetric import estimators, layers, surrogates, thresholds
 from rlmetric.bench.tasks import STEP_THRESHOLDS, Task
+from rlmetric.callbacks import SwitchEstimator
 from rlmetric.trainer import PolicyGradientTrainer
 
 __all__ = ["Method", "METHODS", "FitResult", "exact_level_reward"]
@@ -151,8 +152,11 @@ def _crossentropy(task: Task):
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-def _fit(trainable, x, y, task, epochs, callback, learning_rate, epochs_done=0, **compile_args):
-    """Compiles ``trainable`` with Adam at ``learning_rate`` and fits ``epochs`` more epochs."""
+def _fit(
+    trainable, x, y, task, epochs, callback, learning_rate, epochs_done=0, more=(), **compile_args
+):
+    """Compiles ``trainable`` with Adam at ``learning_rate`` and fits ``epochs`` more epochs
+    (``more``: other callbacks)."""
     trainable.compile(optimizer=keras.optimizers.Adam(learning_rate), **compile_args)
     trainable.fit(
         x,
@@ -161,7 +165,7 @@ def _fit(trainable, x, y, task, epochs, callback, learning_rate, epochs_done=0, 
         epochs=epochs_done + epochs,
         initial_epoch=epochs_done,
         verbose=0,
-        callbacks=[callback],
+        callbacks=[callback, *more],
     )
 
 
@@ -190,7 +194,7 @@ def exact_level_reward(y_steps: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
 
 
 def _fit_policy_gradient(
-    model, task, data, epochs, callback, estimator, seed, learning_rate, epochs_done=0
+    model, task, data, epochs, callback, estimator, seed, learning_rate, epochs_done=0, more=()
 ):
     (x_train, y_train), _, _ = data
     policy = "categorical" if task.kind in ("multiclass-seg", "steps") else "bernoulli"
@@ -205,7 +209,7 @@ def _fit_policy_gradient(
     trainer = PolicyGradientTrainer(
         model, reward=reward, policy=policy, num_samples=NUM_SAMPLES, seed=seed, **options
     )
-    _fit(trainer, x_train, y_train, task, epochs, callback, learning_rate, epochs_done)
+    _fit(trainer, x_train, y_train, task, epochs, callback, learning_rate, epochs_done, more)
 
 
 def _callback(task, model, data, decide):
@@ -249,11 +253,10 @@ def _policy_gradient(estimator, head: str = "classes", warm: bool = False, then=
             done = epochs // 2
             _fit_loss(model, _crossentropy(task), task, data, done, callback, learning_rate)
             callback.epoch_seconds.clear()  # time the policy-gradient epochs
-        if then is not None:  # `estimator` for the first half, then the estimator `then`
-            done = epochs // 2
-            _fit_policy_gradient(model, task, data, done, callback, estimator, seed, learning_rate)
+        # `estimator` for the first half, then `then`, in one fit (the optimizer carries on)
+        more = () if then is None else (SwitchEstimator(then, at=0.5),)
         _fit_policy_gradient(
-            model, task, data, epochs - done, callback, then or estimator, seed, learning_rate, done
+            model, task, data, epochs - done, callback, estimator, seed, learning_rate, done, more
         )
         return callback.result()
 
@@ -433,7 +436,8 @@ METHODS: dict[str, Method] = {
         Method(
             "pg-switch",
             "PolicyGradientTrainer with its defaults for the first half of the epochs, then the "
-            "local-expectation estimator (the exact gradient of the expected reward), K=8",
+            "local-expectation estimator (the exact gradient of the expected reward) in the same "
+            "fit (callbacks.SwitchEstimator: the optimizer's state carries on), K=8",
             ALL_KINDS,
             _policy_gradient(None, then="local_expectation"),
         ),

@@ -1,0 +1,99 @@
+"""Keras callbacks that change how a :class:`rlmetric.PolicyGradientTrainer` trains in ``fit``."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import keras
+
+from rlmetric import estimators as estimators_lib
+
+__all__ = ["SwitchEstimator"]
+
+
+class SwitchEstimator(keras.callbacks.Callback):
+    """Trains with the trainer's estimator for the first epochs of ``fit``, then with another.
+
+    The weights, the optimizer's state (Adam's moments, its iteration count, hence the action
+    seeds) and the metrics carry on across the switch: only the gradient estimate changes, from
+    the epoch the switch names on (the training step is rebuilt once, at that epoch). After
+    ``fit`` the trainer's own estimator is put back, so the callback's effect stays inside the
+    ``fit`` it is passed to. A checkpoint saved after the switch records the new estimator.
+
+    The use it was built for (``benchmarks/RESULTS.md``, method ``pg-switch``): the default best
+    response (``estimator="auto"`` for count rewards) moves confidently wrong decisions fast but
+    stops at its fixed point, the metric's plug-in threshold of a weighted cross-entropy; the
+    local-expectation estimator (the exact gradient of the expected reward) then refines what is
+    left once the policy is sharp. Measured on imbalanced-f1 (5 seeds), +0.027 F1 over the
+    default.
+
+    Args:
+        estimator: the estimator of the later epochs: a name (``"local_expectation"``,
+            ``"reinforce"``, ...) or a :mod:`rlmetric.estimators` object. It must work with the
+            trainer's reward and policy; ``fit`` refuses it before the first step otherwise.
+        at: when to switch. A float in ``(0, 1)``: that fraction of ``fit``'s epochs (rounded
+            down; ``0.5`` of 20 epochs switches at the start of epoch 10, counted from 0). An
+            int ``>= 0``: the epoch number itself (``0``: from the start).
+
+    Examples:
+        >>> from rlmetric.callbacks import SwitchEstimator
+        >>> SwitchEstimator("local_expectation", at=0.5)
+        SwitchEstimator(estimator=LocalExpectation(), at=0.5)
+    """
+
+    def __init__(self, estimator: Any = "local_expectation", at: float | int = 0.5) -> None:
+        super().__init__()
+        if isinstance(at, bool) or not isinstance(at, numbers.Real):
+            raise TypeError(f"at must be a float in (0, 1) or an int >= 0; received {at!r}.")
+        at = int(at) if isinstance(at, numbers.Integral) else float(at)
+        if isinstance(at, float) and not 0.0 < at < 1.0:
+            raise ValueError(
+                f"at={at!r}: a float is the fraction of fit's epochs after which to switch and "
+                "must be in (0, 1); pass an int for an epoch number."
+            )
+        if isinstance(at, int) and at < 0:
+            raise ValueError(f"at={at!r}: an epoch number must be >= 0.")
+        self.estimator = estimators_lib.get(estimator)
+        self.at = at
+        self._previous: Any = None
+        self._switch_epoch = 0
+
+    def __repr__(self) -> str:
+        return f"SwitchEstimator(estimator={self.estimator!r}, at={self.at!r})"
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        from rlmetric.trainer import PolicyGradientTrainer  # the trainer imports its pieces
+
+        trainer = self.model
+        if not isinstance(trainer, PolicyGradientTrainer):
+            raise TypeError(
+                "SwitchEstimator works on a rlmetric.PolicyGradientTrainer's fit; it was "
+                f"passed to the fit of a {type(trainer).__name__}."
+            )
+        if trainer.reward is not None:
+            self.estimator.check(
+                policy=trainer.policy,
+                reward=trainer.reward,
+                baseline=trainer.baseline,
+                num_samples=trainer.num_samples,
+            )
+        epochs = int(self.params.get("epochs") or 1)
+        self._switch_epoch = int(self.at * epochs) if isinstance(self.at, float) else self.at
+        self._previous = None
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        # ">=": a fit resumed with initial_epoch past the switch starts with the new estimator
+        if self._previous is None and epoch >= self._switch_epoch:
+            self._previous = self.model.estimator
+            self._use(self.estimator)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self._previous is not None:
+            self._use(self._previous)
+            self._previous = None
+
+    def _use(self, estimator: Any) -> None:
+        self.model.estimator = estimator
+        # fit reads model.train_function at every step: rebuild it around the new estimator
+        self.model.make_train_function(force=True)
