@@ -110,41 +110,33 @@ _WRONG_ZERO = [[0.0, 1.0, 0.0, -1.0]]
 
 
 def _pairs_by_group(errors, layout, reward, num_groups, y_true):
-    """The pairs ``[M]`` grouped (groups in order; decreasing error within a group, ties by
-    index) and their groups ``[M]``, by one sort per group: the pairs of a group are every
-    ``C``-th (classes) or ``G``-th (labels) pair, or a row's contiguous pairs."""
+    """``[G, P]``: the pairs of each group (row ``g``: group ``g``'s), in decreasing error (ties
+    by index), by one sort per group: the pairs of a group are every ``C``-th (classes) or
+    ``G``-th (labels) pair, or a row's contiguous pairs."""
     if layout == CLASSES or not reward.groups_are_rows:  # pair = index * G + group
         by_group = tf.transpose(tf.reshape(errors, [-1, num_groups]))  # [G, M / G]
         index = tf.argsort(by_group, axis=-1, direction="DESCENDING", stable=True)
-        groups = tf.broadcast_to(tf.range(num_groups)[:, None], tf.shape(index))
-        pairs = index * num_groups + groups
-    else:  # rows: pair = row * R + index
-        by_row = tf.reshape(errors, [tf.shape(y_true)[0], -1])  # [B, R]
-        index = tf.argsort(by_row, axis=-1, direction="DESCENDING", stable=True)
-        groups = tf.broadcast_to(tf.range(tf.shape(by_row)[0])[:, None], tf.shape(index))
-        pairs = groups * tf.shape(by_row)[1] + index
-    return tf.reshape(pairs, [-1]), tf.reshape(groups, [-1])
+        return index * num_groups + tf.range(num_groups)[:, None]
+    by_row = tf.reshape(errors, [tf.shape(y_true)[0], -1])  # rows: pair = row * R + index
+    index = tf.argsort(by_row, axis=-1, direction="DESCENDING", stable=True)
+    return tf.range(tf.shape(by_row)[0])[:, None] * tf.shape(by_row)[1] + index
 
 
-def _statistics_changes(reward, layout, base, targets, pairs, grouped):
-    """``[M, S]``: the change of its group's statistics when each pair turns wrong, the pairs
-    ``pairs`` ``[M]`` given grouped (``grouped`` their groups), in the order they turn wrong
-    within their group, from the counts ``base`` ``[G, 4]`` of every decision right."""
-    pair_targets = tf.gather(targets, pairs)
+def _statistics_changes(reward, layout, base, targets, pairs):
+    """``[G, P, S]``: the change of its group's statistics when each pair turns wrong, for the
+    pairs ``[G, P]`` of each group (every group has ``P`` pairs) in the order they turn wrong
+    within the group, from the counts ``base`` ``[G, 4]`` of every decision right."""
+    pair_targets = tf.gather(targets, pairs)  # [G, P]
     # the wrong pairs of its group before each pair: those with target 1 and those with 0
-    # (one cumulative sum of [M]; a cumsum over the rows of [M, 4] is several times slower)
-    ones = tf.cumsum(pair_targets, exclusive=True)
-    position = tf.range(tf.size(grouped))
-    first = tf.gather(tf.math.unsorted_segment_min(position, grouped, tf.shape(base)[0]), grouped)
-    ones -= tf.gather(ones, first)
-    zeros = tf.cast(position - first, ones.dtype) - ones
+    ones = tf.cumsum(pair_targets, axis=-1, exclusive=True)
+    zeros = tf.cast(tf.range(tf.shape(pairs)[1]), ones.dtype)[None] - ones
     wrong_one, wrong_zero = tf.constant(_WRONG_ONE), tf.constant(_WRONG_ZERO)
-    before = tf.gather(base, grouped) + ones[:, None] * wrong_one + zeros[:, None] * wrong_zero
-    cell = tf.where(pair_targets[:, None] > 0.5, wrong_one, wrong_zero)
-    return (
-        reward.group_statistics((before + cell)[:, None], grouped[:, None], layout)
-        - reward.group_statistics(before[:, None], grouped[:, None], layout)
-    )[:, 0]
+    before = base[:, None] + ones[..., None] * wrong_one + zeros[..., None] * wrong_zero
+    cell = tf.where(pair_targets[..., None] > 0.5, wrong_one, wrong_zero)
+    groups = tf.range(tf.shape(pairs)[0])[:, None]  # [G, 1]
+    return reward.group_statistics(before + cell, groups, layout) - reward.group_statistics(
+        before, groups, layout
+    )
 
 
 def coupled_gains(reward: Any, y_true: tf.Tensor, value_probs: tf.Tensor) -> tf.Tensor:
@@ -196,20 +188,21 @@ def coupled_gains(reward: Any, y_true: tf.Tensor, value_probs: tf.Tensor) -> tf.
         # scores: a pair's gain is its own group's score change, whatever the other groups'
         # pairs did before it. Only the order within each group matters: a sort per group,
         # not of all the pairs.
-        pairs, grouped = _pairs_by_group(errors, layout, reward, num_groups, y_true)
-        change = _statistics_changes(reward, layout, base, targets, pairs, grouped)
+        pairs = _pairs_by_group(errors, layout, reward, num_groups, y_true)  # [G, P]
+        change = _statistics_changes(reward, layout, base, targets, pairs)
         # statistics (weighted score, weight): the reward is their ratio, the weight fixed
-        gains = -tf.math.divide_no_nan(change[:, 0], total[1])
-        return tf.gather(gains, tf.math.invert_permutation(pairs))
+        gains = -tf.math.divide_no_nan(tf.reshape(change[..., 0], [-1]), total[1])
+        return tf.gather(gains, tf.math.invert_permutation(tf.reshape(pairs, [-1])))
 
     def ordered_gains():
         # the reward after each prefix of the order of all pairs
         order = tf.argsort(errors, direction="DESCENDING", stable=True)
         by_group = tf.argsort(tf.gather(group, order), stable=True)  # error order within
-        pairs = tf.gather(order, by_group)
+        pairs = tf.gather(order, by_group)  # every group has the same number of pairs
         change = _statistics_changes(
-            reward, layout, base, targets, pairs, tf.gather(group, pairs)
-        )  # [M, S] in the group order
+            reward, layout, base, targets, tf.reshape(pairs, [num_groups, -1])
+        )
+        change = tf.reshape(change, [tf.size(pairs), -1])  # [M, S] in the group order
         # back to the error order: a gather by the inverse permutation (TensorFlow's
         # scatter_nd took several times as long on CPU)
         change = tf.gather(change, tf.math.invert_permutation(by_group))
