@@ -194,6 +194,21 @@ def run(name, seed, methods=("crossentropy", "default", "reinforce")):
     return scores, steps
 
 
+def print_paired(rows, names, method, reference, full=False):
+    """A table row per problem: the mean test metric of ``reference`` and ``method`` and their
+    paired difference (``full``: with the optimizer steps and the REINFORCE column)."""
+    for name in names:
+        mine = [r for r in rows if r["problem"] == name]
+        ours, theirs = [r[method] for r in mine], [r[reference] for r in mine]
+        d = paired_difference(ours, theirs)
+        cells = [name, str(mine[0]["steps"])] if full else [name]
+        cells += [f"{np.mean(theirs):.4f}", f"{np.mean(ours):.4f}", format_difference(d)]
+        cells.append(d["verdict"])
+        if full:
+            cells.append(f"{np.mean([r['reinforce'] for r in mine]):.4f}")
+        print(f"| {' | '.join(cells)} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
@@ -232,29 +247,12 @@ def main() -> None:
         "| previous default (REINFORCE + leave-one-out) |"
     )
     print("|---|---|---|---|---|---|---|")
-    for name in names:
-        mine = [r for r in rows if r["problem"] == name]
-        default = [r["default"] for r in mine]
-        crossentropy = [r["crossentropy"] for r in mine]
-        d = paired_difference(default, crossentropy)
-        print(
-            f"| {name} | {mine[0]['steps']} | {np.mean(crossentropy):.4f} | "
-            f"{np.mean(default):.4f} | {format_difference(d)} | {d['verdict']} | "
-            f"{np.mean([r['reinforce'] for r in mine]):.4f} |"
-        )
+    print_paired(rows, names, "default", "crossentropy", full=True)
     if args.switch:
         print("\nThe default, then local expectation for the second half, minus the default\n")
         print("| problem | default trainer | switched | difference | verdict |")
         print("|---|---|---|---|---|")
-        for name in names:
-            mine = [r for r in rows if r["problem"] == name]
-            default = [r["default"] for r in mine]
-            switched = [r["switch"] for r in mine]
-            d = paired_difference(switched, default)
-            print(
-                f"| {name} | {np.mean(default):.4f} | {np.mean(switched):.4f} | "
-                f"{format_difference(d)} | {d['verdict']} |"
-            )
+        print_paired(rows, names, "switch", "default")
     print(f"\nwrote {out / 'default_vs_crossentropy.csv'}")
 
 
