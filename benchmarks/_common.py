@@ -60,3 +60,24 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+
+
+def print_paired_against(rows: list[dict], method: str, compare: Path, references) -> None:
+    """For each task of ``rows`` (a suite run of ``method``), the paired test difference of the
+    seeds' chosen runs against each method of ``references`` in the ``compare`` results.csv."""
+    from rlmetric.bench.report import format_difference, paired_difference
+
+    with open(compare, newline="") as f:
+        reference = [r for r in csv.DictReader(f) if r["chosen"] == "1"]
+    for task in dict.fromkeys(r["task"] for r in rows):
+        mine = {r["seed"]: r["test"] for r in rows if r["task"] == task and r["chosen"]}
+        for other in references:
+            theirs = {
+                int(r["seed"]): float(r["test"])
+                for r in reference
+                if r["task"] == task and r["method"] == other
+            }
+            seeds = sorted(set(mine) & set(theirs))
+            if seeds:
+                difference = paired_difference([mine[s] for s in seeds], [theirs[s] for s in seeds])
+                print(f"{task}: {method} - {other}: {format_difference(difference)}")

@@ -26,16 +26,18 @@ and prints its paired test difference against the methods of `--compare` (defaul
 from __future__ import annotations
 
 import argparse
-import csv
+import sys
 from pathlib import Path
 
 import tensorflow as tf
 
-from rlmetric import estimators
-from rlmetric.bench import methods as bench_methods
-from rlmetric.bench.report import format_difference, paired_difference
-from rlmetric.bench.suite import run_suite
-from rlmetric.surrogates import lovasz_jaccard_gradient
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import print_paired_against  # noqa: E402
+
+from rlmetric import estimators  # noqa: E402
+from rlmetric.bench import methods as bench_methods  # noqa: E402
+from rlmetric.bench.suite import run_suite  # noqa: E402
+from rlmetric.surrogates import lovasz_jaccard_gradient  # noqa: E402
 
 
 class OrderedJaccardBestResponse(estimators.Estimator):
@@ -98,20 +100,7 @@ def main() -> None:
     rows = run_suite(
         tasks=args.tasks.split(","), methods=["pg-ordered"], seeds=args.seeds, out=args.out
     )
-    with open(args.compare, newline="") as f:
-        reference = [r for r in csv.DictReader(f) if r["chosen"] == "1"]
-    for task in args.tasks.split(","):
-        mine = {r["seed"]: r["test"] for r in rows if r["task"] == task and r["chosen"]}
-        for method in ("lovasz", "pg-best-response", "bce"):
-            theirs = {
-                int(r["seed"]): float(r["test"])
-                for r in reference
-                if r["task"] == task and r["method"] == method
-            }
-            seeds = sorted(set(mine) & set(theirs))
-            if seeds:
-                difference = paired_difference([mine[s] for s in seeds], [theirs[s] for s in seeds])
-                print(f"{task}: pg-ordered - {method}: {format_difference(difference)}")
+    print_paired_against(rows, "pg-ordered", args.compare, ("lovasz", "pg-best-response", "bce"))
 
 
 if __name__ == "__main__":

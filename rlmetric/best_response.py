@@ -112,9 +112,13 @@ class LocalBestResponse(Estimator):
                 "context='mode'."
             )
 
-    def __call__(
-        self, logits, y_true, *, policy, reward, baseline, baseline_state, num_samples, seed=None
-    ):
+    def weights_and_targets(
+        self, logits, y_true, *, policy, reward, num_samples, seed=None
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """The best response of every element and what the metric gains from it, for logits
+        ``[B, ...]`` (held constant) and labels ``[B, ...]``: weights ``[N]``, targets in the
+        action shape ``[B, ...]``, and the context's decisions ``[K, B, ...]`` (``K = 1`` for
+        the mode and the coupled context) whose reward the step logs."""
         fixed_logits = tf.stop_gradient(logits)
         if self.context == "coupled":
             actions = policy.mode(fixed_logits)[None]  # [1, B, ...]: the mode, for its reward
@@ -136,7 +140,14 @@ class LocalBestResponse(Estimator):
                 tf.reduce_sum(others, axis=-1),
             )  # [N]
             targets = tf.reshape(best, tf.shape(actions)[1:])
-        weights = tf.stop_gradient(weights)
+        return tf.stop_gradient(weights), targets, actions
+
+    def __call__(
+        self, logits, y_true, *, policy, reward, baseline, baseline_state, num_samples, seed=None
+    ):
+        weights, targets, actions = self.weights_and_targets(
+            logits, y_true, policy=policy, reward=reward, num_samples=num_samples, seed=seed
+        )
         crossentropy = tf.reshape(policy.crossentropy(logits, targets), [-1])
         loss = tf.reduce_sum(tf.cast(weights, crossentropy.dtype) * crossentropy)
         if self.normalize:
