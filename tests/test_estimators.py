@@ -428,6 +428,38 @@ def test_coupled_best_response_is_the_crossentropy_weighted_by_the_coupled_gains
         )
 
 
+def test_weights_and_targets_is_the_piece_the_loss_is_built_from():
+    """The mode context's weights are [N], its targets the labels (count metrics: the best
+    response is the label), its decisions the mode; a subclass that reweights changes the loss
+    to that weighted mean cross-entropy."""
+    logits = tf.constant(rng.normal(size=(12, 1)).astype(np.float32))
+    labels = tf.constant(rng.integers(0, 2, (12, 1)).astype(np.int32))
+    policy, reward = policies.Bernoulli(), rewards.F1()
+    weights, targets, actions = estimators.LocalBestResponse().weights_and_targets(
+        logits, labels, policy=policy, reward=reward, num_samples=4
+    )
+    assert weights.shape == (12,) and bool(tf.reduce_all(weights >= 0.0))
+    np.testing.assert_array_equal(targets.numpy(), labels.numpy())
+    np.testing.assert_array_equal(actions.numpy(), policy.mode(logits)[None].numpy())
+
+    class FirstOnly(estimators.LocalBestResponse):
+        def weights_and_targets(self, logits, y_true, **kwargs):
+            weights, targets, actions = super().weights_and_targets(logits, y_true, **kwargs)
+            return tf.one_hot(0, tf.size(weights)), targets, actions
+
+    out = FirstOnly()(
+        logits,
+        labels,
+        policy=policy,
+        reward=reward,
+        baseline=baselines.NoBaseline(),
+        baseline_state=tf.zeros([0]),
+        num_samples=4,
+    )
+    first = policy.crossentropy(logits, labels).numpy().ravel()[0]
+    np.testing.assert_allclose(out.loss.numpy(), first, rtol=1e-6)
+
+
 def test_the_old_alias_local_warns_and_gives_local_expectation():
     with pytest.warns(DeprecationWarning, match="use estimator='local_expectation'"):
         estimator = estimators.get("local")
