@@ -16,7 +16,7 @@ def small_data(rows=96, features=6):
     return x, y
 
 
-def trainer_for(x, reward="f1", **kwargs):
+def trainer_for(x, reward="f1", jit_compile="auto", **kwargs):
     keras.utils.set_random_seed(7)  # the same initial weights for every trainer of a test
     model = keras.Sequential(
         [
@@ -26,7 +26,7 @@ def trainer_for(x, reward="f1", **kwargs):
         ]
     )
     trainer = PolicyGradientTrainer(model, reward=reward, num_samples=4, seed=3, **kwargs)
-    trainer.compile(optimizer=keras.optimizers.Adam(1e-2))
+    trainer.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=jit_compile)
     return trainer
 
 
@@ -98,11 +98,12 @@ def test_the_switched_fit_equals_two_fits_that_keep_the_optimizer_state():
     assert gap > 1e-4
 
 
-def test_at_zero_trains_as_the_new_estimator_from_the_start():
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_at_zero_trains_as_the_new_estimator_from_the_start(jit_compile):
     x, y = small_data()
-    switched = trainer_for(x)
+    switched = trainer_for(x, jit_compile=jit_compile)
     fit(switched, x, y, 2, [SwitchEstimator("local_expectation", at=0)])
-    direct = trainer_for(x, estimator="local_expectation")
+    direct = trainer_for(x, jit_compile=jit_compile, estimator="local_expectation")
     fit(direct, x, y, 2)
     for a, b in zip(weights(switched), weights(direct), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
