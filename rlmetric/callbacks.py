@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 from typing import Any
 
 import keras
@@ -18,8 +19,12 @@ class SwitchEstimator(keras.callbacks.Callback):
     The weights, the optimizer's state (Adam's moments, its iteration count, hence the action
     seeds) and the metrics carry on across the switch: only the gradient estimate changes, from
     the epoch the switch names on (the training step is rebuilt once, at that epoch). After
-    ``fit`` the trainer's own estimator is put back, so the callback's effect stays inside the
-    ``fit`` it is passed to. A checkpoint saved after the switch records the new estimator.
+    ``fit``, also when it stops on an exception, the trainer's own estimator is put back, so the
+    callback's effect stays inside the ``fit`` it is passed to. A checkpoint saved after the
+    switch records the new estimator as the reloaded trainer's own: to resume such a run, build
+    the trainer with its first estimator and pass ``initial_epoch`` and the callback again.
+    Callbacks listed before this one see the previous estimator at the start of the switch
+    epoch. ``fit_env`` (episodic REINFORCE, no estimator to switch) refuses it.
 
     The use it was built for (``benchmarks/RESULTS.md``, method ``pg-switch``): the default best
     response (``estimator="auto"`` for count rewards) moves confidently wrong decisions fast but
@@ -34,9 +39,11 @@ class SwitchEstimator(keras.callbacks.Callback):
         estimator: the estimator of the later epochs: a name (``"local_expectation"``,
             ``"reinforce"``, ...) or a :mod:`rlmetric.estimators` object. It must work with the
             trainer's reward and policy; ``fit`` refuses it before the first step otherwise.
-        at: when to switch. A float in ``(0, 1)``: that fraction of ``fit``'s epochs (rounded
-            down; ``0.5`` of 20 epochs switches at the start of epoch 10, counted from 0). An
-            int ``>= 0``: the epoch number itself (``0``: from the start).
+        at: when to switch. A float in ``(0, 1)``: that fraction of ``fit``'s epochs, rounded
+            down but at least 1 (``0.5`` of 20 epochs switches at the start of epoch 10, counted
+            from 0), so the trainer's estimator always trains first. An int ``>= 0``: the epoch
+            number itself (``0``: from the start). A switch epoch at or past the end of ``fit``
+            warns that this ``fit`` will not switch.
 
     Examples:
         >>> from rlmetric.callbacks import SwitchEstimator
@@ -80,9 +87,19 @@ class SwitchEstimator(keras.callbacks.Callback):
                 baseline=trainer.baseline,
                 num_samples=trainer.num_samples,
             )
+        self.undo()  # a switch left by a fit that ended on an exception
         epochs = int(self.params.get("epochs") or 1)
-        self._switch_epoch = int(self.at * epochs) if isinstance(self.at, float) else self.at
-        self._previous = None
+        if isinstance(self.at, float):
+            self._switch_epoch = max(1, int(self.at * epochs))
+        else:
+            self._switch_epoch = self.at
+        if self._switch_epoch >= epochs:
+            warnings.warn(
+                f"SwitchEstimator(at={self.at!r}) switches at epoch {self._switch_epoch}, but "
+                f"this fit ends after epoch {epochs - 1} (epochs={epochs}): it will not switch.",
+                UserWarning,
+                stacklevel=2,
+            )
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         # ">=": a fit resumed with initial_epoch past the switch starts with the new estimator
@@ -91,6 +108,12 @@ class SwitchEstimator(keras.callbacks.Callback):
             self._use(self.estimator)
 
     def on_train_end(self, logs: dict | None = None) -> None:
+        self.undo()
+
+    def undo(self) -> None:
+        """Puts the trainer's own estimator back if this callback switched it (a no-op
+        otherwise). ``PolicyGradientTrainer.fit`` calls it when ``fit`` stops on an exception,
+        where Keras does not call ``on_train_end``."""
         if self._previous is not None:
             self._use(self._previous)
             self._previous = None
@@ -99,3 +122,4 @@ class SwitchEstimator(keras.callbacks.Callback):
         self.model.estimator = estimator
         # fit reads model.train_function at every step: rebuild it around the new estimator
         self.model.make_train_function(force=True)
+        self.model._gradient_function = None  # estimate_gradient's, traced with the old one

@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from rlmetric import baselines as baselines_lib
 from rlmetric import policies as policies_lib
+from rlmetric.callbacks import SwitchEstimator
 from rlmetric.estimators import score_function_surrogate
 
 __all__ = ["fit_env", "policy_for_space"]
@@ -149,6 +150,12 @@ def fit_env(
         raise ValueError("Call trainer.compile(optimizer=...) before fit_env.")
     if not 0.0 <= gamma <= 1.0:
         raise ValueError(f"gamma must be in [0, 1]; received gamma={gamma!r}.")
+    if any(isinstance(c, SwitchEstimator) for c in callbacks or []):
+        raise TypeError(
+            "SwitchEstimator switches the estimator of PolicyGradientTrainer.fit; fit_env "
+            "trains by episodic REINFORCE and has no estimator to switch. Remove it from "
+            "callbacks."
+        )
     vectorized = isinstance(env, gym.vector.VectorEnv)
     num_envs = env.num_envs if vectorized else 1
     action_space = env.single_action_space if vectorized else env.action_space

@@ -48,6 +48,7 @@ from rlmetric._preflight import (
     resolve_jit_compile,
 )
 from rlmetric._saving import AtomicSaving, TrainerConfig
+from rlmetric.callbacks import SwitchEstimator
 from rlmetric.metrics import MeanOfEach, MetricList, RewardMetric, as_logs
 
 __all__ = ["PolicyGradientTrainer", "NonFiniteError"]
@@ -382,18 +383,22 @@ class PolicyGradientTrainer(TrainerConfig, AtomicSaving, keras.Model):
         check_fit_arguments(x, kwargs)
         self._preflight(x, y, "x", "y")
         preflight_validation(self, validation_data)
-        callbacks = [*(callbacks or []), NonFiniteGuard()]
-        return super().fit(
-            x,
-            y,
-            batch_size=batch_size,
-            epochs=epochs,
-            verbose=verbose,
-            callbacks=callbacks,
-            validation_split=validation_split,
-            validation_data=validation_data,
-            **kwargs,
-        )
+        switches = [c for c in callbacks or [] if isinstance(c, SwitchEstimator)]
+        try:
+            return super().fit(
+                x,
+                y,
+                batch_size=batch_size,
+                epochs=epochs,
+                verbose=verbose,
+                callbacks=[*(callbacks or []), NonFiniteGuard()],
+                validation_split=validation_split,
+                validation_data=validation_data,
+                **kwargs,
+            )
+        finally:  # Keras skips on_train_end when fit stops on an exception
+            for switch in switches:
+                switch.undo()
 
     def evaluate(self, x: Any = None, y: Any = None, **kwargs: Any) -> Any:
         """``keras.Model.evaluate``: the metrics of the most likely decisions over the whole set."""

@@ -1,5 +1,6 @@
 """rlmetric.callbacks.SwitchEstimator: when it switches, what carries on, and its errors."""
 
+import gymnasium as gym
 import keras
 import numpy as np
 import pytest
@@ -58,7 +59,9 @@ class RecordEstimator(keras.callbacks.Callback):
         self.names.append(self.model.estimator.name)
 
 
-@pytest.mark.parametrize(("at", "epochs", "switch_epoch"), [(0.5, 5, 2), (0.25, 4, 1), (3, 5, 3)])
+@pytest.mark.parametrize(
+    ("at", "epochs", "switch_epoch"), [(0.5, 5, 2), (0.25, 4, 1), (0.1, 3, 1), (3, 5, 3)]
+)
 def test_switches_at_the_epoch_named_and_restores_the_estimator_after_fit(at, epochs, switch_epoch):
     x, y = small_data()
     trainer = trainer_for(x)
@@ -156,3 +159,72 @@ def test_a_plain_keras_model_is_refused():
     model.compile(optimizer="adam", loss="mse")
     with pytest.raises(TypeError, match="PolicyGradientTrainer's fit; it was passed to the fit"):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[SwitchEstimator()])
+
+
+@pytest.mark.parametrize(("at", "epochs"), [(0.5, 1), (4, 3)])
+def test_a_switch_at_or_past_the_end_of_fit_warns_and_does_not_switch(at, epochs):
+    """A float rounds down but to at least epoch 1 (the trainer's estimator trains first): with
+    one epoch, or an epoch number past the end, this fit does not switch, and says so."""
+    x, y = small_data()
+    trainer = trainer_for(x)
+    recorder = RecordEstimator()
+    with pytest.warns(UserWarning, match=r"it will not switch"):
+        fit(trainer, x, y, epochs, [SwitchEstimator(at=at), recorder])
+    assert recorder.names == ["best_response"] * epochs
+
+
+class FailAfter(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise RuntimeError("stopped on purpose")
+
+
+def test_a_fit_that_stops_on_an_exception_after_the_switch_puts_the_estimator_back():
+    x, y = small_data()
+    trainer = trainer_for(x)
+    switch = SwitchEstimator("local_expectation", at=1)
+    with pytest.raises(RuntimeError, match="stopped on purpose"):
+        fit(trainer, x, y, 4, [switch, FailAfter(epoch=2)])
+    assert trainer.estimator.name == "best_response"
+    recorder = RecordEstimator()  # the same callback again: switches from the trainer's own
+    fit(trainer, x, y, 3, [switch, recorder])
+    assert recorder.names == ["best_response", "local_expectation", "local_expectation"]
+    assert trainer.estimator.name == "best_response"
+
+
+class CountingLocalExpectation(estimators.LocalExpectation):
+    """Counts its traces: each compiled function that uses it calls it once while tracing."""
+
+    traces = 0
+
+    def __call__(self, *args, **kwargs):
+        CountingLocalExpectation.traces += 1
+        return super().__call__(*args, **kwargs)
+
+
+def test_estimate_gradient_after_the_switch_uses_the_new_estimator():
+    x, y = small_data()
+    trainer = trainer_for(x)
+    trainer.estimate_gradient(x[:32], y[:32])  # traced with the trainer's estimator
+
+    class Probe(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            before = CountingLocalExpectation.traces  # the training step's traces
+            self.model.estimate_gradient(x[:32], y[:32])
+            self.added = CountingLocalExpectation.traces - before
+
+    probe = Probe()
+    fit(trainer, x, y, 1, [SwitchEstimator(CountingLocalExpectation(), at=0), probe])
+    assert probe.added == 1  # traced anew with the new estimator, not the cached old function
+
+
+def test_fit_env_refuses_it():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    trainer = PolicyGradientTrainer(model, reward=None)
+    trainer.compile(optimizer="adam")
+    with pytest.raises(TypeError, match="fit_env trains by episodic REINFORCE"):
+        trainer.fit_env(gym.make("CartPole-v1"), episodes=1, callbacks=[SwitchEstimator()])
