@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -22,26 +23,6 @@ from rlmetric.bench.report import format_difference, paired_difference
 from rlmetric.bench.suite import run_suite
 
 METHODS = ("bce", "soft-f1", "pg-best-response", "pg-switch")
-
-
-def imbalanced(flip: float):
-    """``imbalanced-f1``'s data with ``flip_y=flip``."""
-
-    def load(seed: int, quick: bool):
-        from sklearn.datasets import make_classification
-
-        x, y = make_classification(
-            n_samples=5_000 if quick else 20_000,
-            n_features=20,
-            n_informative=8,
-            weights=[0.97],
-            flip_y=flip,
-            class_sep=1.0,
-            random_state=seed,
-        )
-        return bench_tasks._split(x, y, seed)
-
-    return load
 
 
 def _paired(mine: dict, theirs: dict) -> str:
@@ -60,7 +41,8 @@ def main() -> None:
     names = []
     for flip in args.flips.split(","):
         name = f"imbalanced-flip{flip}"
-        bench_tasks.TASKS[name] = dataclasses.replace(base, name=name, load=imbalanced(float(flip)))
+        load = functools.partial(bench_tasks._imbalanced, flip=float(flip))
+        bench_tasks.TASKS[name] = dataclasses.replace(base, name=name, load=load)
         names.append(name)
     rows = run_suite(tasks=names, methods=list(METHODS), seeds=args.seeds, out=args.out)
     chosen = [r for r in rows if r["chosen"]]

@@ -116,7 +116,8 @@ def _digits_classes(seed: int, quick: bool):
     return _split(x, y, seed)  # the 10 classes
 
 
-def _imbalanced(seed: int, quick: bool):
+def _imbalanced(seed: int, quick: bool, flip: float = 0.02):
+    """3% positives; ``flip``: the fraction of labels drawn at random (label noise)."""
     from sklearn.datasets import make_classification
 
     x, y = make_classification(
@@ -124,7 +125,7 @@ def _imbalanced(seed: int, quick: bool):
         n_features=20,
         n_informative=8,
         weights=[0.97],
-        flip_y=0.02,  # label noise
+        flip_y=flip,
         class_sep=1.0,
         random_state=seed,
     )
