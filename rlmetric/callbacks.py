@@ -105,7 +105,7 @@ class SwitchEstimator(keras.callbacks.Callback):
         # ">=": a fit resumed with initial_epoch past the switch starts with the new estimator
         if self._previous is None and epoch >= self._switch_epoch:
             self._previous = self.model.estimator
-            self._use(self.estimator)
+            self.model._replace_estimator(self.estimator)
 
     def on_train_end(self, logs: dict | None = None) -> None:
         self.undo()
@@ -115,11 +115,5 @@ class SwitchEstimator(keras.callbacks.Callback):
         otherwise). ``PolicyGradientTrainer.fit`` calls it when ``fit`` stops on an exception,
         where Keras does not call ``on_train_end``."""
         if self._previous is not None:
-            self._use(self._previous)
+            self.model._replace_estimator(self._previous)
             self._previous = None
-
-    def _use(self, estimator: Any) -> None:
-        self.model.estimator = estimator
-        # fit reads model.train_function at every step: rebuild it around the new estimator
-        self.model.make_train_function(force=True)
-        self.model._gradient_function = None  # estimate_gradient's, traced with the old one

@@ -400,6 +400,13 @@ class PolicyGradientTrainer(TrainerConfig, AtomicSaving, keras.Model):
             for switch in switches:
                 switch.undo()
 
+    def _replace_estimator(self, estimator: Any) -> None:
+        """Trains with ``estimator`` from the next step on (:class:`~rlmetric.callbacks.
+        SwitchEstimator`): the compiled functions traced with the old one are rebuilt."""
+        self.estimator = estimator
+        self.make_train_function(force=True)  # fit reads train_function at every step
+        self._gradient_function = None  # estimate_gradient's
+
     def evaluate(self, x: Any = None, y: Any = None, **kwargs: Any) -> Any:
         """``keras.Model.evaluate``: the metrics of the most likely decisions over the whole set."""
         self._preflight(x, y, "x", "y")
