@@ -65,7 +65,7 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 def print_paired_against(rows: list[dict], method: str, compare: Path, references) -> None:
     """For each task of ``rows`` (a suite run of ``method``), the paired test difference of the
     seeds' chosen runs against each method of ``references`` in the ``compare`` results.csv."""
-    from rlmetric.bench.report import format_difference, paired_difference
+    from rlmetric.bench.report import format_difference, paired_by_seed
 
     with open(compare, newline="") as f:
         reference = [r for r in csv.DictReader(f) if r["chosen"] == "1"]
@@ -77,7 +77,6 @@ def print_paired_against(rows: list[dict], method: str, compare: Path, reference
                 for r in reference
                 if r["task"] == task and r["method"] == other
             }
-            seeds = sorted(set(mine) & set(theirs))
-            if seeds:
-                difference = paired_difference([mine[s] for s in seeds], [theirs[s] for s in seeds])
-                print(f"{task}: {method} - {other}: {format_difference(difference)}")
+            if set(mine) & set(theirs):
+                difference = format_difference(paired_by_seed(mine, theirs))
+                print(f"{task}: {method} - {other}: {difference}")

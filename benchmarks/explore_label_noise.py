@@ -19,15 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from rlmetric.bench import tasks as bench_tasks
-from rlmetric.bench.report import format_difference, paired_difference
+from rlmetric.bench.report import format_difference, paired_by_seed
 from rlmetric.bench.suite import run_suite
 
 METHODS = ("bce", "soft-f1", "pg-best-response", "pg-switch")
 
 
 def _paired(mine: dict, theirs: dict) -> str:
-    seeds = sorted(set(mine) & set(theirs))
-    difference = paired_difference([mine[s] for s in seeds], [theirs[s] for s in seeds])
+    difference = paired_by_seed(mine, theirs)
     return f"{format_difference(difference)} {difference['verdict']}"
 
 

@@ -15,6 +15,7 @@ __all__ = [
     "markdown_table",
     "compare",
     "paired_difference",
+    "paired_by_seed",
     "format_difference",
     "verdict_table",
     "plots",
@@ -101,6 +102,12 @@ def paired_difference(a: Sequence[float], b: Sequence[float]) -> dict:
     low, high = mean - half, mean + half
     verdict = "win" if low > 0 else "loss" if high < 0 else "tie"
     return {"mean": mean, "low": low, "high": high, "seeds": n, "verdict": verdict}
+
+
+def paired_by_seed(a: dict[int, float], b: dict[int, float]) -> dict:
+    """:func:`paired_difference` of two ``{seed: test metric}`` maps over the seeds both hold."""
+    seeds = sorted(set(a) & set(b))
+    return paired_difference([a[s] for s in seeds], [b[s] for s in seeds])
 
 
 def format_difference(difference: dict) -> str:
