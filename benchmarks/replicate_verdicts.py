@@ -1,0 +1,130 @@
+"""A confirmation run of the suite's verdicts on fresh seeds.
+
+The committed verdicts (``results/results.csv``: the best policy-gradient method against the
+best surrogate, each picked by mean validation metric, paired over seeds 0-4) are the
+hypotheses. This script re-trains each verdict's two methods at the learning rates the protocol
+chose for them, on seeds the committed run never used (``--first-seed``, default 5: new data
+splits, new generated data, new initial weights), and reports the paired difference on those
+seeds alone. The fresh seeds are the test; pooling them with seeds 0-4, which picked the
+methods and the rates, would not be.
+
+Several tasks are tested at once, so the table also gives each test's two-sided p-value and its
+Holm-adjusted value (family: the tasks run together).
+
+    python benchmarks/replicate_verdicts.py --seeds 10 --out bench_replication
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_csv  # noqa: E402
+
+from rlmetric.bench import methods as bench_methods  # noqa: E402
+from rlmetric.bench.report import compare, format_difference, paired_by_seed  # noqa: E402
+from rlmetric.bench.tasks import TASKS  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results" / "results.csv"
+
+
+def _chosen_rows(path: Path) -> list[dict]:
+    with open(path) as f:
+        rows = [r for r in csv.DictReader(f) if r["chosen"] == "1"]
+    for row in rows:
+        row["seed"], row["test"] = int(row["seed"]), float(row["test"])
+        row["best_validation"] = float(row["best_validation"])
+        row["learning_rate"] = float(row["learning_rate"])
+    return rows
+
+
+def _p_value(mine: dict, theirs: dict) -> float:
+    from scipy import stats
+
+    seeds = sorted(set(mine) & set(theirs))
+    differences = np.array([mine[s] - theirs[s] for s in seeds])
+    if len(seeds) < 2 or differences.std() == 0:
+        return float("nan")
+    return float(stats.ttest_1samp(differences, 0.0).pvalue)
+
+
+def _holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment of ``p_values`` (NaN stays NaN)."""
+    order = sorted((p, i) for i, p in enumerate(p_values) if not np.isnan(p))
+    adjusted, running = list(p_values), 0.0
+    for rank, (p, i) in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default=None, help="comma-separated (default: every verdict)")
+    parser.add_argument("--seeds", type=int, default=10, help="number of fresh seeds")
+    parser.add_argument("--first-seed", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=Path("bench_replication"))
+    args = parser.parse_args()
+    committed = _chosen_rows(RESULTS)
+    rates = {(r["task"], r["method"]): r["learning_rate"] for r in committed}
+    verdicts = [c for c in compare(committed) if c["kind"] == "best"]
+    if args.tasks:
+        verdicts = [c for c in verdicts if c["task"] in args.tasks.split(",")]
+    args.out.mkdir(parents=True, exist_ok=True)
+    fresh = range(args.first_seed, args.first_seed + args.seeds)
+    rows = []
+    for verdict in verdicts:
+        task = TASKS[verdict["task"]]
+        for seed in fresh:
+            data = task.load(seed, False)
+            (_, _), (x_val, y_val), (x_test, y_test) = data
+            for method_name in (verdict["method"], verdict["reference"]):
+                rate = rates[(task.name, method_name)]
+                method = bench_methods.METHODS[method_name]
+                result = method.train(task, data, seed, task.epochs, rate)
+                scores = {
+                    split: task.score(y, result.decide(bench_methods.predict(result.model, x)))
+                    for split, x, y in (("validation", x_val, y_val), ("test", x_test, y_test))
+                }
+                rows.append(
+                    {"task": task.name, "method": method_name, "seed": seed, "rate": rate} | scores
+                )
+                print(
+                    f"{task.name:14s} {method_name:18s} seed {seed:2d} lr {rate:g}: "
+                    f"val {scores['validation']:.4f} test {scores['test']:.4f}",
+                    flush=True,
+                )
+                write_csv(args.out / "replication.csv", rows)
+    _report(verdicts, committed, rows)
+
+
+def _report(verdicts: list[dict], committed: list[dict], rows: list[dict]) -> None:
+    def by_seed(source, task, method):
+        return {r["seed"]: r["test"] for r in source if (r["task"], r["method"]) == (task, method)}
+
+    tests = []
+    for v in verdicts:
+        mine = by_seed(rows, v["task"], v["method"])
+        theirs = by_seed(rows, v["task"], v["reference"])
+        tests.append((v, paired_by_seed(mine, theirs), _p_value(mine, theirs)))
+    adjusted = _holm([p for _, _, p in tests])
+    print(
+        "\n| task | best PG - best surrogate | seeds 0-4 (committed) | fresh seeds "
+        "(95% interval) | verdict | p | Holm p |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for (v, difference, p), holm in zip(tests, adjusted, strict=True):
+        print(
+            f"| {v['task']} | {v['method']} - {v['reference']} | {format_difference(v)} "
+            f"{v['verdict']} | {format_difference(difference)} | {difference['verdict']} "
+            f"({difference['seeds']} seeds) | {p:.3f} | {holm:.3f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
