@@ -21,13 +21,16 @@ import csv
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_csv  # noqa: E402
 
 from rlmetric.bench import methods as bench_methods  # noqa: E402
-from rlmetric.bench.report import compare, format_difference, paired_by_seed  # noqa: E402
+from rlmetric.bench.report import (  # noqa: E402
+    compare,
+    format_difference,
+    holm_adjusted,
+    paired_by_seed,
+)
 from rlmetric.bench.tasks import TASKS  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "results.csv"
@@ -56,26 +59,6 @@ def _against(verdict: dict, reference: str, committed: list[dict]) -> dict:
     if not by_seed(reference):
         raise ValueError(f"--reference {reference!r} has no chosen runs on {task!r} in {RESULTS}.")
     return {**verdict, **paired_by_seed(by_seed(mine), by_seed(reference)), "reference": reference}
-
-
-def _p_value(mine: dict, theirs: dict) -> float:
-    from scipy import stats
-
-    seeds = sorted(set(mine) & set(theirs))
-    differences = np.array([mine[s] - theirs[s] for s in seeds])
-    if len(seeds) < 2 or differences.std() == 0:
-        return float("nan")
-    return float(stats.ttest_1samp(differences, 0.0).pvalue)
-
-
-def _holm(p_values: list[float]) -> list[float]:
-    """Holm's step-down adjustment of ``p_values`` (NaN stays NaN)."""
-    order = sorted((p, i) for i, p in enumerate(p_values) if not np.isnan(p))
-    adjusted, running = list(p_values), 0.0
-    for rank, (p, i) in enumerate(order):
-        running = max(running, min(1.0, (len(order) - rank) * p))
-        adjusted[i] = running
-    return adjusted
 
 
 def main() -> None:
@@ -134,18 +117,18 @@ def _report(verdicts: list[dict], committed: list[dict], rows: list[dict]) -> No
     for v in verdicts:
         mine = by_seed(rows, v["task"], v["method"])
         theirs = by_seed(rows, v["task"], v["reference"])
-        tests.append((v, paired_by_seed(mine, theirs), _p_value(mine, theirs)))
-    adjusted = _holm([p for _, _, p in tests])
+        tests.append((v, paired_by_seed(mine, theirs)))
+    adjusted = holm_adjusted([difference["p"] for _, difference in tests])
     print(
         "\n| task | best PG - surrogate | seeds 0-4 (committed) | fresh seeds "
         "(95% interval) | verdict | p | Holm p |"
     )
     print("|---|---|---|---|---|---|---|")
-    for (v, difference, p), holm in zip(tests, adjusted, strict=True):
+    for (v, difference), holm in zip(tests, adjusted, strict=True):
         print(
             f"| {v['task']} | {v['method']} - {v['reference']} | {format_difference(v)} "
             f"{v['verdict']} | {format_difference(difference)} | {difference['verdict']} "
-            f"({difference['seeds']} seeds) | {p:.3f} | {holm:.3f} |"
+            f"({difference['seeds']} seeds) | {difference['p']:.3f} | {holm:.3f} |"
         )
 
 

@@ -232,3 +232,29 @@ def test_a_suite_that_stops_early_keeps_its_finished_runs(tmp_path, monkeypatch)
     assert not (tmp_path / "results.csv").exists()
     run_suite(tasks=["cancer-f1"], methods=["bce"], seeds=1, quick=True, epochs=2, out=tmp_path)
     assert (tmp_path / "results.csv").exists() and not (tmp_path / "results.partial.csv").exists()
+
+
+def test_paired_difference_p_value_is_the_paired_t_test():
+    from scipy import stats
+
+    from rlmetric.bench.report import paired_difference
+
+    rng = np.random.default_rng(3)
+    for n in (2, 5, 20):
+        a, b = rng.normal(0.6, 0.05, n), rng.normal(0.6, 0.05, n)
+        assert paired_difference(a, b)["p"] == pytest.approx(stats.ttest_rel(a, b).pvalue)
+    assert np.isnan(paired_difference([0.5], [0.4])["p"])
+    assert np.isnan(paired_difference([0.5, 0.6], [0.4, 0.5])["p"])  # no spread: no test
+
+
+def test_holm_adjusted_steps_down_and_keeps_the_order():
+    from rlmetric.bench.report import holm_adjusted
+
+    # sorted 0.005, 0.01, 0.03, 0.04 -> 4 x 0.005, 3 x 0.01, 2 x 0.03, max(0.06, 1 x 0.04)
+    adjusted = holm_adjusted([0.01, 0.04, 0.03, 0.005])
+    assert adjusted == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    with_nan = holm_adjusted([0.02, float("nan"), 0.5])  # a family of two
+    assert with_nan[0] == pytest.approx(0.04) and np.isnan(with_nan[1])
+    assert with_nan[2] == pytest.approx(0.5)
+    assert holm_adjusted([0.4, 0.9]) == pytest.approx([0.8, 0.9])  # capped at 1, monotone
+    assert holm_adjusted([]) == []

@@ -16,6 +16,7 @@ __all__ = [
     "compare",
     "paired_difference",
     "paired_by_seed",
+    "holm_adjusted",
     "format_difference",
     "verdict_table",
     "plots",
@@ -87,21 +88,48 @@ def markdown_table(summary: list[dict], seeds: int) -> str:
 def paired_difference(a: Sequence[float], b: Sequence[float]) -> dict:
     """Mean of ``a - b`` over paired seeds with a two-sided 95% Student-t interval.
 
-    Returns ``{"mean", "low", "high", "seeds", "verdict"}``: ``win`` when the interval lies
-    above 0, ``loss`` below, ``tie`` when it contains 0, and ``1 seed`` (no interval) with a
-    single pair.
+    Returns ``{"mean", "low", "high", "p", "seeds", "verdict"}``: ``p`` is the two-sided
+    p-value of the paired t-test (NaN with one pair, or when every difference is the same);
+    ``verdict`` is ``win`` when the interval lies above 0, ``loss`` below, ``tie`` when it
+    contains 0, and ``1 seed`` (no interval) with a single pair.
     """
     differences = np.asarray(a, float) - np.asarray(b, float)
     n = len(differences)
     mean = float(differences.mean())
     if n < 2:
-        return {"mean": mean, "low": math.nan, "high": math.nan, "seeds": n, "verdict": "1 seed"}
+        return {
+            "mean": mean,
+            "low": math.nan,
+            "high": math.nan,
+            "p": math.nan,
+            "seeds": n,
+            "verdict": "1 seed",
+        }
     from scipy import stats
 
-    half = float(stats.t.ppf(0.975, n - 1) * differences.std(ddof=1) / math.sqrt(n))
+    spread = differences.std(ddof=1)
+    half = float(stats.t.ppf(0.975, n - 1) * spread / math.sqrt(n))
     low, high = mean - half, mean + half
+    p = (
+        float(2 * stats.t.sf(abs(mean) / (spread / math.sqrt(n)), n - 1))
+        if spread > 1e-12
+        else math.nan
+    )
     verdict = "win" if low > 0 else "loss" if high < 0 else "tie"
-    return {"mean": mean, "low": low, "high": high, "seeds": n, "verdict": verdict}
+    return {"mean": mean, "low": low, "high": high, "p": p, "seeds": n, "verdict": verdict}
+
+
+def holm_adjusted(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of a family of p-values (in the order given; NaN stays NaN
+    and is left out of the family): the ``i``-th smallest becomes ``max over j <= i of
+    min(1, (m - j + 1) p_(j))``. Rejecting where the adjusted value is below ``alpha`` keeps the
+    family-wise error rate at ``alpha``."""
+    ranked = sorted((p, i) for i, p in enumerate(p_values) if not math.isnan(p))
+    adjusted, running = [float(p) for p in p_values], 0.0
+    for rank, (p, i) in enumerate(ranked):
+        running = max(running, min(1.0, (len(ranked) - rank) * p))
+        adjusted[i] = running
+    return adjusted
 
 
 def paired_by_seed(a: dict[int, float], b: dict[int, float]) -> dict:
