@@ -62,21 +62,33 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
+#: The committed full run's every row (``chosen`` = 1 at the rate each method chose).
+COMMITTED_RESULTS = Path(__file__).parent / "results" / "results.csv"
+
+
+def read_rows(path: Path) -> list[dict]:
+    """The rows of a suite's ``results.csv`` with numbers as numbers (``seed``, ``chosen``
+    int; ``test``, ``best_validation``, ``learning_rate``, ``train_seconds`` float)."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        row["seed"] = int(row["seed"])
+        row["chosen"] = int(row["chosen"])
+        for key in ("test", "best_validation", "learning_rate", "train_seconds"):
+            row[key] = float(row[key])
+    return rows
+
+
 def print_paired_against(rows: list[dict], method: str, compare: Path, references) -> None:
     """For each task of ``rows`` (a suite run of ``method``), the paired test difference of the
     seeds' chosen runs against each method of ``references`` in the ``compare`` results.csv."""
-    from rlmetric.bench.report import format_difference, paired_by_seed
+    from rlmetric.bench.report import format_difference, metric_by_seed, paired_by_seed
 
-    with open(compare, newline="") as f:
-        reference = [r for r in csv.DictReader(f) if r["chosen"] == "1"]
+    reference = [r for r in read_rows(compare) if r["chosen"]]
     for task in dict.fromkeys(r["task"] for r in rows):
         mine = {r["seed"]: r["test"] for r in rows if r["task"] == task and r["chosen"]}
         for other in references:
-            theirs = {
-                int(r["seed"]): float(r["test"])
-                for r in reference
-                if r["task"] == task and r["method"] == other
-            }
+            theirs = metric_by_seed(reference, task, other)
             if set(mine) & set(theirs):
                 difference = format_difference(paired_by_seed(mine, theirs))
                 print(f"{task}: {method} - {other}: {difference}")

@@ -22,31 +22,20 @@ effect, and a metric-trained method can only beat another by learning better out
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_csv  # noqa: E402
+from _common import COMMITTED_RESULTS, read_rows, write_csv  # noqa: E402
 
 from rlmetric.bench import methods as bench_methods  # noqa: E402
 from rlmetric.bench.report import format_difference, paired_by_seed  # noqa: E402
 from rlmetric.bench.tasks import TASKS  # noqa: E402
 from rlmetric.thresholds import threshold_tuned  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results" / "results.csv"
 RULES = ("fixed", "val-tuned", "test-oracle")
-
-
-def _chosen_rates(path: Path) -> dict[tuple[str, str], float]:
-    with open(path) as f:
-        return {
-            (row["task"], row["method"]): float(row["learning_rate"])
-            for row in csv.DictReader(f)
-            if row["chosen"] == "1"
-        }
 
 
 def _class_offsets(logits: np.ndarray, y_true: np.ndarray, task, sweeps: int = 3) -> np.ndarray:
@@ -94,7 +83,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("bench_headroom"))
     args = parser.parse_args()
-    rates = _chosen_rates(RESULTS)
+    rates = {
+        (r["task"], r["method"]): r["learning_rate"]
+        for r in read_rows(COMMITTED_RESULTS)
+        if r["chosen"]
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for task_name in args.tasks.split(","):

@@ -12,23 +12,13 @@ estimator) joins the tasks' other methods.
 from __future__ import annotations
 
 import argparse
-import csv
 import shutil
 import tempfile
 from pathlib import Path
 
+from _common import read_rows
+
 from rlmetric.bench import report, suite
-
-
-def read_rows(path: Path) -> list[dict]:
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    for row in rows:
-        row["seed"] = int(row["seed"])
-        row["chosen"] = int(row["chosen"])
-        for key in ("test", "best_validation", "learning_rate", "train_seconds"):
-            row[key] = float(row[key])
-    return rows
 
 
 def merge(paths: list[Path]) -> list[dict]:

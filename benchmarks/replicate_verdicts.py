@@ -17,48 +17,34 @@ Holm-adjusted value (family: the tasks run together).
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_csv  # noqa: E402
+from _common import COMMITTED_RESULTS, read_rows, write_csv  # noqa: E402
 
 from rlmetric.bench import methods as bench_methods  # noqa: E402
 from rlmetric.bench.report import (  # noqa: E402
     compare,
     format_difference,
     holm_adjusted,
+    metric_by_seed,
     paired_by_seed,
 )
 from rlmetric.bench.tasks import TASKS  # noqa: E402
-
-RESULTS = Path(__file__).parent / "results" / "results.csv"
-
-
-def _chosen_rows(path: Path) -> list[dict]:
-    with open(path) as f:
-        rows = [r for r in csv.DictReader(f) if r["chosen"] == "1"]
-    for row in rows:
-        row["seed"], row["test"] = int(row["seed"]), float(row["test"])
-        row["best_validation"] = float(row["best_validation"])
-        row["learning_rate"] = float(row["learning_rate"])
-    return rows
 
 
 def _against(verdict: dict, reference: str, committed: list[dict]) -> dict:
     """``verdict`` (a :func:`compare` row) with ``reference`` in place of its surrogate: the
     committed paired difference recomputed against it."""
-    task, mine = verdict["task"], verdict["method"]
-
-    def by_seed(method):
-        return {
-            r["seed"]: r["test"] for r in committed if (r["task"], r["method"]) == (task, method)
-        }
-
-    if not by_seed(reference):
-        raise ValueError(f"--reference {reference!r} has no chosen runs on {task!r} in {RESULTS}.")
-    return {**verdict, **paired_by_seed(by_seed(mine), by_seed(reference)), "reference": reference}
+    task = verdict["task"]
+    theirs = metric_by_seed(committed, task, reference)
+    if not theirs:
+        raise ValueError(
+            f"--reference {reference!r} has no chosen runs on {task!r} in {COMMITTED_RESULTS}."
+        )
+    mine = metric_by_seed(committed, task, verdict["method"])
+    return {**verdict, **paired_by_seed(mine, theirs), "reference": reference}
 
 
 def main() -> None:
@@ -74,7 +60,7 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("bench_replication"))
     args = parser.parse_args()
-    committed = _chosen_rows(RESULTS)
+    committed = [r for r in read_rows(COMMITTED_RESULTS) if r["chosen"]]
     rates = {(r["task"], r["method"]): r["learning_rate"] for r in committed}
     verdicts = [c for c in compare(committed) if c["kind"] == "best"]
     if args.tasks:
@@ -106,17 +92,14 @@ def main() -> None:
                     flush=True,
                 )
                 write_csv(args.out / "replication.csv", rows)
-    _report(verdicts, committed, rows)
+    _report(verdicts, rows)
 
 
-def _report(verdicts: list[dict], committed: list[dict], rows: list[dict]) -> None:
-    def by_seed(source, task, method):
-        return {r["seed"]: r["test"] for r in source if (r["task"], r["method"]) == (task, method)}
-
+def _report(verdicts: list[dict], rows: list[dict]) -> None:
     tests = []
     for v in verdicts:
-        mine = by_seed(rows, v["task"], v["method"])
-        theirs = by_seed(rows, v["task"], v["reference"])
+        mine = metric_by_seed(rows, v["task"], v["method"])
+        theirs = metric_by_seed(rows, v["task"], v["reference"])
         tests.append((v, paired_by_seed(mine, theirs)))
     adjusted = holm_adjusted([difference["p"] for _, difference in tests])
     print(

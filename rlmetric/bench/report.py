@@ -16,6 +16,7 @@ __all__ = [
     "compare",
     "paired_difference",
     "paired_by_seed",
+    "metric_by_seed",
     "holm_adjusted",
     "format_difference",
     "verdict_table",
@@ -146,7 +147,8 @@ def format_difference(difference: dict) -> str:
     return f"{difference['mean']:+.4f} ({difference['low']:+.4f}, {difference['high']:+.4f})"
 
 
-def _by_seed(rows: list[dict], task: str, method: str) -> dict[int, float]:
+def metric_by_seed(rows: list[dict], task: str, method: str) -> dict[int, float]:
+    """``{seed: test metric}`` of the rows of one task and method."""
     return {r["seed"]: float(r["test"]) for r in rows if (r["task"], r["method"]) == (task, method)}
 
 
@@ -184,7 +186,7 @@ def compare(rows: list[dict]) -> list[dict]:
         for kind, mine, theirs in pairs:
             if mine is None or theirs is None:
                 continue
-            a, b = _by_seed(rows, task, mine), _by_seed(rows, task, theirs)
+            a, b = metric_by_seed(rows, task, mine), metric_by_seed(rows, task, theirs)
             seeds = sorted(set(a) & set(b))
             comparisons.append(
                 {
