@@ -8,7 +8,12 @@ import keras
 import tensorflow as tf
 
 from rlmetric._distribute import sum_over_replicas
-from rlmetric.estimator_base import Estimator, EstimatorOutput, require_count_reward
+from rlmetric.estimator_base import (
+    Estimator,
+    EstimatorOutput,
+    local_rewards_of,
+    require_local_rewards,
+)
 
 __all__ = ["LocalBestResponse"]
 
@@ -104,7 +109,7 @@ class LocalBestResponse(Estimator):
         self.normalize = normalize
 
     def check(self, *, policy, reward, baseline, num_samples):
-        require_count_reward(self.name, reward)
+        require_local_rewards(self.name, reward)
         if self.context == "coupled" and not reward.supports_coupled_gains:
             raise ValueError(
                 f"estimator LocalBestResponse(context='coupled') cannot use the reward "
@@ -129,7 +134,9 @@ class LocalBestResponse(Estimator):
                 actions = policy.mode(fixed_logits)[None]  # [1, B, ...]
             else:
                 actions = policy.sample(fixed_logits, num_samples, seed=seed)  # [K, B, ...]
-            local = tf.reduce_mean(reward.local_rewards(y_true, actions), axis=0)  # [N, V]
+            num_values = policy.value_probs(fixed_logits).shape[-1]
+            local = local_rewards_of(reward, y_true, actions, num_values)
+            local = tf.reduce_mean(local, axis=0)  # [N, V]
             local = tf.stop_gradient(local)
             best = tf.argmax(local, axis=-1, output_type=tf.int32)  # [N]
             gains = tf.gather(local, best, axis=1, batch_dims=1)[:, None] - local  # [N, V] >= 0

@@ -17,6 +17,8 @@ __all__ = [
     "score_function_surrogate",
     "score_samples",
     "require_count_reward",
+    "require_local_rewards",
+    "local_rewards_of",
 ]
 
 
@@ -186,3 +188,38 @@ def score_samples(reward: rewards_lib.Reward, y_true: tf.Tensor, actions: tf.Ten
             f"shape {actions.shape}."
         )
     return tf.cast(scores, tf.float32)
+
+
+def require_local_rewards(estimator: str, reward: Any) -> None:
+    """Refuses, before training, a reward without per-element credit: neither computed from
+    confusion counts nor a function the library can probe (:class:`rlmetric.rewards.ProbedReward`,
+    which every plain TF or NumPy function becomes).
+
+    Examples:
+        >>> from rlmetric import rewards
+        >>> from rlmetric.estimator_base import require_local_rewards
+        >>> require_local_rewards("best_response", rewards.get(lambda y, a: a[:, 0, 0]))
+        >>> try:
+        ...     require_local_rewards("best_response", rewards.get("ndcg@10"))
+        ... except ValueError as error:
+        ...     print(str(error)[:61])
+        estimator='best_response' needs per-element decisions scored
+    """
+    if not isinstance(reward, rewards_lib.CountReward | rewards_lib.ProbedReward):
+        raise ValueError(
+            f"estimator={estimator!r} needs per-element decisions scored by a reward computed "
+            "from confusion counts (rlmetric.rewards.CountReward) or a function of the "
+            f"decisions (rlmetric.rewards.ProbedReward); reward "
+            f"{getattr(reward, 'name', reward)!r} is {type(reward).__name__}. Use "
+            "estimator='reinforce' (any reward, any policy)."
+        )
+
+
+def local_rewards_of(
+    reward: rewards_lib.Reward, y_true: tf.Tensor, actions: tf.Tensor, num_values: int
+) -> tf.Tensor:
+    """``[K, N, V]`` local rewards of ``actions [K, B, ...]`` (labels ``[B, ...]``): a count
+    reward's from its counts, a function's by probing it with ``V = num_values`` values."""
+    if isinstance(reward, rewards_lib.ProbedReward):
+        return reward.local_rewards(y_true, actions, num_values)
+    return reward.local_rewards(y_true, actions)

@@ -47,7 +47,7 @@ from rlmetric._count_kernels import (
     safe_divide,
 )
 from rlmetric._registry import resolve
-from rlmetric.custom_rewards import CallableReward, NumpyReward, from_numpy
+from rlmetric.custom_rewards import CallableReward, NumpyReward, ProbedReward, from_numpy
 from rlmetric.reward_base import CountReward, Reward
 
 __all__ = [
@@ -63,6 +63,7 @@ __all__ = [
     "MatthewsCorrCoef",
     "CallableReward",
     "NumpyReward",
+    "ProbedReward",
     "from_numpy",
     "get",
     "ALIASES",

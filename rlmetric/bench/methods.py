@@ -21,6 +21,8 @@ import numpy as np
 import tensorflow as tf
 
 from rlmetric import estimators, layers, surrogates, thresholds
+from rlmetric import rewards as rewards_lib
+from rlmetric.bench import user_metrics
 from rlmetric.bench.tasks import STEP_THRESHOLDS, Task
 from rlmetric.callbacks import SwitchEstimator
 from rlmetric.trainer import PolicyGradientTrainer
@@ -28,7 +30,7 @@ from rlmetric.trainer import PolicyGradientTrainer
 __all__ = ["Method", "METHODS", "FitResult", "exact_level_reward"]
 
 NUM_SAMPLES = 8
-SIGMOID_KINDS = ("binary", "multilabel", "binary-seg")
+SIGMOID_KINDS = ("binary", "multilabel", "binary-seg", "campaign")
 ALL_KINDS = SIGMOID_KINDS + ("multiclass-seg", "steps")
 RANKING = ("ranking",)
 
@@ -175,6 +177,8 @@ def _fit_loss(model, loss, task, data, epochs, callback, learning_rate, train_mo
 
 
 def _reward(task: Task):
+    if task.kind == "campaign":  # no built-in reward: the user's metric is the task
+        return user_metrics.profit_tf
     return {
         "binary": "f1",
         "multilabel": "macro_f1",
@@ -194,13 +198,23 @@ def exact_level_reward(y_steps: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
 
 
 def _fit_policy_gradient(
-    model, task, data, epochs, callback, estimator, seed, learning_rate, epochs_done=0, more=()
+    model,
+    task,
+    data,
+    epochs,
+    callback,
+    estimator,
+    seed,
+    learning_rate,
+    epochs_done=0,
+    more=(),
+    reward=None,
 ):
     (x_train, y_train), _, _ = data
     policy = "categorical" if task.kind in ("multiclass-seg", "steps") else "bernoulli"
     if task.kind == "ranking":
         policy = "plackett_luce"
-    reward = _reward(task)
+    reward = reward(task) if reward is not None else _reward(task)
     if task.kind == "steps" and model.output.shape[-1] == len(STEP_THRESHOLDS):
         policy, reward = "bernoulli", exact_level_reward
         y_train = (y_train[:, None] > np.arange(len(STEP_THRESHOLDS))).astype("int32")
@@ -236,6 +250,11 @@ def _tuned(task, data, seed, epochs, learning_rate, trained: FitResult | None = 
     result = trained or _train_crossentropy(task, data, seed, epochs, learning_rate)
     _, (x_val, y_val), _ = data
     outputs = predict(result.model, x_val)
+    if task.kind == "campaign":  # the task's own metric, per list: every output a candidate
+        candidates = np.unique(np.concatenate([outputs.ravel(), [np.inf]]))
+        scores = [task.score(y_val, _threshold_decide(t)(outputs)) for t in candidates]
+        threshold = float(candidates[int(np.argmax(scores))])  # decisions: outputs > threshold
+        return dataclasses.replace(result, decide=_threshold_decide(threshold))
     y_val = y_val.reshape(outputs.shape)
     threshold = thresholds.threshold_tuned(
         outputs, None, y_val, _reward(task), per_label=task.kind == "multilabel"
@@ -243,7 +262,9 @@ def _tuned(task, data, seed, epochs, learning_rate, trained: FitResult | None = 
     return dataclasses.replace(result, decide=_threshold_decide(threshold))
 
 
-def _policy_gradient(estimator, head: str = "classes", warm: bool = False, then=None):
+def _policy_gradient(
+    estimator, head: str = "classes", warm: bool = False, then=None, reward=None
+):
     def train(task, data, seed, epochs, learning_rate):
         model = _build(task, data[0][0], data[0][1], seed, head)
         decide = _count_decide if head == "steps" else _default_decide(task)
@@ -256,7 +277,17 @@ def _policy_gradient(estimator, head: str = "classes", warm: bool = False, then=
         # `estimator` for the first half, then `then`, in one fit (the optimizer carries on)
         more = () if then is None else (SwitchEstimator(then, at=0.5),)
         _fit_policy_gradient(
-            model, task, data, epochs - done, callback, estimator, seed, learning_rate, done, more
+            model,
+            task,
+            data,
+            epochs - done,
+            callback,
+            estimator,
+            seed,
+            learning_rate,
+            done,
+            more,
+            reward,
         )
         return callback.result()
 
@@ -432,6 +463,25 @@ METHODS: dict[str, Method] = {
             "Plackett-Luce rankings), K=8",
             ALL_KINDS + RANKING,
             _policy_gradient(None),
+        ),
+        Method(
+            "pg-user-tf",
+            "PolicyGradientTrainer with its defaults on the task's metric written as a plain "
+            "TensorFlow function of [M, B, ...] decision sets (bench.user_metrics), K=8",
+            user_metrics.KINDS,
+            _policy_gradient(None, reward=lambda t: user_metrics.tf_metric(t.kind)),
+        ),
+        Method(
+            "pg-user-numpy",
+            "PolicyGradientTrainer with its defaults on the task's metric written in NumPy "
+            "(rewards.from_numpy(fn, vectorized=True), bench.user_metrics), K=8",
+            user_metrics.KINDS,
+            _policy_gradient(
+                None,
+                reward=lambda t: rewards_lib.from_numpy(
+                    user_metrics.numpy_metric(t.kind), vectorized=True
+                ),
+            ),
         ),
         Method(
             "pg-switch",

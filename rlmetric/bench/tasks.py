@@ -25,7 +25,8 @@ class Task:
 
     Attributes:
         name: CLI name (``cancer-f1``).
-        kind: ``"binary"`` (one decision per example), ``"multilabel"``, ``"binary-seg"``
+        kind: ``"binary"`` (one decision per example), ``"campaign"`` (one per example, scored
+            by the campaign's profit per list of customers), ``"multilabel"``, ``"binary-seg"``
             (a decision per pixel), ``"multiclass-seg"`` (a class per pixel), ``"steps"`` or
             ``"ranking"`` (a score per item of each list; labels ``[Q, L]``, ``-1`` padding) or
             ``"step-net"`` (classes from a network whose hidden units are hard steps).
@@ -63,6 +64,10 @@ class Task:
             return jaccard_score(y_true.ravel(), decisions.ravel(), zero_division=0.0)
         if self.kind == "ranking":
             return mean_ndcg(y_true, decisions, k=10)
+        if self.kind == "campaign":
+            from rlmetric.bench.user_metrics import campaign_profit
+
+            return campaign_profit(y_true, decisions)
         if self.kind == "multiclass-seg":
             return jaccard_score(
                 y_true.ravel(),
@@ -128,6 +133,23 @@ def _imbalanced(seed: int, quick: bool, flip: float = 0.02):
         flip_y=flip,
         class_sep=1.0,
         random_state=seed,
+    )
+    return _split(x, y, seed)
+
+
+def _campaign(seed: int, quick: bool):
+    """Buyers (10%) among customers; 10,000 rows (3,000 quick): every split is whole lists of
+    ``user_metrics.CAMPAIGN_CHUNK`` customers."""
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(
+        n_samples=3_000 if quick else 10_000,
+        n_features=20,
+        n_informative=6,
+        weights=[0.9],
+        flip_y=0.02,
+        class_sep=0.8,
+        random_state=500 + seed,
     )
     return _split(x, y, seed)
 
@@ -306,6 +328,8 @@ TASKS: dict[str, Task] = {
         Task("cancer-f1", "binary", "F1", _cancer, _mlp_body, 64, 60, 12),
         Task("digits-f1", "binary", "F1", _digits, _mlp_body, 64, 60, 12),
         Task("imbalanced-f1", "binary", "F1", _imbalanced, _mlp_body, 256, 40, 8),
+        # the if-else business metric of a user (bench.user_metrics.profit_tf), lists of 100
+        Task("campaign", "campaign", "profit per list", _campaign, _mlp_body, 100, 30, 8),
         Task("multilabel-f1", "multilabel", "macro F1", _multilabel, _mlp_body, 128, 60, 10),
         Task(
             "shapes-iou",
