@@ -184,41 +184,56 @@ def per_example_local_rewards(
 def ordered_gains(
     score: Score, y_true: tf.Tensor, value_probs: tf.Tensor, points: int
 ) -> tf.Tensor:
-    """Coupled gains of any reward: the elements turn wrong one after another in the order of
-    decreasing error ``1 - p(label)``, each to its most likely wrong value; an element's gain is
-    the reward lost when it turns wrong, the rest of the batch being as the order says.
+    """Coupled gains of any reward, found on nested decision sets.
 
-    The reward is scored on ``points + 1`` nested sets (0, N/points, ..., N elements wrong); an
-    element's gain is the loss of its segment divided by the segment's size (exact when
-    ``points >= N``). Negative losses (a reward that rises when a decision turns wrong) give 0.
+    The decisions are seen as pairs of an element ``i`` and a value ``c`` (a class; for
+    Bernoulli decisions the element itself): the pair is right when ``i``'s decision agrees
+    with ``1[y_i = c]``, and its error is ``|1[y_i = c] - p_i(c)|``. For each value, its pairs
+    turn wrong one after another in the order of decreasing error, the other decisions at their
+    labels: a wrong pair of ``i``'s own class moves ``i`` to its most likely other value, any
+    other pair moves ``i`` to ``c``. A pair's gain is the reward lost when it turns wrong, and an
+    element's gain is the sum over its pairs. For a mean of per-class Jaccard indices these
+    are the Lovasz-softmax weights up to the effect of each move on the other class it touches.
+
+    Each value's sequence is scored on ``points + 1`` nested sets (0, N/points, ..., N pairs
+    wrong); a pair's gain is its segment's loss divided by the segment's size (exact when
+    ``points >= N``). Negative losses (a reward that rises as a decision turns wrong) give 0.
 
     Args:
         score: the reward, ``(y_true [B, ...], sets [M, B, ...]) -> [M]``.
         y_true: ``[B, ...]`` labels in ``[0, V)``.
         value_probs: ``[B, ..., V]`` the policy's probability of each value.
-        points: the number of segments.
+        points: the number of segments of each sequence.
 
     Returns:
-        ``[N]`` float32 gains ``>= 0``. Memory ``O(points N)``.
+        ``[N]`` float32 gains ``>= 0``. ``(points + 1) P`` sets are scored (``P = 1`` for
+        Bernoulli decisions, ``C`` for categorical), memory ``O(points P N)``.
     """
-    num_values = tf.shape(value_probs)[-1]
+    num_values = value_probs.shape[-1] or tf.shape(value_probs)[-1]
     probs = tf.reshape(tf.cast(value_probs, tf.float32), [-1, num_values])  # [N, V]
     labels = tf.reshape(tf.cast(y_true, tf.int32), [-1])
     num_elements = tf.shape(labels)[0]
-    own = tf.one_hot(labels, num_values, dtype=probs.dtype)
-    error = 1.0 - tf.reduce_sum(probs * own, axis=-1)
-    wrong_value = tf.argmax(probs - 2.0 * own, axis=-1, output_type=tf.int32)
-    order = tf.argsort(-error, stable=True)
-    rank = tf.math.invert_permutation(order)  # [N]
+    own = tf.one_hot(labels, num_values, dtype=probs.dtype)  # [N, V]
+    other_value = tf.argmax(probs - 2.0 * own, axis=-1, output_type=tf.int32)  # [N]
+    if num_values == 2:  # both pairs of a Bernoulli decision are the element: one sequence
+        own, probs = own[:, 1:], probs[:, 1:]
+        wrong = (1 - labels)[:, None]  # [N, 1]
+    else:
+        value_ids = tf.range(num_values)[None, :]
+        wrong = tf.where(own > 0, other_value[:, None], value_ids)  # [N, P]
+    error = tf.abs(own - probs)  # [N, P]
+    order = tf.argsort(-tf.transpose(error), axis=-1, stable=True)  # [P, N]
+    rank = tf.argsort(order, axis=-1)  # [P, N]: the inverse permutations
     segments = tf.minimum(points, num_elements)
-    cuts = (tf.range(segments + 1) * num_elements) // segments  # [G + 1], strictly increasing
-    turned = rank[None, :] < cuts[:, None]  # [G + 1, N]
-    sets = tf.where(turned, wrong_value[None, :], labels[None, :])
+    cuts = (tf.range(segments + 1) * num_elements) // segments  # [S + 1], strictly increasing
+    turned = rank[:, None, :] < cuts[None, :, None]  # [P, S + 1, N]
+    sets = tf.where(turned, tf.transpose(wrong)[:, None, :], labels[None, None, :])
     shape = tf.concat([[1], tf.shape(y_true)], axis=0)
-    rewards = _score_sets(score, y_true, sets, shape)  # [G + 1]
-    loss_per_element = (rewards[:-1] - rewards[1:]) / tf.cast(cuts[1:] - cuts[:-1], tf.float32)
-    segment = tf.searchsorted(cuts[1:], rank, side="right")  # [N]
-    return tf.maximum(tf.gather(loss_per_element, segment), 0.0)
+    rewards = tf.reshape(_score_sets(score, y_true, sets, shape), [-1, segments + 1])  # [P, S+1]
+    widths = tf.cast(cuts[1:] - cuts[:-1], tf.float32)
+    loss_per_pair = tf.maximum((rewards[:, :-1] - rewards[:, 1:]) / widths, 0.0)  # [P, S]
+    segment = tf.searchsorted(tf.tile(cuts[None, 1:], [tf.shape(rank)[0], 1]), rank, "right")
+    return tf.reduce_sum(tf.gather(loss_per_pair, segment, batch_dims=1), axis=0)  # [N]
 
 
 def _permuted(level: str, y: np.ndarray, actions: np.ndarray, rng: np.random.Generator):

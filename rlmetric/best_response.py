@@ -109,7 +109,7 @@ class LocalBestResponse(Estimator):
         self.normalize = normalize
 
     def check(self, *, policy, reward, baseline, num_samples):
-        require_local_rewards(self.name, reward)
+        require_local_rewards(self.name, reward, policy)
         if self.context == "coupled" and not reward.supports_coupled_gains:
             raise ValueError(
                 f"estimator LocalBestResponse(context='coupled') cannot use the reward "

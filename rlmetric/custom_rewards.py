@@ -63,6 +63,27 @@ class ProbedReward(Reward):
         budget: for ``exchangeable=False``, the elements changed per step.
         points: the nested sets of :meth:`coupled_gains`.
         per_example: the function returns one term per example ``[M, B]``.
+
+    Examples:
+        An if-else metric of one decision per example: +10 per hit, -3 per false alarm, -5
+        when more than half the batch is flagged. Its local rewards are those of every set with
+        one decision flipped, from 2^2 (2 - 1) = 4 changed sets however large the batch.
+
+        >>> import tensorflow as tf
+        >>> from rlmetric import rewards
+        >>> def profit(y_true, sets):  # [B, 1], [M, B, 1] -> [M]
+        ...     y, a = tf.cast(y_true[None], tf.float32), tf.cast(sets, tf.float32)
+        ...     value = tf.reduce_sum(10 * a * y - 3 * a * (1 - y), axis=[1, 2])
+        ...     return tf.where(tf.reduce_mean(a, axis=[1, 2]) > 0.5, value - 5, value)
+        >>> reward = rewards.CallableReward(profit)  # a ProbedReward
+        >>> y, actions = tf.constant([[1], [0], [0]]), tf.constant([[[1], [0], [0]]])
+        >>> reward.prepare(y, actions)  # what fit does on the first batch
+        >>> reward.structure
+        'elements'
+        >>> reward.local_rewards(y, actions, num_values=2)[0].numpy()  # [N, V]: set to 0 or 1
+        array([[ 0., 10.],
+               [10.,  2.],
+               [10.,  2.]], dtype=float32)
     """
 
     def __init__(
@@ -115,9 +136,9 @@ class ProbedReward(Reward):
         ):
             raise ValueError(
                 f"Reward {self.name!r} returned shape {values.shape} for decision sets of shape "
-                f"{actions.shape}; expected {expected} = {wanted}: one score per set"
+                f"{actions.shape}; expected {expected} = {wanted}: one score per sample set"
                 + (" and example (per_example=True)" if self.per_example else "")
-                + ". The reward receives M sets along the leading axis, M = K samples or the "
+                + ". The reward receives M sets along the leading axis: the [K] samples, or the "
                 "changed sets of the per-element credit."
             )
         return tf.cast(values, tf.float32)

@@ -190,7 +190,7 @@ def score_samples(reward: rewards_lib.Reward, y_true: tf.Tensor, actions: tf.Ten
     return tf.cast(scores, tf.float32)
 
 
-def require_local_rewards(estimator: str, reward: Any) -> None:
+def require_local_rewards(estimator: str, reward: Any, policy: Any = None) -> None:
     """Refuses, before training, a reward without per-element credit: neither computed from
     confusion counts nor a function the library can probe (:class:`rlmetric.rewards.ProbedReward`,
     which every plain TF or NumPy function becomes).
@@ -202,7 +202,7 @@ def require_local_rewards(estimator: str, reward: Any) -> None:
         >>> try:
         ...     require_local_rewards("best_response", rewards.get("ndcg@10"))
         ... except ValueError as error:
-        ...     print(str(error)[:61])
+        ...     print(str(error)[:60])
         estimator='best_response' needs per-element decisions scored
     """
     if not isinstance(reward, rewards_lib.CountReward | rewards_lib.ProbedReward):
@@ -213,13 +213,30 @@ def require_local_rewards(estimator: str, reward: Any) -> None:
             f"{getattr(reward, 'name', reward)!r} is {type(reward).__name__}. Use "
             "estimator='reinforce' (any reward, any policy)."
         )
+    per_element = isinstance(policy, policies_lib.Bernoulli | policies_lib.Categorical)
+    if isinstance(reward, rewards_lib.ProbedReward) and policy is not None and not per_element:
+        raise ValueError(
+            f"estimator={estimator!r} probes the reward {reward.name!r} by changing one "
+            "decision at a time, which needs per-element decisions (policy='bernoulli' or "
+            f"'categorical'); the policy is {getattr(policy, 'name', policy)!r}. Use "
+            "estimator='reinforce'."
+        )
 
 
 def local_rewards_of(
     reward: rewards_lib.Reward, y_true: tf.Tensor, actions: tf.Tensor, num_values: int
 ) -> tf.Tensor:
     """``[K, N, V]`` local rewards of ``actions [K, B, ...]`` (labels ``[B, ...]``): a count
-    reward's from its counts, a function's by probing it with ``V = num_values`` values."""
+    reward's from its counts, a function's by probing it with ``V = num_values`` values.
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from rlmetric import rewards
+        >>> from rlmetric.estimator_base import local_rewards_of
+        >>> y, actions = tf.constant([[1], [0]]), tf.constant([[[0], [0]]])
+        >>> local_rewards_of(rewards.F1(), y, actions, 2).shape  # [K, N, V]
+        TensorShape([1, 2, 2])
+    """
     if isinstance(reward, rewards_lib.ProbedReward):
         return reward.local_rewards(y_true, actions, num_values)
     return reward.local_rewards(y_true, actions)

@@ -128,7 +128,7 @@ class LocalExpectation(Estimator):
     name = "local_expectation"
 
     def check(self, *, policy, reward, baseline, num_samples):
-        require_local_rewards(self.name, reward)
+        require_local_rewards(self.name, reward, policy)
 
     def __call__(
         self, logits, y_true, *, policy, reward, baseline, baseline_state, num_samples, seed=None

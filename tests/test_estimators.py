@@ -153,15 +153,15 @@ def test_local_and_disarm_have_lower_variance_than_leave_one_out(case):
         assert total_variance("disarm", baselines.NoBaseline()) < 0.8 * leave_one_out
 
 
-def test_local_refuses_rewards_without_counts():
+def test_local_refuses_rewards_without_per_element_credit():
     with pytest.raises(
         ValueError,
-        match=r"estimator='local_expectation' needs a reward computed from confusion counts"
-        r".*'disarm'",
+        match=r"estimator='local_expectation' needs per-element decisions scored by a reward "
+        r"computed from confusion counts .* reward 'ndcg@10' is NDCG.*'reinforce'",
     ):
         estimators.LocalExpectation().check(
             policy=policies.Bernoulli(),
-            reward=rewards.CallableReward(lambda y, a: a, name="custom"),
+            reward=rewards.get("ndcg@10"),
             baseline=baselines.NoBaseline(),
             num_samples=4,
         )
@@ -361,10 +361,10 @@ def test_best_response_vanishes_where_the_policy_is_certain_of_the_best_value():
 
 
 def test_best_response_refuses_rewards_without_counts_and_bad_options():
-    with pytest.raises(ValueError, match=r"estimator='best_response' needs a reward computed"):
+    with pytest.raises(ValueError, match=r"estimator='best_response' needs per-element decisions"):
         estimators.LocalBestResponse().check(
             policy=policies.Bernoulli(),
-            reward=rewards.CallableReward(lambda y, a: a, name="custom"),
+            reward=rewards.get("ndcg@10"),
             baseline=baselines.NoBaseline(),
             num_samples=4,
         )
@@ -391,8 +391,11 @@ def test_best_response_config_round_trips_and_auto_picks_it_for_count_rewards():
     assert pick(miou, policies.Categorical()).context == "coupled"
     assert pick(rewards.IoU(), policies.Bernoulli()).context == "mode"
     assert estimators.get("coupled_best_response").context == "coupled"
+    # a user's function of per-element decisions: the same best response, its credit probed
     custom = rewards.CallableReward(lambda y, a: a, name="custom")
-    assert isinstance(pick(custom, policies.Bernoulli()), estimators.Reinforce)
+    assert pick(custom, policies.Bernoulli()).context == "mode"
+    assert pick(custom, policies.Categorical()).context == "coupled"
+    assert isinstance(pick(custom, policies.get("plackett_luce")), estimators.Reinforce)
     rows = rewards.F1(average="samples", num_classes=3)
     assert isinstance(pick(rows, policies.Categorical()), estimators.Reinforce)
 

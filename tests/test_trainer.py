@@ -234,9 +234,10 @@ def test_from_numpy_reward_trains_and_refuses_xla(cancer):
         trainer.compile(optimizer="adam", jit_compile=True)
     trainer.compile(optimizer="adam")
     history = trainer.fit(x_train[:128], y_train[:128], batch_size=64, epochs=2, verbose=0)
-    # the same seed and decisions as the built-in F1: the same rewards and the same weights
+    # the same seed as the built-in F1 and the same default (the best response, its
+    # per-element credit exact by probing): the same rewards and the same weights
     keras.utils.set_random_seed(1234)
-    builtin = PolicyGradientTrainer(mlp(), reward="f1", estimator="reinforce", seed=0)
+    builtin = PolicyGradientTrainer(mlp(), reward="f1", seed=0)
     builtin.compile(optimizer="adam")
     expected = builtin.fit(x_train[:128], y_train[:128], batch_size=64, epochs=2, verbose=0)
     np.testing.assert_allclose(history.history["reward"], expected.history["reward"], atol=1e-6)
@@ -381,9 +382,12 @@ def test_local_estimator_on_per_pixel_classes_with_xla():
     assert after > before + 0.2, (before, after)
 
 
-def test_local_estimator_refuses_a_reward_without_counts():
-    with pytest.raises(ValueError, match=r"estimator='local_expectation' needs a reward"):
-        PolicyGradientTrainer(mlp(), reward=zero_reward, estimator="local_expectation")
+def test_local_estimator_refuses_a_probed_reward_of_a_gaussian_policy():
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match=r"'local_expectation' probes the reward 'zero_reward'"):
+        PolicyGradientTrainer(
+            model, reward=zero_reward, policy="gaussian", estimator="local_expectation"
+        )
 
 
 XLA_CASES = [
@@ -479,9 +483,12 @@ def test_defaults_pick_the_best_response_and_do_not_collapse_to_background():
     assert after > 0.8, after
 
 
-def test_defaults_keep_reinforce_for_rewards_without_counts():
+def test_defaults_pick_the_best_response_for_a_users_function_of_decisions():
     trainer = PolicyGradientTrainer(mlp(), reward=zero_reward)
-    assert isinstance(trainer.estimator, estimators.Reinforce)
+    assert isinstance(trainer.estimator, estimators.LocalBestResponse)
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(2)])
+    gaussian = PolicyGradientTrainer(model, reward=zero_reward, policy="gaussian")
+    assert isinstance(gaussian.estimator, estimators.Reinforce)
 
 
 @pytest.mark.parametrize(
