@@ -31,9 +31,15 @@ before them, for the BCE step and the policy-gradient step at each K: it should 
 with a small slope (the model runs once per batch; only the [K, B, ...] noise, actions and
 log-probabilities are repeated). ``--large`` adds per-pixel policies on 256x256 masks (batch 8).
 
+A user's own metric (``--configs user_metric``): the metric of the MLP (F1), the conv net (IoU)
+and its 4-class form (mean IoU) written as a user would (``rlmetric.bench.user_metrics``: a TF
+function; NumPy, vectorized and one call per set), each trained with the trainer's defaults (its
+per-element credit found by probing the function) over the built-in reward with its defaults.
+
 Run: python benchmarks/step_cost.py [--quick] [--large] [--no-memory] [--estimator NAME]
-    [--configs mlp,conv,conv_classes,ranking,ranking_floor,step_net] [--out DIR]
-Writes DIR/step_cost.csv, DIR/step_memory.csv and (step_net) DIR/step_network_cost.csv.
+    [--configs mlp,conv,conv_classes,ranking,ranking_floor,step_net,user_metric] [--out DIR]
+Writes DIR/step_cost.csv, DIR/step_memory.csv, (step_net) DIR/step_network_cost.csv and
+(user_metric) DIR/step_cost_user_metric.csv.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ import tensorflow as tf  # noqa: E402
 from _common import in_graph_step_timer, median_ratios, write_csv  # noqa: E402
 
 from rlmetric import PolicyGradientTrainer, estimators, policies, rewards, surrogates  # noqa: E402
+from rlmetric.bench import user_metrics  # noqa: E402
 from rlmetric.layers import StochasticStep, StraightThroughStep  # noqa: E402
 from rlmetric.plackett_luce import PlackettLuce  # noqa: E402
 from rlmetric.step_networks import StepNetworkTrainer  # noqa: E402
@@ -236,6 +243,96 @@ def time_config(config: str, batch: int, samples: list[int], jit: bool, steps: i
     ]
 
 
+# --- a user's own metric (--configs user_metric) ------------------------------------------------
+
+#: the built-in reward of each model's metric and the user-written versions timed against it
+USER_CONFIGS = {
+    "mlp": ("f1", user_metrics.f1_tf, user_metrics.f1_numpy, 256, 200),
+    "conv": ("iou", user_metrics.iou_tf, user_metrics.iou_numpy, 16, 20),
+    "conv_classes": ("miou", user_metrics.mean_iou_tf, user_metrics.mean_iou_numpy, 16, 20),
+}
+
+
+def per_set(vectorized_fn):
+    """The per-set form of a vectorized NumPy metric: ``fn(y [N], y_pred [N]) -> float``."""
+
+    def fn(y_true, y_pred):
+        return float(vectorized_fn(y_true, y_pred[None])[0])
+
+    fn.__name__ = f"{vectorized_fn.__name__}_per_set"
+    return fn
+
+
+def build_user(config: str, reward, jit: bool, x, y) -> PolicyGradientTrainer:
+    """The trainer with its defaults on ``reward``, probed on the first batch as ``fit`` does."""
+    keras.utils.set_random_seed(0)
+    model = mlp() if config == "mlp" else conv(64, 4 if config == "conv_classes" else 1)
+    policy = "categorical" if config == "conv_classes" else "bernoulli"
+    trainer = PolicyGradientTrainer(model, reward=reward, policy=policy, num_samples=8, seed=0)
+    trainer.compile(optimizer="adam", jit_compile=jit, steps_per_execution=STEPS_PER_EXECUTION)
+    trainer._preflight(x[:256], y[:256], "x", "y")
+    return trainer
+
+
+def time_user_metric(config: str, jit: bool, rounds: int) -> list[dict]:
+    """A user's TF and NumPy metric against the built-in reward of the same metric, all with
+    the trainer's defaults (``K = 8``), and the built-in against a cross-entropy step."""
+    builtin, tf_fn, numpy_fn, batch, steps = USER_CONFIGS[config]
+    x, y = data(config, batch, STEPS_PER_EXECUTION * 2)
+    rewards_by_name = {"builtin": builtin, "user-tf": tf_fn}
+    if not jit:  # NumPy leaves the graph: no XLA
+        rewards_by_name["user-numpy"] = rewards.from_numpy(numpy_fn, vectorized=True)
+        rewards_by_name["user-numpy-per-set"] = rewards.from_numpy(per_set(numpy_fn))
+    models = {"bce": build(config, "bce", 0, jit)}
+    models.update({n: build_user(config, r, jit, x, y) for n, r in rewards_by_name.items()})
+    for name, model in models.items():
+        if name != "bce":
+            print(f"{config} {name}: {model.estimator!r}, structure {model.reward.structure!r}")
+    by_mode = ratios_by_mode(models, "builtin", x, y, batch, steps, rounds, jit, ("compute", "fit"))
+    return [
+        {
+            "config": config,
+            "method": name,
+            "jit": jit,
+            "mode": mode,
+            "vs_builtin": ratio[0],
+            "q25": ratio[1],
+            "q75": ratio[2],
+            "builtin_vs_bce": 1.0 / ratios["bce"][0],
+        }
+        for mode, ratios in by_mode.items()
+        for name, ratio in ratios.items()
+        if name not in ("bce", "builtin")
+    ]
+
+
+def print_user_metric(rows: list[dict], rounds: int) -> None:
+    print(
+        f"\nA user's metric / the built-in reward of the same metric, both with the trainer's "
+        f"defaults, K = 8; median of {rounds} alternating rounds (quartiles)"
+    )
+    print("| model | metric written as | jit | compute only | through fit | built-in / BCE (fit) |")
+    print("|---|---|---|---|---|---|")
+    for config in USER_CONFIGS:
+        for jit in (False, True):
+            for name in ("user-tf", "user-numpy", "user-numpy-per-set"):
+                cells = {
+                    r["mode"]: r
+                    for r in rows
+                    if (r["config"], r["method"], r["jit"]) == (config, name, jit)
+                }
+                if not cells:
+                    continue
+                text = [
+                    f"{c['vs_builtin']:.2f}x ({c['q25']:.2f}-{c['q75']:.2f})"
+                    for c in (cells["compute"], cells["fit"])
+                ]
+                print(
+                    f"| {config} | {name} | {'on' if jit else 'off'} | {text[0]} | {text[1]} | "
+                    f"{cells['fit']['builtin_vs_bce']:.2f}x |"
+                )
+
+
 STEP_NET_WIDTHS = (32, 128, 512)
 STEP_NET_ESTIMATORS = (("reinforce", 8), ("disarm", 8), ("local_expectation", 2))
 
@@ -403,6 +500,17 @@ def main() -> None:
         for config in ("ranking", "ranking_top10", "ranking_floor"):
             if config in configs:
                 rows += time_config(config, 64, [8], jit, max(steps // 4, 10), rounds)
+    if "user_metric" in configs:
+        user_rows = [
+            r
+            for jit in (False, True)
+            for c in USER_CONFIGS
+            for r in time_user_metric(c, jit, rounds)
+        ]
+        write_csv(out / "step_cost_user_metric.csv", user_rows)
+        print_user_metric(user_rows, rounds)
+        if configs == ["user_metric"]:
+            return
     if "step_net" in configs:
         step_rows = [r for jit in (False, True) for r in time_step_networks(jit, steps, rounds)]
         write_csv(out / "step_network_cost.csv", step_rows)

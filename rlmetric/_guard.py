@@ -4,6 +4,7 @@ with a clear error after it (:class:`NonFiniteError`, or ``ValueError`` for labe
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import keras
@@ -57,6 +58,21 @@ class NonFiniteGuard(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.model._nonfinite.assign([-1, 0])
+        self.warned_flat = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        # the epoch's mean loss is exactly 0 only when every step's was: no learning signal
+        if not self.warned_flat and logs and logs.get("loss") == 0.0:
+            self.warned_flat = True
+            warnings.warn(
+                f"No learning signal: the loss was exactly 0 in every training step of epoch "
+                f"{epoch + 1}. The reward {getattr(self.model.reward, 'name', 'reward')!r} gave "
+                "every decision set the estimator scored the same value (a constant reward, or "
+                "one that ignores the decisions), so the weights did not change. Check the "
+                "reward on a few decision sets: reward(y_true, actions).",
+                UserWarning,
+                stacklevel=2,
+            )
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch

@@ -175,9 +175,10 @@ def per_example_local_rewards(
     )
     base = tf.cast(terms(y_true, actions), tf.float32)  # [K, B]
     size = tf.cast(batch, tf.float32)
-    local = tf.reduce_mean(base, axis=1)[:, None, None, None] + (
-        changed - base[:, None, None, :]
-    ) / size  # [K, P, V, B]
+    local = (
+        tf.reduce_mean(base, axis=1)[:, None, None, None]
+        + (changed - base[:, None, None, :]) / size
+    )  # [K, P, V, B]
     return tf.reshape(tf.transpose(local, [0, 3, 1, 2]), [num_sets, -1, num_values])
 
 

@@ -28,10 +28,9 @@ __all__ = ["ProbedReward", "CallableReward", "NumpyReward", "from_numpy", "EXCHA
 EXCHANGEABLE = (None, True, False, *kernels.LEVELS)
 
 
-def _add_note(error: BaseException, note: str) -> BaseException:
+def _add_note(error: BaseException, note: str) -> None:
     if hasattr(error, "add_note"):  # Python >= 3.11
         error.add_note(note)
-    return error
 
 
 class ProbedReward(Reward):
@@ -124,13 +123,14 @@ class ProbedReward(Reward):
             try:
                 values = self.terms(y_true, actions)
             except Exception as error:  # the user's own exception, with the reward named
-                raise _add_note(error, f"(raised by the reward {self.name!r})")
+                _add_note(error, f"(raised by the reward {self.name!r})")
+                raise
         else:
             values = self.terms(y_true, actions)
         values = tf.convert_to_tensor(values)
         expected = "[M, B]" if self.per_example else "[M]"
         rank = 2 if self.per_example else 1
-        wanted = actions.shape[: rank]
+        wanted = actions.shape[:rank]
         if values.shape.rank is not None and (
             values.shape.rank != rank or not values.shape.is_compatible_with(wanted)
         ):
