@@ -394,7 +394,7 @@ def test_best_response_config_round_trips_and_auto_picks_it_for_count_rewards():
     # a user's function of per-element decisions: the same best response, its credit probed
     custom = rewards.CallableReward(lambda y, a: a, name="custom")
     assert pick(custom, policies.Bernoulli()).context == "mode"
-    assert pick(custom, policies.Categorical()).context == "coupled"
+    assert pick(custom, policies.Categorical()).context == "mode"
     assert isinstance(pick(custom, policies.get("plackett_luce")), estimators.Reinforce)
     rows = rewards.F1(average="samples", num_classes=3)
     assert isinstance(pick(rows, policies.Categorical()), estimators.Reinforce)
