@@ -262,9 +262,7 @@ def _tuned(task, data, seed, epochs, learning_rate, trained: FitResult | None = 
     return dataclasses.replace(result, decide=_threshold_decide(threshold))
 
 
-def _policy_gradient(
-    estimator, head: str = "classes", warm: bool = False, then=None, reward=None
-):
+def _policy_gradient(estimator, head: str = "classes", warm: bool = False, then=None, reward=None):
     def train(task, data, seed, epochs, learning_rate):
         model = _build(task, data[0][0], data[0][1], seed, head)
         decide = _count_decide if head == "steps" else _default_decide(task)
