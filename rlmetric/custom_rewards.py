@@ -180,7 +180,9 @@ class ProbedReward(Reward):
             return False
         return self.structure
 
-    def local_rewards(self, y_true: tf.Tensor, actions: tf.Tensor, num_values: int = 2):
+    def local_rewards(
+        self, y_true: tf.Tensor, actions: tf.Tensor, num_values: int = 2
+    ) -> tf.Tensor:
         """The reward of every sample set with one element's decision replaced by each value.
 
         Args:
