@@ -30,7 +30,10 @@ def test_every_task_loads_consistent_splits():
         labels = np.float32 if task.kind == "ranking" else np.int32  # graded, -1 padding
         assert x_train.dtype == np.float32 and y_train.dtype == labels
         assert x_train.shape[1:] == x_test.shape[1:]
-        assert task.score(y_test, y_test) == pytest.approx(1.0)
+        if task.kind == "campaign":  # a profit: every buyer contacted beats contacting nobody
+            assert task.score(y_test, y_test) > task.score(y_test, 0 * y_test) == 0.0
+        else:
+            assert task.score(y_test, y_test) == pytest.approx(1.0)
 
 
 def test_ranking_tasks_run_with_listnet_as_the_cross_entropy(tmp_path, capsys):
@@ -258,3 +261,35 @@ def test_holm_adjusted_steps_down_and_keeps_the_order():
     assert with_nan[2] == pytest.approx(0.5)
     assert holm_adjusted([0.4, 0.9]) == pytest.approx([0.8, 0.9])  # capped at 1, monotone
     assert holm_adjusted([]) == []
+
+
+def test_a_users_metric_trains_exactly_as_the_builtin_and_campaign_runs(tmp_path):
+    """pg-user-tf and pg-user-numpy train on the task's metric written as plain TF / NumPy:
+    for an exchangeable metric the probed gains are exact, so the runs equal the built-in's."""
+    rows = run_suite(
+        tasks=["imbalanced-f1", "campaign"],
+        methods=["bce-tuned", "pg-best-response", "pg-user-tf", "pg-user-numpy"],
+        seeds=1,
+        quick=True,
+        epochs=2,
+        out=tmp_path,
+        log=lambda line: None,
+    )
+    test = {(r["task"], r["method"]): r["test"] for r in rows}
+    builtin = test[("imbalanced-f1", "pg-best-response")]
+    assert test[("imbalanced-f1", "pg-user-tf")] == pytest.approx(builtin, abs=1e-9)
+    assert test[("imbalanced-f1", "pg-user-numpy")] == pytest.approx(builtin, abs=1e-9)
+    assert ("campaign", "bce-tuned") in test and ("campaign", "pg-user-numpy") in test
+    assert test[("campaign", "pg-user-tf")] == pytest.approx(test[("campaign", "pg-user-numpy")])
+
+
+def test_campaign_profit_counts_lists_and_the_budget_rule():
+    from rlmetric.bench.user_metrics import CAMPAIGN_CHUNK, campaign_profit, profit_numpy
+
+    y = np.zeros(2 * CAMPAIGN_CHUNK, "int32")
+    y[:10] = 1  # ten buyers in the first list
+    contacted = np.zeros_like(y)
+    contacted[:30] = 1  # 10 buyers and 20 others in list one (30%: over budget)
+    first = 10 * 10 - 3 * 20 - 50
+    assert campaign_profit(y, contacted) == pytest.approx(first / 2)
+    assert profit_numpy(y[:CAMPAIGN_CHUNK], contacted[:CAMPAIGN_CHUNK]) == first

@@ -33,7 +33,8 @@ FULL_LEARNING_RATES = (1e-3, 3e-3, 1e-2)
 #: ``--quick`` (``make bench``, under 3 minutes on 2 cores) trains at one rate, the middle one.
 QUICK_LEARNING_RATES = (3e-3,)
 #: The methods of ``--full`` when none are named: every surrogate, the trainer's default, the
-#: unbiased local-expectation estimator and the default followed by it (``pg-switch``).
+#: unbiased local-expectation estimator, the default followed by it (``pg-switch``) and the
+#: default on the task's metric written as a user would (``pg-user-tf``, ``pg-user-numpy``).
 #: REINFORCE, DisARM and the warm start lost to local expectation or to the surrogates on the
 #: per-pixel and steps tasks of the 2026-11-25 full run (benchmarks/RESULTS.md) and cost the
 #: search's time: ``--methods`` adds them. For the networks of step units: every method of the
@@ -57,6 +58,8 @@ FULL_METHODS = (
     "pg-pl-rank",
     "pg-best-response",
     "pg-switch",
+    "pg-user-tf",
+    "pg-user-numpy",
     "relu-net",
     "ste-net",
     "smooth-annealed-net",
@@ -65,7 +68,8 @@ FULL_METHODS = (
     "pg-step-local",
 )
 #: The methods of ``--quick``: cross-entropy, the strongest surrogate of each task in the full
-#: run, and the trainer's default next to the unbiased local-expectation estimator; for the step
+#: run, and the trainer's default next to the unbiased local-expectation estimator and the
+#: default on the task's metric written in NumPy (``pg-user-numpy``); for the step
 #: networks straight-through, the annealed sigmoid and local expectation (the best of each side).
 QUICK_METHODS = (
     "bce",
@@ -77,6 +81,7 @@ QUICK_METHODS = (
     "lambdaloss",
     "pg-local",
     "pg-best-response",
+    "pg-user-numpy",
     "ste-net",
     "smooth-annealed-net",
     "pg-step-local",
