@@ -3,6 +3,7 @@
 from rlmetric import (
     baselines,
     callbacks,
+    decisions,
     diagnostics,
     envs,  # registers the gymnasium env rlmetric/Metric-v0
     episodic,
@@ -29,6 +30,7 @@ __all__ = [
     "NonFiniteError",
     "baselines",
     "callbacks",
+    "decisions",
     "diagnostics",
     "envs",
     "episodic",

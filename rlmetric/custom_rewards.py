@@ -143,6 +143,12 @@ class ProbedReward(Reward):
             )
         return tf.cast(values, tf.float32)
 
+    def per_example_terms(self, y_true: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
+        """``[M, B]`` per-example terms of ``actions [M, B, ...]`` (``per_example=True``)."""
+        if not self.per_example:
+            raise ValueError(f"Reward {self.name!r} has no per-example terms (per_example=False).")
+        return self._checked_terms(y_true, actions)
+
     def __call__(self, y_true: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
         values = self._checked_terms(y_true, actions)
         return tf.reduce_mean(values, axis=1) if self.per_example else values

@@ -16,6 +16,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from rlmetric import baselines as baselines_lib
 from rlmetric import plackett_luce
 from rlmetric import policies as policies_lib
 from rlmetric import rewards as rewards_lib
@@ -87,6 +88,10 @@ class Reinforce(Estimator):
     ):
         logits = policy.mask_logits(logits, y_true)
         actions = policy.sample(tf.stop_gradient(logits), num_samples, seed=seed)  # [K, B, ...]
+        if getattr(reward, "per_example", False):
+            return self._per_example(
+                logits, y_true, actions, policy, reward, baseline, baseline_state
+            )
         rewards = score_samples(reward, y_true, actions)  # [K]
         greedy_reward = None
         if baseline.requires_greedy:
@@ -95,6 +100,38 @@ class Reinforce(Estimator):
         advantages, new_state = baseline.advantages(rewards, baseline_state, greedy_reward)
         loss = score_function_surrogate(policy.joint_log_prob(logits, actions), advantages)
         return EstimatorOutput(loss, rewards, advantages, new_state, actions)
+
+    def check(self, *, policy, reward, baseline, num_samples):
+        super().check(policy=policy, reward=reward, baseline=baseline, num_samples=num_samples)
+        per_example_baselines = (baselines_lib.LeaveOneOut, baselines_lib.NoBaseline)
+        if getattr(reward, "per_example", False) and not isinstance(
+            baseline, per_example_baselines
+        ):
+            raise ValueError(
+                f"The reward {reward.name!r} returns one term per example (per_example=True): "
+                "REINFORCE credits each example with its own term and a baseline of its own, "
+                f"which baseline='leave_one_out' or 'none' provide; received "
+                f"baseline={baseline.name!r}."
+            )
+
+    def _per_example(self, logits, y_true, actions, policy, reward, baseline, baseline_state):
+        """REINFORCE for a mean over examples of per-example terms ``[K, B]``: example ``b``'s
+        log-probability is weighted by its own term minus the mean of its other samples' terms
+        (leave-one-out per example; none with ``K = 1`` or ``baseline='none'``)."""
+        terms = reward.per_example_terms(y_true, actions)  # [K, B]
+        num_samples = tf.shape(terms)[0]
+        others = tf.cast(tf.maximum(num_samples - 1, 1), terms.dtype)
+        baseline = (tf.reduce_sum(terms, axis=0, keepdims=True) - terms) / others
+        if isinstance(baseline, baselines_lib.NoBaseline):
+            baseline = tf.zeros_like(terms)
+        advantages = tf.stop_gradient(terms - baseline)  # [K, B]
+        log_probs = policy.log_prob(logits, actions)  # [K, B, ...]
+        log_probs = tf.reduce_sum(tf.reshape(log_probs, tf.concat([tf.shape(terms), [-1]], 0)), -1)
+        loss = -tf.reduce_mean(tf.cast(advantages, log_probs.dtype) * log_probs)
+        rewards = tf.reduce_mean(terms, axis=1)  # [K]
+        return EstimatorOutput(
+            loss, rewards, tf.reduce_mean(advantages, 1), baseline_state, actions
+        )
 
 
 @keras.saving.register_keras_serializable(package="rlmetric")

@@ -236,11 +236,17 @@ class Categorical(Policy):
 
 @keras.saving.register_keras_serializable(package="rlmetric")
 class Gaussian(Policy):
-    """A diagonal Gaussian over continuous actions, for gymnasium ``Box`` spaces.
+    """A diagonal Gaussian over continuous actions: gymnasium ``Box`` spaces, or predictions
+    that a reward scores (costs fed to a solver, a regression scored by a tolerance).
 
     Logits ``[B, ..., 2 d]`` hold the means and the log standard deviations of ``d`` action
     dimensions (first half, second half); the log standard deviations are clipped to
-    ``[min_log_std, max_log_std]``. Actions are ``[B, ..., d]`` floats; ``mode`` is the mean.
+    ``[min_log_std, max_log_std]``. With ``std`` set, the logits ``[B, ..., d]`` are the means
+    and every standard deviation is ``std``: the model keeps its usual outputs. Actions are
+    ``[B, ..., d]`` floats; ``mode`` is the mean.
+
+    Labels are not decisions here: they are passed to the reward as they are (any float array
+    with the batch axis first, e.g. the true costs of a decision), and must be finite.
 
     Examples:
         >>> import tensorflow as tf
@@ -250,29 +256,50 @@ class Gaussian(Policy):
         TensorShape([3, 1, 1])
         >>> float(Gaussian().mode(logits)[0, 0])  # the mean
         0.5
+        >>> Gaussian(std=0.1).sample(logits, num_samples=3, seed=0).shape  # two means
+        TensorShape([3, 1, 2])
     """
 
     name = "gaussian"
+    _label_hint = " (finite floats, passed to the reward as they are)"
+    _label_dtype = tf.float32
 
-    def __init__(self, min_log_std: float = -5.0, max_log_std: float = 2.0) -> None:
+    def __init__(
+        self, min_log_std: float = -5.0, max_log_std: float = 2.0, std: float | None = None
+    ) -> None:
         self.min_log_std, self.max_log_std = float(min_log_std), float(max_log_std)
+        if std is not None and (
+            isinstance(std, bool) or not isinstance(std, int | float) or not std > 0
+        ):
+            raise ValueError(f"std must be a number > 0 or None; received std={std!r}.")
+        self.std = None if std is None else float(std)
 
     def check_logits(self, logits_shape: tf.TensorShape) -> None:
         logits_shape = tf.TensorShape(logits_shape)
         last = logits_shape[-1] if logits_shape.rank else None
-        if logits_shape.rank is not None and (logits_shape.rank < 2 or (last and last % 2)):
+        if logits_shape.rank is not None and logits_shape.rank < 2:
+            raise ValueError(
+                f"policy='gaussian' expects logits [B, ...]; received shape {logits_shape}."
+            )
+        if self.std is None and last and last % 2:
             raise ValueError(
                 "policy='gaussian' expects logits [B, 2 d]: d means, then d log standard "
-                f"deviations; the model returned logits of shape {logits_shape}."
+                f"deviations (or Gaussian(std=...) for means only); the model returned logits "
+                f"of shape {logits_shape}."
             )
 
     def action_shape(self, logits_shape: tf.TensorShape) -> tf.TensorShape:
         logits_shape = tf.TensorShape(logits_shape)
+        if self.std is not None:
+            return logits_shape
         last = logits_shape[-1]
         return logits_shape[:-1].concatenate([None if last is None else last // 2])
 
     def _mean_and_log_std(self, logits: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        mean, log_std = tf.split(tf.convert_to_tensor(logits), 2, axis=-1)
+        logits = tf.convert_to_tensor(logits)
+        if self.std is not None:
+            return logits, tf.fill(tf.shape(logits), tf.math.log(tf.cast(self.std, logits.dtype)))
+        mean, log_std = tf.split(logits, 2, axis=-1)
         return mean, tf.clip_by_value(log_std, self.min_log_std, self.max_log_std)
 
     def distribution(self, logits: tf.Tensor) -> tfd.Distribution:
@@ -296,16 +323,25 @@ class Gaussian(Policy):
     def entropy(self, logits: tf.Tensor) -> tf.Tensor:
         return self.distribution(logits).entropy()
 
+    def _match_label_shape(self, y_true, logits_shape, action_shape):
+        return y_true  # the reward's context: any shape with the batch axis first
+
     def labels_valid(self, y_true, logits_shape):
-        return tf.constant(True)  # continuous actions: every value is one
+        return tf.reduce_all(tf.math.is_finite(tf.cast(y_true, tf.float32)))
 
     def check_label_values(self, y_true, logits_shape, arg):
-        raise ValueError(
-            "policy='gaussian' is for gymnasium Box action spaces (fit_env), not labels."
-        )
+        values = np.asarray(y_true, dtype=np.float64)
+        if not np.all(np.isfinite(values)):
+            raise ValueError(
+                f"{arg} must be finite for policy='gaussian' (the labels are passed to the "
+                f"reward); received {int((~np.isfinite(values)).sum())} non-finite values."
+            )
 
     def get_config(self) -> dict:
-        return {"min_log_std": self.min_log_std, "max_log_std": self.max_log_std}
+        return {"min_log_std": self.min_log_std, "max_log_std": self.max_log_std, "std": self.std}
+
+    def __repr__(self) -> str:
+        return f"Gaussian(std={self.std})" if self.std is not None else "Gaussian()"
 
 
 ALIASES = {"bernoulli": Bernoulli, "categorical": Categorical, "gaussian": Gaussian}

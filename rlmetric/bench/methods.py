@@ -20,16 +20,18 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from rlmetric import estimators, layers, surrogates, thresholds
+from rlmetric import decisions, estimators, layers, policies, surrogates, thresholds
 from rlmetric import rewards as rewards_lib
 from rlmetric.bench import user_metrics
-from rlmetric.bench.tasks import STEP_THRESHOLDS, Task
+from rlmetric.bench.tasks import STEP_THRESHOLDS, Task, shortest_path_optimizer
 from rlmetric.callbacks import SwitchEstimator
 from rlmetric.trainer import PolicyGradientTrainer
 
 __all__ = ["Method", "METHODS", "FitResult", "exact_level_reward"]
 
 NUM_SAMPLES = 8
+#: the standard deviation of the Gaussian policy over the predicted edge costs (path tasks)
+PATH_NOISE = 0.5
 SIGMOID_KINDS = ("binary", "multilabel", "binary-seg", "campaign")
 ALL_KINDS = SIGMOID_KINDS + ("multiclass-seg", "steps")
 RANKING = ("ranking",)
@@ -99,7 +101,7 @@ def _build(task: Task, x_train, y_train, seed: int, head: str = "classes") -> ke
         layer = keras.layers.Conv2D(1, 1)
     elif task.kind == "multiclass-seg":
         layer = keras.layers.Conv2D(task.classes, 1)
-    elif task.kind == "multilabel":
+    elif task.kind in ("multilabel", "path"):
         layer = keras.layers.Dense(y_train.shape[1])
     elif task.kind == "steps":
         layer = keras.layers.Dense({"classes": 5, "score": 1, "steps": 4}[head])
@@ -135,9 +137,15 @@ def _scores_decide(outputs):  # rankings are read from the scores by the task's 
     return outputs
 
 
+def _path_decide(outputs):  # the shortest path under the predicted costs
+    return keras.ops.convert_to_numpy(shortest_path_optimizer()(outputs))
+
+
 def _default_decide(task: Task):
     if task.kind == "ranking":
         return _scores_decide
+    if task.kind == "path":
+        return _path_decide
     return _threshold_decide() if task.kind in SIGMOID_KINDS else _argmax_decide
 
 
@@ -149,6 +157,8 @@ def _steps_per_epoch(task: Task, n: int) -> int:
 
 
 def _crossentropy(task: Task):
+    if task.kind == "path":  # the two-stage recipe's regression of the costs
+        return keras.losses.MeanSquaredError()
     if task.kind in SIGMOID_KINDS:
         return keras.losses.BinaryCrossentropy(from_logits=True)
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -177,6 +187,8 @@ def _fit_loss(model, loss, task, data, epochs, callback, learning_rate, train_mo
 
 
 def _reward(task: Task):
+    if task.kind == "path":
+        return decisions.Regret(shortest_path_optimizer())
     if task.kind == "campaign":  # no built-in reward: the user's metric is the task
         return user_metrics.profit_tf
     return {
@@ -214,6 +226,8 @@ def _fit_policy_gradient(
     policy = "categorical" if task.kind in ("multiclass-seg", "steps") else "bernoulli"
     if task.kind == "ranking":
         policy = "plackett_luce"
+    if task.kind == "path":  # noise on the predicted costs; the solver inside the reward
+        policy = policies.Gaussian(std=PATH_NOISE)
     reward = reward(task) if reward is not None else _reward(task)
     if task.kind == "steps" and model.output.shape[-1] == len(STEP_THRESHOLDS):
         policy, reward = "bernoulli", exact_level_reward
@@ -440,6 +454,33 @@ METHODS: dict[str, Method] = {
             "LambdaLoss with NDCG@10 weights (LambdaRank)",
             RANKING,
             _surrogate(lambda t, y: surrogates.LambdaLoss(k=10)),
+        ),
+        Method(
+            "two-stage-mse",
+            "predict the costs (mean squared error), then solve: the practitioner's recipe",
+            ("path",),
+            _train_crossentropy,
+        ),
+        Method(
+            "spo-plus",
+            "SPO+ loss (Elmachtoub & Grigas 2022), the convex surrogate of the regret",
+            ("path",),
+            _surrogate(lambda t, y: decisions.SPOPlus(shortest_path_optimizer())),
+        ),
+        Method(
+            "pg-regret",
+            "PolicyGradientTrainer: Gaussian policy over the costs (std PATH_NOISE), reward minus "
+            "the regret of the solver's decision (decisions.Regret, per example), REINFORCE with "
+            "a leave-one-out baseline per example (the default), K=8",
+            ("path",),
+            _policy_gradient(None),
+        ),
+        Method(
+            "pg-regret-warm",
+            "the mean squared error for half the epochs, then pg-regret (warm start from the "
+            "two-stage fit)",
+            ("path",),
+            _policy_gradient(None, warm=True),
         ),
         Method(
             "pg-reinforce",

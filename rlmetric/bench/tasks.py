@@ -13,7 +13,15 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-__all__ = ["Task", "TASKS", "make_shapes", "make_ranking_lists", "mean_ndcg", "STEP_THRESHOLDS"]
+__all__ = [
+    "Task",
+    "TASKS",
+    "make_shapes",
+    "make_ranking_lists",
+    "mean_ndcg",
+    "shortest_path_optimizer",
+    "STEP_THRESHOLDS",
+]
 
 #: The steps task's staircase: levels 0, .25, .5, .75, 1 between these thresholds.
 STEP_THRESHOLDS = (0.125, 0.375, 0.625, 0.875)
@@ -25,8 +33,10 @@ class Task:
 
     Attributes:
         name: CLI name (``cancer-f1``).
-        kind: ``"binary"`` (one decision per example), ``"campaign"`` (one per example, scored
-            by the campaign's profit per list of customers), ``"multilabel"``, ``"binary-seg"``
+        kind: ``"path"`` (edge costs [B, 40] predicted, then the shortest path taken; labels
+            are the true costs), ``"binary"`` (one decision per example), ``"campaign"`` (one
+            per example, scored by the campaign's profit per list of customers),
+            ``"multilabel"``, ``"binary-seg"``
             (a decision per pixel), ``"multiclass-seg"`` (a class per pixel), ``"steps"`` or
             ``"ranking"`` (a score per item of each list; labels ``[Q, L]``, ``-1`` padding) or
             ``"step-net"`` (classes from a network whose hidden units are hard steps).
@@ -64,6 +74,10 @@ class Task:
             return jaccard_score(y_true.ravel(), decisions.ravel(), zero_division=0.0)
         if self.kind == "ranking":
             return mean_ndcg(y_true, decisions, k=10)
+        if self.kind == "path":  # minus the normalized regret of the chosen paths
+            from rlmetric.decisions import normalized_regret
+
+            return -normalized_regret(shortest_path_optimizer(), y_true, decisions)
         if self.kind == "campaign":
             from rlmetric.bench.user_metrics import campaign_profit
 
@@ -152,6 +166,36 @@ def _campaign(seed: int, quick: bool):
         random_state=500 + seed,
     )
     return _split(x, y, seed)
+
+
+def shortest_path_optimizer():
+    """The 70 monotone paths of the 5 x 5 grid of the ``path-regret`` tasks (40 edges)."""
+    from rlmetric.decisions import LinearOptimizer, grid_paths
+
+    return LinearOptimizer(grid_paths(5, 5))
+
+
+def _shortest_path(seed: int, quick: bool, degree: int):
+    """The shortest-path data of Elmachtoub & Grigas (2022) and PyEPO: features x ~ N(0, I_5),
+    edge costs c_j = [((B x)_j / sqrt(5) + 3)^deg + 1] / 3.5^deg times uniform noise in
+    [0.5, 1.5], B a fixed random 0/1 matrix (per seed). 1,000 training instances, 250 for
+    validation, 1,000 for test (quick: 200, 100, 200)."""
+    rng = np.random.default_rng(3000 + seed)
+    features, edges = 5, 40
+    b = rng.binomial(1, 0.5, size=(edges, features))
+    sizes = (200, 100, 200) if quick else (1_000, 250, 1_000)
+    x = rng.normal(size=(sum(sizes), features))
+    costs = ((x @ b.T) / np.sqrt(features) + 3.0) ** degree + 1.0
+    costs = costs / 3.5**degree * rng.uniform(0.5, 1.5, size=costs.shape)
+    x, costs = x.astype("float32"), costs.astype("float32")
+    cuts = np.cumsum(sizes)[:2]
+    return tuple(zip(np.split(x, cuts), np.split(costs, cuts), strict=True))
+
+
+def _identity_body(input_shape) -> keras.Model:
+    """No hidden layer: the method's head on the features is the linear model."""
+    inputs = keras.Input(input_shape)
+    return keras.Model(inputs, inputs)
 
 
 def _multilabel(seed: int, quick: bool):
@@ -328,6 +372,27 @@ TASKS: dict[str, Task] = {
         Task("cancer-f1", "binary", "F1", _cancer, _mlp_body, 64, 60, 12),
         Task("digits-f1", "binary", "F1", _digits, _mlp_body, 64, 60, 12),
         Task("imbalanced-f1", "binary", "F1", _imbalanced, _mlp_body, 256, 40, 8),
+        # predict the edge costs, then take the shortest path: minus the normalized regret
+        Task(
+            "path-regret",
+            "path",
+            "-normalized regret",
+            lambda s, q: _shortest_path(s, q, 8),
+            _identity_body,
+            32,
+            40,
+            8,
+        ),
+        Task(
+            "path-regret-linear",
+            "path",
+            "-normalized regret",
+            lambda s, q: _shortest_path(s, q, 1),
+            _identity_body,
+            32,
+            40,
+            8,
+        ),
         # the if-else business metric of a user (bench.user_metrics.profit_tf), lists of 100
         Task("campaign", "campaign", "profit per list", _campaign, _mlp_body, 100, 30, 8),
         Task("multilabel-f1", "multilabel", "macro F1", _multilabel, _mlp_body, 128, 60, 10),
