@@ -31,7 +31,15 @@ import tensorflow as tf
 
 from rlmetric.custom_rewards import ProbedReward
 
-__all__ = ["grid_paths", "LinearOptimizer", "Regret", "SPOPlus", "normalized_regret"]
+__all__ = [
+    "grid_paths",
+    "LinearOptimizer",
+    "Regret",
+    "SPOPlus",
+    "normalized_regret",
+    "KnapsackOptimizer",
+    "KnapsackProfit",
+]
 
 
 def grid_paths(rows: int, cols: int) -> np.ndarray:
@@ -226,3 +234,98 @@ def normalized_regret(
     optimal = optimizer.optimal_value(costs).numpy()
     realized = np.sum(np.asarray(true_costs) * np.asarray(decisions), axis=-1)
     return float(np.sum(realized - optimal) / np.sum(optimal))
+
+
+@keras.saving.register_keras_serializable(package="rlmetric")
+class KnapsackOptimizer:
+    """The most valuable subset of ``n`` items whose predicted weights fit a capacity, by
+    enumerating the ``2^n`` subsets: ``weights [..., n] -> chosen [..., n]`` (0/1 float32).
+
+    Args:
+        values: ``[n]`` the items' values (known).
+        capacity: the capacity the predicted weights must fit (times ``safety``).
+        safety: plan for ``safety * capacity`` (below 1: a margin against weights above their
+            prediction).
+
+    Examples:
+        >>> from rlmetric import decisions
+        >>> knapsack = decisions.KnapsackOptimizer([3.0, 2.0, 2.0], capacity=2.0)
+        >>> knapsack([[1.0, 1.5, 1.0]]).numpy()  # 3 + 2 fits (weight 2); item 2 would not
+        array([[1., 0., 1.]], dtype=float32)
+    """
+
+    def __init__(self, values: Any, capacity: float, safety: float = 1.0) -> None:
+        values = np.asarray(values, np.float32)
+        if values.ndim != 1 or not 1 <= values.size <= 16:
+            raise ValueError(
+                f"values must be [n] with 1 <= n <= 16 items (2^n subsets are enumerated); "
+                f"received shape {values.shape}."
+            )
+        for arg, value in (("capacity", capacity), ("safety", safety)):
+            if not np.isfinite(value) or value <= 0:
+                raise ValueError(f"{arg} must be a finite number > 0; received {arg}={value!r}.")
+        self.values, self.capacity, self.safety = values, float(capacity), float(safety)
+        bits = np.arange(2**values.size)[:, None] >> np.arange(values.size)[None, :]
+        self.subsets = (bits & 1).astype(np.float32)  # [S, n]
+
+    def __call__(self, weights: tf.Tensor) -> tf.Tensor:
+        weights = tf.convert_to_tensor(weights, tf.float32)
+        subsets = tf.constant(self.subsets)
+        load = tf.einsum("...n,sn->...s", weights, subsets)  # [..., S]
+        worth = tf.linalg.matvec(subsets, tf.constant(self.values))  # [S]
+        fits = load <= self.safety * self.capacity
+        score = tf.where(fits, worth, -1.0)  # the empty set always fits (worth 0)
+        return tf.gather(subsets, tf.argmax(score, axis=-1))
+
+    def get_config(self) -> dict:
+        return {"values": self.values.tolist(), "capacity": self.capacity, "safety": self.safety}
+
+    @classmethod
+    def from_config(cls, config: dict) -> KnapsackOptimizer:
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="rlmetric")
+class KnapsackProfit(ProbedReward):
+    """The realized worth of the subset chosen on predicted weights: its items' values minus
+    ``penalty`` per unit of realized weight over the capacity. Labels are the realized weights
+    ``[B, n]``, actions the policy's sampled weights ``[M, B, n]``; one term per example.
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> from rlmetric import decisions
+        >>> knapsack = decisions.KnapsackOptimizer([3.0, 2.0], capacity=2.0)
+        >>> reward = decisions.KnapsackProfit(knapsack, penalty=10.0)
+        >>> realized = tf.constant([[1.5, 1.0]])  # together 2.5: both do not fit
+        >>> predicted = tf.constant([[[1.0, 1.0]], [[1.5, 1.0]]])  # both / the first only
+        >>> reward(realized, predicted).numpy()  # 5 - 10 * 0.5, then 3
+        array([0., 3.], dtype=float32)
+    """
+
+    def __init__(
+        self, optimizer: KnapsackOptimizer, penalty: float = 10.0, name: str = "profit"
+    ) -> None:
+        if not np.isfinite(penalty) or penalty < 0:
+            raise ValueError(f"penalty must be a finite number >= 0; received {penalty!r}.")
+        self.optimizer, self.penalty = optimizer, float(penalty)
+        super().__init__(per_example=True, name=name)
+
+    def terms(self, y_true: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
+        realized = tf.cast(y_true, tf.float32)[None]  # [1, B, n]
+        chosen = self.optimizer(tf.cast(actions, tf.float32))  # [M, B, n]
+        worth = tf.linalg.matvec(chosen, tf.constant(self.optimizer.values))
+        overflow = tf.nn.relu(tf.reduce_sum(chosen * realized, -1) - self.optimizer.capacity)
+        return worth - self.penalty * overflow
+
+    def get_config(self) -> dict:
+        return {
+            "optimizer": keras.saving.serialize_keras_object(self.optimizer),
+            "penalty": self.penalty,
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> KnapsackProfit:
+        config = dict(config)
+        config["optimizer"] = keras.saving.deserialize_keras_object(config["optimizer"])
+        return cls(**config)

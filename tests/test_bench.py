@@ -9,6 +9,7 @@ import tensorflow as tf
 from rlmetric import cli, layers
 from rlmetric.bench import METHODS, TASKS, make_shapes, run_suite
 from rlmetric.bench.methods import exact_level_reward
+from rlmetric.bench.tasks import knapsack_optimizer, shortest_path_optimizer
 
 
 def test_make_shapes_draws_labelled_shapes_on_noise():
@@ -27,11 +28,20 @@ def test_every_task_loads_consistent_splits():
     for task in TASKS.values():
         (x_train, y_train), (x_val, y_val), (x_test, y_test) = task.load(0, True)
         assert len(x_train) == len(y_train) > len(x_val) == len(y_val) > 0 < len(x_test)
-        labels = np.float32 if task.kind == "ranking" else np.int32  # graded, -1 padding
+        # graded relevance with -1 padding; costs, weights and targets of decisions
+        floats = ("ranking", "path", "knapsack", "hit")
+        labels = np.float32 if task.kind in floats else np.int32
         assert x_train.dtype == np.float32 and y_train.dtype == labels
         assert x_train.shape[1:] == x_test.shape[1:]
         if task.kind == "campaign":  # a profit: every buyer contacted beats contacting nobody
             assert task.score(y_test, y_test) > task.score(y_test, 0 * y_test) == 0.0
+        elif task.kind == "path":  # the true costs' shortest paths: no regret
+            best = shortest_path_optimizer()(y_test).numpy()
+            assert task.score(y_test, best) == pytest.approx(0.0, abs=1e-6)
+            assert task.score(y_test, np.roll(best, 1, axis=0)) < -0.05
+        elif task.kind == "knapsack":  # packing by the true weights never overflows
+            packed = knapsack_optimizer()(y_test).numpy()
+            assert task.score(y_test, packed) > task.score(y_test, 0 * packed) == 0.0
         else:
             assert task.score(y_test, y_test) == pytest.approx(1.0)
 
@@ -293,3 +303,40 @@ def test_campaign_profit_counts_lists_and_the_budget_rule():
     first = 10 * 10 - 3 * 20 - 50
     assert campaign_profit(y, contacted) == pytest.approx(first / 2)
     assert profit_numpy(y[:CAMPAIGN_CHUNK], contacted[:CAMPAIGN_CHUNK]) == first
+
+
+def test_decision_tasks_run_their_recipes_specialists_and_policy_gradients(tmp_path):
+    rows = run_suite(
+        tasks=["path-regret", "knapsack-overflow", "hit-rate"],
+        methods=[
+            "two-stage-mse",
+            "two-stage-tuned",
+            "spo-plus",
+            "mae",
+            "smooth-window",
+            "pg-regret",
+            "pg-decision",
+        ],
+        seeds=1,
+        quick=True,
+        epochs=2,
+        out=tmp_path,
+        log=lambda line: None,
+    )
+    ran = {(r["task"], r["method"]) for r in rows}
+    assert ran == {
+        ("path-regret", "two-stage-mse"),
+        ("path-regret", "spo-plus"),
+        ("path-regret", "pg-regret"),
+        ("knapsack-overflow", "two-stage-mse"),
+        ("knapsack-overflow", "two-stage-tuned"),
+        ("knapsack-overflow", "pg-decision"),
+        ("hit-rate", "mae"),
+        ("hit-rate", "smooth-window"),
+        ("hit-rate", "pg-decision"),
+    }
+    for row in rows:
+        if row["task"] == "path-regret":
+            assert row["test"] <= 0.0  # minus a normalized regret
+        elif row["task"] == "hit-rate":
+            assert 0.0 <= row["test"] <= 1.0

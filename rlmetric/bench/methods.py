@@ -23,15 +23,24 @@ import tensorflow as tf
 from rlmetric import decisions, estimators, layers, policies, surrogates, thresholds
 from rlmetric import rewards as rewards_lib
 from rlmetric.bench import user_metrics
-from rlmetric.bench.tasks import STEP_THRESHOLDS, Task, shortest_path_optimizer
+from rlmetric.bench.tasks import (
+    HIT_WINDOW,
+    KNAPSACK_PENALTY,
+    STEP_THRESHOLDS,
+    Task,
+    knapsack_optimizer,
+    shortest_path_optimizer,
+)
 from rlmetric.callbacks import SwitchEstimator
 from rlmetric.trainer import PolicyGradientTrainer
 
 __all__ = ["Method", "METHODS", "FitResult", "exact_level_reward"]
 
 NUM_SAMPLES = 8
-#: the standard deviation of the Gaussian policy over the predicted edge costs (path tasks)
-PATH_NOISE = 0.5
+#: the tasks whose model predicts quantities (costs, weights, a target) that a decision uses
+REGRESSION_KINDS = ("path", "knapsack", "hit")
+#: the standard deviation of the Gaussian policy over those predictions
+GAUSSIAN_NOISE = {"path": 0.5, "knapsack": 0.3, "hit": HIT_WINDOW}
 SIGMOID_KINDS = ("binary", "multilabel", "binary-seg", "campaign")
 ALL_KINDS = SIGMOID_KINDS + ("multiclass-seg", "steps")
 RANKING = ("ranking",)
@@ -101,7 +110,7 @@ def _build(task: Task, x_train, y_train, seed: int, head: str = "classes") -> ke
         layer = keras.layers.Conv2D(1, 1)
     elif task.kind == "multiclass-seg":
         layer = keras.layers.Conv2D(task.classes, 1)
-    elif task.kind in ("multilabel", "path"):
+    elif task.kind in ("multilabel", "path", "knapsack"):
         layer = keras.layers.Dense(y_train.shape[1])
     elif task.kind == "steps":
         layer = keras.layers.Dense({"classes": 5, "score": 1, "steps": 4}[head])
@@ -141,11 +150,26 @@ def _path_decide(outputs):  # the shortest path under the predicted costs
     return keras.ops.convert_to_numpy(shortest_path_optimizer()(outputs))
 
 
+def _knapsack_decide(safety: float = 1.0):
+    def decide(outputs):  # pack the items by their predicted weights
+        return keras.ops.convert_to_numpy(knapsack_optimizer(safety)(outputs))
+
+    return decide
+
+
+def _value_decide(outputs):  # a regression's prediction is its decision
+    return outputs
+
+
 def _default_decide(task: Task):
     if task.kind == "ranking":
         return _scores_decide
     if task.kind == "path":
         return _path_decide
+    if task.kind == "knapsack":
+        return _knapsack_decide()
+    if task.kind == "hit":
+        return _value_decide
     return _threshold_decide() if task.kind in SIGMOID_KINDS else _argmax_decide
 
 
@@ -157,7 +181,7 @@ def _steps_per_epoch(task: Task, n: int) -> int:
 
 
 def _crossentropy(task: Task):
-    if task.kind == "path":  # the two-stage recipe's regression of the costs
+    if task.kind in REGRESSION_KINDS:  # the two-stage recipe's regression (costs, weights)
         return keras.losses.MeanSquaredError()
     if task.kind in SIGMOID_KINDS:
         return keras.losses.BinaryCrossentropy(from_logits=True)
@@ -189,6 +213,10 @@ def _fit_loss(model, loss, task, data, epochs, callback, learning_rate, train_mo
 def _reward(task: Task):
     if task.kind == "path":
         return decisions.Regret(shortest_path_optimizer())
+    if task.kind == "knapsack":
+        return decisions.KnapsackProfit(knapsack_optimizer(), KNAPSACK_PENALTY)
+    if task.kind == "hit":  # a user's per-example metric
+        return rewards_lib.CallableReward(user_metrics.hit_tf, per_example=True)
     if task.kind == "campaign":  # no built-in reward: the user's metric is the task
         return user_metrics.profit_tf
     return {
@@ -226,8 +254,8 @@ def _fit_policy_gradient(
     policy = "categorical" if task.kind in ("multiclass-seg", "steps") else "bernoulli"
     if task.kind == "ranking":
         policy = "plackett_luce"
-    if task.kind == "path":  # noise on the predicted costs; the solver inside the reward
-        policy = policies.Gaussian(std=PATH_NOISE)
+    if task.kind in REGRESSION_KINDS:  # noise on the predictions; the solver in the reward
+        policy = policies.Gaussian(std=GAUSSIAN_NOISE[task.kind])
     reward = reward(task) if reward is not None else _reward(task)
     if task.kind == "steps" and model.output.shape[-1] == len(STEP_THRESHOLDS):
         policy, reward = "bernoulli", exact_level_reward
@@ -304,6 +332,30 @@ def _policy_gradient(estimator, head: str = "classes", warm: bool = False, then=
         return callback.result()
 
     return train
+
+
+def _safety_tuned(task, data, seed, epochs, learning_rate, trained: FitResult | None = None):
+    """The two-stage fit, then the capacity fraction with the best validation profit."""
+    result = trained or _train_crossentropy(task, data, seed, epochs, learning_rate)
+    _, (x_val, y_val), _ = data
+    outputs = predict(result.model, x_val)
+    grid = np.round(np.arange(0.5, 1.001, 0.05), 2)
+    safety = max(grid, key=lambda s: task.score(y_val, _knapsack_decide(s)(outputs)))
+    return dataclasses.replace(result, decide=_knapsack_decide(float(safety)))
+
+
+class SmoothWindow(keras.losses.Loss):
+    """Minus ``P(|y - (y_hat + e)| <= window)`` for ``e ~ N(0, scale^2)``: the hit of a
+    Gaussian-smoothed prediction, differentiable (the ``smooth-window`` specialist)."""
+
+    def __init__(self, window: float, scale: float):
+        super().__init__(name="smooth_window")
+        self.window, self.scale = window, scale
+
+    def call(self, y_true, y_pred):
+        gap = (tf.cast(y_true, y_pred.dtype) - y_pred) / (self.scale * np.sqrt(2.0))
+        half = self.window / (self.scale * np.sqrt(2.0))
+        return -0.5 * (tf.math.erf(gap + half) - tf.math.erf(gap - half))[..., 0]
 
 
 def _step_layer(cls, **kwargs):
@@ -457,8 +509,9 @@ METHODS: dict[str, Method] = {
         ),
         Method(
             "two-stage-mse",
-            "predict the costs (mean squared error), then solve: the practitioner's recipe",
-            ("path",),
+            "predict the costs or weights (mean squared error), then solve: the practitioner's "
+            "recipe",
+            ("path", "knapsack"),
             _train_crossentropy,
         ),
         Method(
@@ -469,7 +522,7 @@ METHODS: dict[str, Method] = {
         ),
         Method(
             "pg-regret",
-            "PolicyGradientTrainer: Gaussian policy over the costs (std PATH_NOISE), reward minus "
+            "PolicyGradientTrainer: Gaussian policy over the costs (std 0.5), reward minus "
             "the regret of the solver's decision (decisions.Regret, per example), REINFORCE with "
             "a leave-one-out baseline per example (the default), K=8",
             ("path",),
@@ -481,6 +534,53 @@ METHODS: dict[str, Method] = {
             "two-stage fit)",
             ("path",),
             _policy_gradient(None, warm=True),
+        ),
+        Method(
+            "two-stage-tuned",
+            "predict the weights (mean squared error), then pack to a fraction of the capacity "
+            "tuned on validation (0.5 to 1.0)",
+            ("knapsack",),
+            _safety_tuned,
+            shares_training_with="two-stage-mse",
+        ),
+        Method(
+            "pg-decision",
+            "PolicyGradientTrainer: Gaussian policy over the predictions (std 0.3 for weights, "
+            "HIT_WINDOW for a target), the decision's realized value per example as the reward "
+            "(the solver inside it), REINFORCE with a leave-one-out baseline per example, K=8",
+            ("knapsack", "hit"),
+            _policy_gradient(None),
+        ),
+        Method(
+            "pg-decision-warm",
+            "the mean squared error for half the epochs, then pg-decision",
+            ("knapsack", "hit"),
+            _policy_gradient(None, warm=True),
+        ),
+        Method(
+            "mse",
+            "mean squared error; the prediction is the decision",
+            ("hit",),
+            _train_crossentropy,
+        ),
+        Method(
+            "mae",
+            "mean absolute error (the conditional median)",
+            ("hit",),
+            _surrogate(lambda t, y: keras.losses.MeanAbsoluteError()),
+        ),
+        Method(
+            "huber",
+            "Huber loss (delta 1)",
+            ("hit",),
+            _surrogate(lambda t, y: keras.losses.Huber()),
+        ),
+        Method(
+            "smooth-window",
+            "minus the expected hit under a Gaussian of std HIT_WINDOW around the prediction "
+            "(the window convolved with the noise: a smooth surrogate of the hit)",
+            ("hit",),
+            _surrogate(lambda t, y: SmoothWindow(HIT_WINDOW, HIT_WINDOW)),
         ),
         Method(
             "pg-reinforce",

@@ -20,6 +20,9 @@ __all__ = [
     "make_ranking_lists",
     "mean_ndcg",
     "shortest_path_optimizer",
+    "knapsack_optimizer",
+    "knapsack_profit",
+    "HIT_WINDOW",
     "STEP_THRESHOLDS",
 ]
 
@@ -78,6 +81,10 @@ class Task:
             from rlmetric.decisions import normalized_regret
 
             return -normalized_regret(shortest_path_optimizer(), y_true, decisions)
+        if self.kind == "knapsack":  # the realized profit of the chosen subsets
+            return knapsack_profit(y_true, decisions)
+        if self.kind == "hit":  # the share of predictions within HIT_WINDOW of the target
+            return float(np.mean(np.abs(decisions.ravel() - y_true.ravel()) <= HIT_WINDOW))
         if self.kind == "campaign":
             from rlmetric.bench.user_metrics import campaign_profit
 
@@ -190,6 +197,63 @@ def _shortest_path(seed: int, quick: bool, degree: int):
     x, costs = x.astype("float32"), costs.astype("float32")
     cuts = np.cumsum(sizes)[:2]
     return tuple(zip(np.split(x, cuts), np.split(costs, cuts), strict=True))
+
+
+#: the knapsack task: 10 items, their values, the capacity and the penalty per unit of overflow
+KNAPSACK_VALUES = (4.0, 7.0, 2.0, 9.0, 5.0, 3.0, 8.0, 6.0, 1.0, 5.0)
+KNAPSACK_CAPACITY = 8.0
+KNAPSACK_PENALTY = 10.0
+#: the hit-rate task: a prediction within this distance of the target is a hit
+HIT_WINDOW = 0.15
+
+
+def knapsack_optimizer(safety: float = 1.0):
+    """The knapsack task's solver: the most valuable subset whose weights fit the capacity."""
+    from rlmetric.decisions import KnapsackOptimizer
+
+    return KnapsackOptimizer(KNAPSACK_VALUES, KNAPSACK_CAPACITY, safety)
+
+
+def knapsack_profit(realized_weights: np.ndarray, chosen: np.ndarray) -> float:
+    """The mean realized profit: the chosen items' values minus the penalty per unit of
+    realized weight over the capacity."""
+    worth = chosen @ np.asarray(KNAPSACK_VALUES)
+    overflow = np.maximum((chosen * realized_weights).sum(-1) - KNAPSACK_CAPACITY, 0.0)
+    return float(np.mean(worth - KNAPSACK_PENALTY * overflow))
+
+
+def _knapsack(seed: int, quick: bool):
+    """Item weights that depend on 5 features, with multiplicative noise whose spread also
+    depends on them (lognormal, sigma 0.05 to 0.6): the mean weight is the wrong plan for the
+    items whose weight is uncertain. 2,000 / 500 / 2,000 instances (quick: 400 / 200 / 400)."""
+    rng = np.random.default_rng(4000 + seed)
+    features, items = 5, len(KNAPSACK_VALUES)
+    mix = rng.normal(size=(items, features)) / np.sqrt(features)
+    spread_mix = rng.normal(size=(items, features)) / np.sqrt(features)
+    sizes = (400, 200, 400) if quick else (2_000, 500, 2_000)
+    x = rng.normal(size=(sum(sizes), features))
+    mean_weight = 1.5 * np.exp(0.4 * x @ mix.T)
+    spread = 0.05 + 0.55 / (1.0 + np.exp(-2.0 * x @ spread_mix.T))
+    weights = mean_weight * np.exp(spread * rng.normal(size=mean_weight.shape) - spread**2 / 2)
+    x, weights = x.astype("float32"), weights.astype("float32")
+    cuts = np.cumsum(sizes)[:2]
+    return tuple(zip(np.split(x, cuts), np.split(weights, cuts), strict=True))
+
+
+def _hit_rate(seed: int, quick: bool):
+    """A target with skewed, bimodal noise whose shape changes with x: with probability
+    sigmoid(2 x_0) a narrow mode at f(x), else a wide one 1.2 above it. 4,000 / 1,000 / 4,000
+    rows (quick: 1,000 / 300 / 1,000)."""
+    rng = np.random.default_rng(5000 + seed)
+    sizes = (1_000, 300, 1_000) if quick else (4_000, 1_000, 4_000)
+    x = rng.normal(size=(sum(sizes), 4))
+    center = np.sin(x[:, 1]) + 0.5 * x[:, 2]
+    narrow = rng.random(len(x)) < 1.0 / (1.0 + np.exp(-2.0 * x[:, 0]))
+    wide = center + 1.2 + np.abs(rng.normal(scale=0.4 + 0.2 * np.abs(x[:, 3]), size=len(x)))
+    y = np.where(narrow, center + rng.normal(scale=0.05, size=len(x)), wide)
+    x, y = x.astype("float32"), y[:, None].astype("float32")
+    cuts = np.cumsum(sizes)[:2]
+    return tuple(zip(np.split(x, cuts), np.split(y, cuts), strict=True))
 
 
 def _identity_body(input_shape) -> keras.Model:
@@ -393,6 +457,10 @@ TASKS: dict[str, Task] = {
             40,
             8,
         ),
+        # predict item weights, then pack: the realized value minus the overflow penalty
+        Task("knapsack-overflow", "knapsack", "profit", _knapsack, _mlp_body, 64, 30, 6),
+        # regression scored by the share of predictions within HIT_WINDOW of the target
+        Task("hit-rate", "hit", "hit rate", _hit_rate, _mlp_body, 128, 30, 6),
         # the if-else business metric of a user (bench.user_metrics.profit_tf), lists of 100
         Task("campaign", "campaign", "profit per list", _campaign, _mlp_body, 100, 30, 8),
         Task("multilabel-f1", "multilabel", "macro F1", _multilabel, _mlp_body, 128, 60, 10),

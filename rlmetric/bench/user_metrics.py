@@ -81,6 +81,12 @@ def mean_iou_tf(y_true, sets, classes=4):
     return tf.reduce_sum(tf.math.divide_no_nan(intersection, union), 1) / tf.reduce_sum(present, 1)
 
 
+def hit_tf(y_true, sets, window=0.15):
+    """Per example: 1 where the prediction is within ``window`` of the target ([M, B])."""
+    gap = tf.abs(tf.cast(sets, tf.float32) - tf.cast(y_true, tf.float32)[None])
+    return tf.cast(gap <= window, tf.float32)[..., 0]
+
+
 def profit_tf(y_true, sets):
     """+10 per contacted buyer, -3 per contacted non-buyer, -50 if over 20% is contacted."""
     y, a = _tf_flat(y_true, sets)
