@@ -38,6 +38,11 @@ CROSSENTROPY_METHODS = ("bce", "listnet", "ste-net")
 #: must be hard steps): compared with the best policy gradient apart, never its "best surrogate"
 CEILING_METHODS = ("relu-net",)
 
+#: the literature's specialist losses of the decision tasks (SPO+ for a linear problem's regret,
+#: the smoothed window for a hit rate): compared with the best policy gradient apart, so that
+#: "best surrogate" is the best of the recipes a practitioner uses today
+SPECIALIST_METHODS = ("spo-plus", "smooth-window")
+
 
 def summarize(rows: list[dict]) -> list[dict]:
     """One row per (task, method): test mean and std over seeds, times, step ratio."""
@@ -168,18 +173,23 @@ def compare(rows: list[dict]) -> list[dict]:
 
     ``best``: the best policy-gradient method against the best other method, each the one with
     the best mean *validation* metric (picking by test would flatter both; ceilings such as a
-    ReLU network left out); ``ceiling``: the same policy-gradient method against each of
-    :data:`CEILING_METHODS` present; ``default``: the
+    ReLU network and the specialists of :data:`SPECIALIST_METHODS` left out); ``specialist``:
+    the same policy-gradient method against each specialist present; ``ceiling``: the same
+    policy-gradient method against each of :data:`CEILING_METHODS` present; ``default``: the
     trainer's defaults (:data:`DEFAULT_METHOD`) against cross-entropy (``bce``).
     """
     comparisons = []
     for task in dict.fromkeys(r["task"] for r in rows):
         methods = list(dict.fromkeys(r["method"] for r in rows if r["task"] == task))
         policy_gradient = [m for m in methods if m.startswith("pg-")]
-        surrogate = [m for m in methods if not m.startswith("pg-") and m not in CEILING_METHODS]
+        apart = CEILING_METHODS + SPECIALIST_METHODS
+        surrogate = [m for m in methods if not m.startswith("pg-") and m not in apart]
         best_policy_gradient = _best(rows, task, policy_gradient)
         pairs = [("best", best_policy_gradient, _best(rows, task, surrogate))]
         pairs += [("ceiling", best_policy_gradient, m) for m in methods if m in CEILING_METHODS]
+        pairs += [
+            ("specialist", best_policy_gradient, m) for m in methods if m in SPECIALIST_METHODS
+        ]
         crossentropy = next((m for m in CROSSENTROPY_METHODS if m in methods), None)
         if DEFAULT_METHOD in methods and crossentropy:
             pairs.append(("default", DEFAULT_METHOD, crossentropy))
@@ -211,6 +221,12 @@ def verdict_table(comparisons: list[dict]) -> str:
             "Verdict: the best policy-gradient method vs the best surrogate (each picked by mean "
             "validation metric), paired over seeds",
             "best surrogate",
+            "best policy gradient",
+        ),
+        "specialist": (
+            "The best policy-gradient method vs the literature's specialist loss of the task "
+            "(SPO+, the smoothed window), paired over seeds",
+            "specialist",
             "best policy gradient",
         ),
         "ceiling": (
