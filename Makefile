@@ -37,6 +37,7 @@ bench: $(STAMP)
 examples: $(STAMP)
 	$(BIN)/python examples/quickstart.py
 	$(BIN)/python examples/custom_metric.py
+	$(BIN)/python examples/shortest_path.py
 	$(BIN)/python examples/multilabel_f1.py
 	$(BIN)/python examples/segmentation_iou.py
 	$(BIN)/python examples/ranking_ndcg.py
