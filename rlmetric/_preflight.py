@@ -54,7 +54,8 @@ def preflight(trainer, x: Any, y: Any, x_name: str, y_name: str) -> None:
     )
     actions = trainer.policy.sample(logits, trainer.num_samples, seed=0)
     scores = estimators_lib.score_samples(trainer.reward, labels, actions)
-    if isinstance(trainer.reward, rewards_lib.ProbedReward):
+    per_element = isinstance(trainer.policy, policies_lib.Bernoulli | policies_lib.Categorical)
+    if per_element and isinstance(trainer.reward, rewards_lib.ProbedReward):
         trainer.reward.prepare(labels, actions)  # probes exchangeability once
     # the metrics score one set, the greedy one: a reward whose output size does not follow
     # K is caught here even when it happens to match num_samples

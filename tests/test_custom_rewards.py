@@ -314,3 +314,31 @@ def test_a_constant_reward_warns_once_that_nothing_is_learned():
     with pytest.warns(UserWarning, match=r"No learning signal: the loss was exactly 0") as caught:
         trainer.fit(x, y, batch_size=16, epochs=3, verbose=0)
     assert sum("No learning signal" in str(w.message) for w in caught) == 1
+
+
+def test_a_users_tf_reward_trains_under_xla_as_without():
+    x, y = rng.normal(size=(64, 3)).astype("float32"), rng.integers(0, 2, (64, 1))
+    weights = []
+    for jit in (False, True):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        trainer = PolicyGradientTrainer(model, reward=user_metrics.f1_tf, seed=0)
+        trainer.compile(optimizer=keras.optimizers.Adam(0.05), jit_compile=jit)
+        trainer.fit(x, y, batch_size=32, epochs=2, verbose=0)
+        weights.append(model.get_weights())
+    for a, b in zip(*weights, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_a_function_of_continuous_actions_is_not_probed():
+    """A Gaussian policy's labels need not have the action shape: no permutation probe."""
+
+    def closeness(y_true, sets):  # [B, 1] targets, [M, B, 2] actions
+        return -tf.reduce_mean(tf.abs(sets[..., 0] - y_true[None, :, 0]), axis=1)
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4)])
+    trainer = PolicyGradientTrainer(model, reward=closeness, policy="gaussian", seed=0)
+    trainer.compile()
+    x, y = rng.normal(size=(32, 3)).astype("float32"), rng.normal(size=(32, 1)).astype("float32")
+    trainer.fit(x, y, epochs=1, verbose=0)
+    assert trainer.reward.structure is None and isinstance(trainer.estimator, estimators.Reinforce)
