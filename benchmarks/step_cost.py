@@ -33,7 +33,8 @@ log-probabilities are repeated). ``--large`` adds per-pixel policies on 256x256 
 
 A user's own metric (``--configs user_metric``): the metric of the MLP (F1), the conv net (IoU)
 and its 4-class form (mean IoU) written as a user would (``rlmetric.bench.user_metrics``: a TF
-function; NumPy, vectorized and one call per set), each trained with the trainer's defaults (its
+function; NumPy, vectorized and one call per set; the TF function declared not exchangeable, so
+that a budget of 64 elements is changed per step), each trained with the trainer's defaults (its
 per-element credit found by probing the function) over the built-in reward with its defaults.
 
 Run: python benchmarks/step_cost.py [--quick] [--large] [--no-memory] [--estimator NAME]
@@ -279,7 +280,12 @@ def time_user_metric(config: str, jit: bool, rounds: int) -> list[dict]:
     the trainer's defaults (``K = 8``), and the built-in against a cross-entropy step."""
     builtin, tf_fn, numpy_fn, batch, steps = USER_CONFIGS[config]
     x, y = data(config, batch, STEPS_PER_EXECUTION * 2)
-    rewards_by_name = {"builtin": builtin, "user-tf": tf_fn}
+    rewards_by_name = {
+        "builtin": builtin,
+        "user-tf": tf_fn,
+        # declared not exchangeable: a budget of 64 elements changed per step
+        "user-tf-budget": rewards.CallableReward(tf_fn, exchangeable=False, budget=64),
+    }
     if not jit:  # NumPy leaves the graph: no XLA
         rewards_by_name["user-numpy"] = rewards.from_numpy(numpy_fn, vectorized=True)
         rewards_by_name["user-numpy-per-set"] = rewards.from_numpy(per_set(numpy_fn))
@@ -315,7 +321,7 @@ def print_user_metric(rows: list[dict], rounds: int) -> None:
     print("|---|---|---|---|---|---|")
     for config in USER_CONFIGS:
         for jit in (False, True):
-            for name in ("user-tf", "user-numpy", "user-numpy-per-set"):
+            for name in ("user-tf", "user-tf-budget", "user-numpy", "user-numpy-per-set"):
                 cells = {
                     r["mode"]: r
                     for r in rows
