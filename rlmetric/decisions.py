@@ -48,6 +48,12 @@ def grid_paths(rows: int, cols: int) -> np.ndarray:
 
     Edges are numbered row by row: first the ``rows (cols - 1)`` rightward edges, then the
     ``(rows - 1) cols`` downward edges (``E = 40`` for 5 x 5, ``S = 70`` paths).
+
+    Examples:
+        >>> from rlmetric import decisions
+        >>> decisions.grid_paths(2, 2)  # right then down, or down then right
+        array([[0., 1., 0., 1.],
+               [1., 0., 1., 0.]], dtype=float32)
     """
     for arg, value in (("rows", rows), ("cols", cols)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 2:
@@ -81,6 +87,15 @@ class LinearOptimizer:
     Args:
         decisions: ``[S, d]`` the feasible decisions.
         sense: ``"min"`` (costs) or ``"max"`` (values).
+
+    Examples:
+        >>> from rlmetric import decisions
+        >>> routes = decisions.LinearOptimizer([[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+        >>> routes([[1.0, 1.0, 3.0], [2.0, 2.0, 3.0]]).numpy()  # [B, d] -> the cheaper route
+        array([[1., 1., 0.],
+               [0., 0., 1.]], dtype=float32)
+        >>> routes.optimal_value([[1.0, 1.0, 3.0]]).numpy()
+        array([2.], dtype=float32)
     """
 
     def __init__(self, decisions: Any, sense: str = "min") -> None:
@@ -229,7 +244,16 @@ def normalized_regret(
     optimizer: LinearOptimizer, true_costs: np.ndarray, decisions: np.ndarray
 ) -> float:
     """``sum(c . w - min c . w) / sum(min c . w)`` over the examples: the test metric of the
-    SPO paper and PyEPO (``true_costs`` and ``decisions`` ``[N, d]``)."""
+    SPO paper and PyEPO (``true_costs`` and ``decisions`` ``[N, d]``).
+
+    Examples:
+        >>> import numpy as np
+        >>> from rlmetric import decisions
+        >>> routes = decisions.LinearOptimizer([[1.0, 0.0], [0.0, 1.0]])
+        >>> costs = np.array([[1.0, 3.0], [2.0, 1.0]])  # optimal total 1 + 1 = 2
+        >>> decisions.normalized_regret(routes, costs, np.array([[0, 1], [0, 1]]))  # 2 over 2
+        1.0
+    """
     costs = tf.constant(true_costs, tf.float32)
     optimal = optimizer.optimal_value(costs).numpy()
     realized = np.sum(np.asarray(true_costs) * np.asarray(decisions), axis=-1)

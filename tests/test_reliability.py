@@ -437,9 +437,16 @@ def test_a_checkpoint_survives_a_process_killed_while_writing_the_next(tmp_path)
 
 # -- every registered class round-trips -----------------------------------------------------
 def _needs_arguments():
-    from rlmetric import layers
+    from rlmetric import decisions, layers
 
+    paths = decisions.LinearOptimizer(decisions.grid_paths(2, 3))
+    knapsack = decisions.KnapsackOptimizer([3.0, 2.0, 1.0], capacity=2.0, safety=0.9)
     return {
+        "rlmetric>LinearOptimizer": lambda: paths,
+        "rlmetric>Regret": lambda: decisions.Regret(paths),
+        "rlmetric>SPOPlus": lambda: decisions.SPOPlus(paths),
+        "rlmetric>KnapsackOptimizer": lambda: knapsack,
+        "rlmetric>KnapsackProfit": lambda: decisions.KnapsackProfit(knapsack, penalty=5.0),
         "rlmetric>CallableReward": lambda: rewards.CallableReward(hits),
         "rlmetric>PolicyGradientTrainer": lambda: PolicyGradientTrainer(dense(), seed=0),
         "rlmetric>SmoothStep": lambda: layers.SmoothStep([0.25, 0.5, 0.75], sharpness=10.0),
