@@ -51,9 +51,9 @@ def grid_paths(rows: int, cols: int) -> np.ndarray:
 
     Examples:
         >>> from rlmetric import decisions
-        >>> decisions.grid_paths(2, 2)  # right then down, or down then right
-        array([[0., 1., 0., 1.],
-               [1., 0., 1., 0.]], dtype=float32)
+        >>> decisions.grid_paths(2, 2)  # edges: right 0, right 1, down 0, down 1
+        array([[0., 1., 1., 0.],
+               [1., 0., 0., 1.]], dtype=float32)
     """
     for arg, value in (("rows", rows), ("cols", cols)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 2:
