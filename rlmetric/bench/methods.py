@@ -20,13 +20,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from rlmetric import decisions, estimators, layers, policies, surrogates, thresholds
+from rlmetric import decisions, estimators, layers, policies, ranking, surrogates, thresholds
 from rlmetric import rewards as rewards_lib
 from rlmetric.bench import user_metrics
 from rlmetric.bench.tasks import (
     HIT_WINDOW,
     KNAPSACK_PENALTY,
     STEP_THRESHOLDS,
+    TOP_FRACTION,
+    TOP_LIST,
     Task,
     knapsack_optimizer,
     shortest_path_optimizer,
@@ -44,6 +46,8 @@ GAUSSIAN_NOISE = {"path": 0.5, "knapsack": 0.3, "hit": HIT_WINDOW}
 SIGMOID_KINDS = ("binary", "multilabel", "binary-seg", "campaign")
 ALL_KINDS = SIGMOID_KINDS + ("multiclass-seg", "steps")
 RANKING = ("ranking",)
+#: precision among the top-scored examples: lists for training, BCE applies to their items
+TOP = ("top",)
 
 
 @dataclass
@@ -105,7 +109,8 @@ def _build(task: Task, x_train, y_train, seed: int, head: str = "classes") -> ke
     """The task's body with the method's head; ``head`` picks the steps task's output: 5 level
     logits (``classes``), a score for a step layer (``score``) or 4 step logits (``steps``)."""
     keras.utils.set_random_seed(seed)  # same body weights for every method of a seed
-    body = task.body(x_train.shape[1:])
+    # lists of any length for top-precision (training lists, then one list of a whole set)
+    body = task.body((None, x_train.shape[-1]) if task.kind == "top" else x_train.shape[1:])
     if task.kind == "binary-seg":
         layer = keras.layers.Conv2D(1, 1)
     elif task.kind == "multiclass-seg":
@@ -114,9 +119,10 @@ def _build(task: Task, x_train, y_train, seed: int, head: str = "classes") -> ke
         layer = keras.layers.Dense(y_train.shape[1])
     elif task.kind == "steps":
         layer = keras.layers.Dense({"classes": 5, "score": 1, "steps": 4}[head])
-    elif task.kind == "ranking":  # one score per item: [Q, L, 64] -> [Q, L]
+    elif task.kind in ("ranking", "top"):  # one score per item: [Q, L, H] -> [Q, L]
         scores = keras.layers.Dense(1)(body.output)
-        return keras.Model(body.input, keras.layers.Reshape(tuple(y_train.shape[1:]))(scores))
+        shape = (-1,) if task.kind == "top" else tuple(y_train.shape[1:])
+        return keras.Model(body.input, keras.layers.Reshape(shape)(scores))
     else:
         layer = keras.layers.Dense(1)
     return keras.Model(body.input, layer(body.output))
@@ -162,7 +168,7 @@ def _value_decide(outputs):  # a regression's prediction is its decision
 
 
 def _default_decide(task: Task):
-    if task.kind == "ranking":
+    if task.kind in ("ranking", "top"):
         return _scores_decide
     if task.kind == "path":
         return _path_decide
@@ -183,7 +189,7 @@ def _steps_per_epoch(task: Task, n: int) -> int:
 def _crossentropy(task: Task):
     if task.kind in REGRESSION_KINDS:  # the two-stage recipe's regression (costs, weights)
         return keras.losses.MeanSquaredError()
-    if task.kind in SIGMOID_KINDS:
+    if task.kind in SIGMOID_KINDS + TOP:
         return keras.losses.BinaryCrossentropy(from_logits=True)
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -211,6 +217,8 @@ def _fit_loss(model, loss, task, data, epochs, callback, learning_rate, train_mo
 
 
 def _reward(task: Task):
+    if task.kind == "top":  # the top 1% of a training list
+        return ranking.PrecisionAtK(k=math.ceil(TOP_FRACTION * TOP_LIST))
     if task.kind == "path":
         return decisions.Regret(shortest_path_optimizer())
     if task.kind == "knapsack":
@@ -252,7 +260,7 @@ def _fit_policy_gradient(
 ):
     (x_train, y_train), _, _ = data
     policy = "categorical" if task.kind in ("multiclass-seg", "steps") else "bernoulli"
-    if task.kind == "ranking":
+    if task.kind in ("ranking", "top"):
         policy = "plackett_luce"
     if task.kind in REGRESSION_KINDS:  # noise on the predictions; the solver in the reward
         policy = policies.Gaussian(std=GAUSSIAN_NOISE[task.kind])
@@ -423,7 +431,7 @@ METHODS: dict[str, Method] = {
         Method(
             "bce",
             "cross-entropy (binary, or softmax over classes/levels), decisions at logit 0 / argmax",
-            ALL_KINDS,
+            ALL_KINDS + TOP,
             _train_crossentropy,
         ),
         Method(
@@ -436,13 +444,13 @@ METHODS: dict[str, Method] = {
         Method(
             "wbce",
             "binary cross-entropy with pos_weight = n_negative / n_positive",
-            SIGMOID_KINDS,
+            SIGMOID_KINDS + TOP,
             _surrogate(lambda t, y: surrogates.WeightedBCE(_pos_weight(t, y))),
         ),
         Method(
             "focal",
             "focal loss, gamma 2, alpha 0.25",
-            SIGMOID_KINDS,
+            SIGMOID_KINDS + TOP,
             _surrogate(lambda t, y: surrogates.Focal(2.0, 0.25)),
         ),
         Method(
@@ -599,8 +607,8 @@ METHODS: dict[str, Method] = {
             "pg-best-response",
             "PolicyGradientTrainer with its defaults (estimator='auto': the local best "
             "response for count rewards, the pairwise best response for NDCG@10 of "
-            "Plackett-Luce rankings), K=8",
-            ALL_KINDS + RANKING,
+            "Plackett-Luce rankings and precision@5 of the top-precision task's lists), K=8",
+            ALL_KINDS + RANKING + TOP,
             _policy_gradient(None),
         ),
         Method(
@@ -634,7 +642,7 @@ METHODS: dict[str, Method] = {
             "pg-pl-rank",
             "PolicyGradientTrainer: PL-Rank (unbiased, reuses each sampled ranking for every "
             "item), K=8 Plackett-Luce rankings",
-            RANKING,
+            RANKING + TOP,
             _policy_gradient("pl_rank"),
         ),
         Method(
