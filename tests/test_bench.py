@@ -29,10 +29,12 @@ def test_every_task_loads_consistent_splits():
         (x_train, y_train), (x_val, y_val), (x_test, y_test) = task.load(0, True)
         assert len(x_train) == len(y_train) > len(x_val) == len(y_val) > 0 < len(x_test)
         # graded relevance with -1 padding; costs, weights and targets of decisions
-        floats = ("ranking", "path", "knapsack", "hit")
+        floats = ("ranking", "path", "knapsack", "hit", "top")
         labels = np.float32 if task.kind in floats else np.int32
         assert x_train.dtype == np.float32 and y_train.dtype == labels
-        assert x_train.shape[1:] == x_test.shape[1:]
+        # top-precision: training lists, then one list of the whole test set
+        same = -1 if task.kind == "top" else 1
+        assert x_train.shape[same:] == x_test.shape[same:]
         if task.kind == "campaign":  # a profit: every buyer contacted beats contacting nobody
             assert task.score(y_test, y_test) > task.score(y_test, 0 * y_test) == 0.0
         elif task.kind == "path":  # the true costs' shortest paths: no regret
