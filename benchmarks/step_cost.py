@@ -293,7 +293,8 @@ def time_user_metric(config: str, jit: bool, rounds: int) -> list[dict]:
     models.update({n: build_user(config, r, jit, x, y) for n, r in rewards_by_name.items()})
     for name, model in models.items():
         if name != "bce":
-            print(f"{config} {name}: {model.estimator!r}, structure {model.reward.structure!r}")
+            structure = getattr(model.reward, "structure", "counts")
+            print(f"{config} {name}: {model.estimator!r}, structure {structure!r}")
     by_mode = ratios_by_mode(models, "builtin", x, y, batch, steps, rounds, jit, ("compute", "fit"))
     return [
         {

@@ -34,7 +34,8 @@ FULL_LEARNING_RATES = (1e-3, 3e-3, 1e-2)
 QUICK_LEARNING_RATES = (3e-3,)
 #: The methods of ``--full`` when none are named: every surrogate, the trainer's default, the
 #: unbiased local-expectation estimator, the default followed by it (``pg-switch``) and the
-#: default on the task's metric written as a user would (``pg-user-tf``, ``pg-user-numpy``).
+#: default on the task's metric written as a user would (``pg-user-tf``, ``pg-user-numpy``); the
+#: decision tasks' recipes, specialists and policy gradients.
 #: REINFORCE, DisARM and the warm start lost to local expectation or to the surrogates on the
 #: per-pixel and steps tasks of the 2026-11-25 full run (benchmarks/RESULTS.md) and cost the
 #: search's time: ``--methods`` adds them. For the networks of step units: every method of the
@@ -60,6 +61,17 @@ FULL_METHODS = (
     "pg-switch",
     "pg-user-tf",
     "pg-user-numpy",
+    "two-stage-mse",
+    "two-stage-tuned",
+    "spo-plus",
+    "mse",
+    "mae",
+    "huber",
+    "smooth-window",
+    "pg-regret",
+    "pg-regret-warm",
+    "pg-decision",
+    "pg-decision-warm",
     "relu-net",
     "ste-net",
     "smooth-annealed-net",
@@ -69,7 +81,8 @@ FULL_METHODS = (
 )
 #: The methods of ``--quick``: cross-entropy, the strongest surrogate of each task in the full
 #: run, and the trainer's default next to the unbiased local-expectation estimator and the
-#: default on the task's metric written in NumPy (``pg-user-numpy``); for the step
+#: default on the task's metric written in NumPy (``pg-user-numpy``); for the decision tasks the
+#: two-stage recipe (and its tuned capacity), SPO+, MAE and the warm-started policy gradients; for the step
 #: networks straight-through, the annealed sigmoid and local expectation (the best of each side).
 QUICK_METHODS = (
     "bce",
@@ -82,6 +95,12 @@ QUICK_METHODS = (
     "pg-local",
     "pg-best-response",
     "pg-user-numpy",
+    "two-stage-mse",
+    "two-stage-tuned",
+    "spo-plus",
+    "mae",
+    "pg-regret-warm",
+    "pg-decision-warm",
     "ste-net",
     "smooth-annealed-net",
     "pg-step-local",
