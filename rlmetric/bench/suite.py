@@ -81,9 +81,10 @@ FULL_METHODS = (
 )
 #: The methods of ``--quick``: cross-entropy, the strongest surrogate of each task in the full
 #: run, and the trainer's default next to the unbiased local-expectation estimator and the
-#: default on the task's metric written in NumPy (``pg-user-numpy``); for the decision tasks the
-#: two-stage recipe (and its tuned capacity), SPO+, MAE and the warm-started policy gradients; for the step
-#: networks straight-through, the annealed sigmoid and local expectation (the best of each side).
+#: default on the task's metric written in NumPy (``pg-user-numpy``); for the decision tasks
+#: the two-stage recipe (and its tuned capacity), SPO+, MAE and the warm-started policy
+#: gradients; for the step networks straight-through, the annealed sigmoid and local
+#: expectation (the best of each side).
 QUICK_METHODS = (
     "bce",
     "bce-tuned",
