@@ -38,9 +38,14 @@ that a budget of 64 elements is changed per step), each trained with the trainer
 per-element credit found by probing the function) over the built-in reward with its defaults.
 
 Run: python benchmarks/step_cost.py [--quick] [--large] [--no-memory] [--estimator NAME]
-    [--configs mlp,conv,conv_classes,ranking,ranking_floor,step_net,user_metric] [--out DIR]
-Writes DIR/step_cost.csv, DIR/step_memory.csv, (step_net) DIR/step_network_cost.csv and
-(user_metric) DIR/step_cost_user_metric.csv.
+    [--configs mlp,conv,conv_classes,ranking,ranking_floor,step_net,user_metric,decisions]
+    [--out DIR]
+Writes DIR/step_cost.csv, DIR/step_memory.csv, (step_net) DIR/step_network_cost.csv,
+(user_metric) DIR/step_cost_user_metric.csv and (decisions) DIR/step_cost_decisions.csv.
+
+Decisions (``--configs decisions``): the path-regret task's linear model, an SPO+ step and the
+policy-gradient step (Gaussian policy over the costs, K = 8, the solver in the reward) over a
+two-stage (mean squared error) step.
 """
 
 from __future__ import annotations
@@ -61,7 +66,14 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from _common import in_graph_step_timer, median_ratios, write_csv  # noqa: E402
 
-from rlmetric import PolicyGradientTrainer, estimators, policies, rewards, surrogates  # noqa: E402
+from rlmetric import (  # noqa: E402
+    PolicyGradientTrainer,
+    decisions,
+    estimators,
+    policies,
+    rewards,
+    surrogates,
+)
 from rlmetric.bench import user_metrics  # noqa: E402
 from rlmetric.layers import StochasticStep, StraightThroughStep  # noqa: E402
 from rlmetric.plackett_luce import PlackettLuce  # noqa: E402
@@ -340,6 +352,52 @@ def print_user_metric(rows: list[dict], rounds: int) -> None:
                 )
 
 
+# --- decisions (--configs decisions) -------------------------------------------------------------
+
+
+def time_decisions(jit: bool, rounds: int) -> list[dict]:
+    """The path-regret task's linear model (5 -> 40 edge costs, batch 32): an SPO+ step and the
+    policy-gradient step (Gaussian policy, K = 8, the 70-route solver in the reward) over the
+    two-stage step (mean squared error)."""
+    from rlmetric.bench.tasks import TASKS, shortest_path_optimizer
+
+    (x, y), _, _ = TASKS["path-regret"].load(0, False)
+    solver = shortest_path_optimizer()
+
+    def linear():
+        keras.utils.set_random_seed(0)
+        return keras.Sequential([keras.Input((5,)), keras.layers.Dense(40)])
+
+    models = {}
+    for name, loss in (("two-stage-mse", "mse"), ("spo-plus", decisions.SPOPlus(solver))):
+        models[name] = linear()
+        models[name].compile(
+            optimizer="adam", loss=loss, jit_compile=jit, steps_per_execution=STEPS_PER_EXECUTION
+        )
+    trainer = PolicyGradientTrainer(
+        linear(), reward=decisions.Regret(solver), policy=policies.Gaussian(std=0.5), seed=0
+    )
+    trainer.compile(optimizer="adam", jit_compile=jit, steps_per_execution=STEPS_PER_EXECUTION)
+    models["pg-regret"] = trainer
+    by_mode = ratios_by_mode(
+        models, "two-stage-mse", x, y, 32, 200, rounds, jit, ("compute", "fit")
+    )
+    return [
+        {
+            "config": "path-regret",
+            "method": name,
+            "jit": jit,
+            "mode": mode,
+            "vs_two_stage": ratio[0],
+            "q25": ratio[1],
+            "q75": ratio[2],
+        }
+        for mode, ratios in by_mode.items()
+        for name, ratio in ratios.items()
+        if name != "two-stage-mse"
+    ]
+
+
 STEP_NET_WIDTHS = (32, 128, 512)
 STEP_NET_ESTIMATORS = (("reinforce", 8), ("disarm", 8), ("local_expectation", 2))
 
@@ -517,6 +575,29 @@ def main() -> None:
         write_csv(out / "step_cost_user_metric.csv", user_rows)
         print_user_metric(user_rows, rounds)
         if configs == ["user_metric"]:
+            return
+    if "decisions" in configs:
+        decision_rows = [r for jit in (False, True) for r in time_decisions(jit, rounds)]
+        write_csv(out / "step_cost_decisions.csv", decision_rows)
+        print(
+            f"\nStep time over a two-stage (MSE) step, path-regret's linear model, batch 32, "
+            f"median of {rounds} alternating rounds (quartiles)"
+        )
+        print("| method | jit | compute only | through fit |")
+        print("|---|---|---|---|")
+        for row in decision_rows:
+            if row["mode"] == "compute":
+                fit = next(
+                    r
+                    for r in decision_rows
+                    if (r["method"], r["jit"], r["mode"]) == (row["method"], row["jit"], "fit")
+                )
+                print(
+                    f"| {row['method']} | {'on' if row['jit'] else 'off'} | "
+                    f"{row['vs_two_stage']:.2f}x ({row['q25']:.2f}-{row['q75']:.2f}) | "
+                    f"{fit['vs_two_stage']:.2f}x ({fit['q25']:.2f}-{fit['q75']:.2f}) |"
+                )
+        if configs == ["decisions"]:
             return
     if "step_net" in configs:
         step_rows = [r for jit in (False, True) for r in time_step_networks(jit, steps, rounds)]
