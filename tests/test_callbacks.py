@@ -147,8 +147,9 @@ def test_an_estimator_that_cannot_score_the_reward_is_refused_before_the_first_s
     x, y = small_data()
     trainer = trainer_for(x, reward=black_box)
     before = weights(trainer)
-    with pytest.raises(ValueError, match=r"estimator='local_expectation' needs a reward"):
-        fit(trainer, x, y, 2, [SwitchEstimator("local_expectation", at=1)])
+    # (local expectation probes a function of Bernoulli decisions; PL-Rank needs rankings)
+    with pytest.raises(ValueError, match=r"estimator='pl_rank' needs policy='plackett_luce'"):
+        fit(trainer, x, y, 2, [SwitchEstimator("pl_rank", at=1)])
     for a, b in zip(before, weights(trainer), strict=True):
         np.testing.assert_array_equal(a, b)
 
