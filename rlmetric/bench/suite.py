@@ -30,7 +30,7 @@ __all__ = [
 
 #: ``--full`` searches this Adam learning-rate grid for every method.
 FULL_LEARNING_RATES = (1e-3, 3e-3, 1e-2)
-#: ``--quick`` (``make bench``, under 3 minutes on 2 cores) trains at one rate, the middle one.
+#: ``--quick`` (``make bench``, about 3 minutes on 2 cores) trains at one rate, the middle one.
 QUICK_LEARNING_RATES = (3e-3,)
 #: The methods of ``--full`` when none are named: every surrogate, the trainer's default, the
 #: unbiased local-expectation estimator, the default followed by it (``pg-switch``) and the
