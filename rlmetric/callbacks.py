@@ -69,6 +69,9 @@ class SwitchEstimator(keras.callbacks.Callback):
         self.at = at
         self._previous: Any = None
         self._switch_epoch = 0
+        # set by PolicyGradientTrainer.fit, which undoes every switch of its callbacks list
+        # after fit, the latest first
+        self.undone_by_fit = False
 
     def __repr__(self) -> str:
         return f"SwitchEstimator(estimator={self.estimator!r}, at={self.at!r})"
@@ -110,7 +113,8 @@ class SwitchEstimator(keras.callbacks.Callback):
             self.model._replace_estimator(self.estimator)
 
     def on_train_end(self, logs: dict | None = None) -> None:
-        self.undo()
+        if not self.undone_by_fit:
+            self.undo()
 
     def undo(self) -> None:
         """Puts the trainer's own estimator back if this callback switched it (a no-op

@@ -384,6 +384,8 @@ class PolicyGradientTrainer(TrainerConfig, AtomicSaving, keras.Model):
         self._preflight(x, y, "x", "y")
         preflight_validation(self, validation_data)
         switches = [c for c in callbacks or [] if isinstance(c, SwitchEstimator)]
+        for switch in switches:
+            switch.undone_by_fit = True  # this fit puts the estimators back, in reverse order
         try:
             return super().fit(
                 x,
@@ -396,9 +398,12 @@ class PolicyGradientTrainer(TrainerConfig, AtomicSaving, keras.Model):
                 validation_data=validation_data,
                 **kwargs,
             )
-        finally:  # Keras skips on_train_end when fit stops on an exception
-            for switch in switches:
+        finally:
+            # Keras skips on_train_end when fit stops on an exception; and switches undone in
+            # list order would leave an earlier switch's estimator: undo the latest first
+            for switch in reversed(switches):
                 switch.undo()
+                switch.undone_by_fit = False
 
     def _replace_estimator(self, estimator: Any) -> None:
         """Trains with ``estimator`` from the next step on (:class:`~rlmetric.callbacks.

@@ -229,3 +229,29 @@ def test_fit_env_refuses_it():
     trainer.compile(optimizer="adam")
     with pytest.raises(TypeError, match="fit_env trains by episodic REINFORCE"):
         trainer.fit_env(gym.make("CartPole-v1"), episodes=1, callbacks=[SwitchEstimator()])
+
+
+def test_two_switches_in_one_fit_leave_the_trainers_own_estimator_after_fit(tmp_path):
+    """Issue 27, case 3: undone in list order, the second switch restored the first switch's
+    estimator; the trainer must end (and be saved) on its own."""
+    x, y = small_data()
+    trainer = trainer_for(x)
+    own = trainer.estimator
+    switches = [SwitchEstimator("local_expectation", at=1), SwitchEstimator("reinforce", at=2)]
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(type(trainer.estimator).__name__)
+
+    fit(trainer, x, y, 3, [*switches, Record()])
+    assert seen == ["LocalBestResponse", "LocalExpectation", "Reinforce"]
+    assert trainer.estimator is own
+    trainer.save(tmp_path / "t.keras")
+    loaded = keras.saving.load_model(tmp_path / "t.keras")
+    assert type(loaded.estimator) is type(own)
+    # a reused pair in a second fit switches and comes back again
+    seen.clear()
+    fit(trainer, x, y, 3, [*switches, Record()])
+    assert seen == ["LocalBestResponse", "LocalExpectation", "Reinforce"]
+    assert trainer.estimator is own
