@@ -247,6 +247,9 @@ def test_a_suite_that_stops_early_keeps_its_finished_runs(tmp_path, monkeypatch)
     assert not (tmp_path / "results.csv").exists()
     run_suite(tasks=["cancer-f1"], methods=["bce"], seeds=1, quick=True, epochs=2, out=tmp_path)
     assert (tmp_path / "results.csv").exists() and not (tmp_path / "results.partial.csv").exists()
+    # issue 27, case 7: the next run into the same folder keeps the stopped run's rows
+    with open(tmp_path / "results.partial.1.csv") as f:
+        assert [(r["method"], r["seed"]) for r in csv.DictReader(f)] == [("bce", "0")]
 
 
 def test_paired_difference_p_value_is_the_paired_t_test():

@@ -144,7 +144,8 @@ def run_suite(
 ) -> list[dict]:
     """Trains every method that fits each task, for seeds ``0 .. seeds-1``; returns the rows of
     ``results.csv`` (also written to ``out`` with the plots; ``results.partial.csv`` holds the
-    finished runs while the suite runs, and stays if it stops early).
+    finished runs while the suite runs, and stays if it stops early; a later run into the same
+    ``out`` renames it to ``results.partial.N.csv`` rather than overwrite it).
 
     Learning rate: every method gets the same search. On the first ``tune_seeds`` seeds each
     method trains at every rate of ``learning_rates``; the rate with the best mean validation
@@ -193,6 +194,14 @@ def run_suite(
     # every finished run is appended here at once, so a run that is stopped or crashes keeps
     # what it measured (results.csv is written at the end, with the step ratios)
     partial = out / "results.partial.csv"
+    if partial.exists():  # a stopped run's rows: kept beside, never overwritten
+        kept = next(
+            out / f"results.partial.{i}.csv"
+            for i in range(1, 10_000)
+            if not (out / f"results.partial.{i}.csv").exists()
+        )
+        partial.rename(kept)
+        log(f"kept the rows of a stopped run in {kept} (results.partial.csv was there)")
     with open(partial, "w", newline="") as f:
         csv.DictWriter(f, fieldnames=CSV_FIELDS).writeheader()
 
