@@ -394,3 +394,18 @@ def test_top_k_refuses_a_reward_that_reads_deeper():
     with pytest.raises(ValueError, match="reads rank all ranks"):
         PolicyGradientTrainer(_scorer(), reward="ndcg", policy=PlackettLuce(top_k=5))
     PolicyGradientTrainer(_scorer(), reward="ndcg@5", policy=PlackettLuce(top_k=5))
+
+
+def test_entropy_and_log_prob_hold_when_scores_span_more_than_float64_exponents():
+    """Issue 27, case 5: scores spanning ~1600 gave entropy -1381 and a log-probability of
+    -909 for the most likely ranking."""
+    from rlmetric.plackett_luce import PlackettLuce
+
+    policy = PlackettLuce()
+    logits = tf.constant([[800.0, 0.0, -800.0]])
+    ranking = tf.constant([[[0, 1, 2]]])  # the most likely ranking, [K=1, B=1, L]
+    log_prob = float(tf.reduce_sum(policy.log_prob(logits, ranking)))
+    assert -1e-6 < log_prob <= 0.0
+    entropy = float(tf.reduce_sum(policy.entropy(logits)))
+    # (float32 scores near 800 carry ~1e-4 of rounding, amplified by the spread: ~0.02)
+    assert -1e-6 <= entropy < 0.05
