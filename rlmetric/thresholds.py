@@ -67,10 +67,28 @@ def threshold_tuned(
             dtype="float64",
         )
     y_val = np.asarray(y_val)
-    if y_val.size != outputs.size:
+    if outputs.size == 0 or y_val.size == 0:
+        raise ValueError(
+            f"threshold_tuned needs validation data; received outputs of shape {outputs.shape} "
+            f"and y_val of shape {y_val.shape}."
+        )
+    squeezed = tuple(d for d in y_val.shape if d != 1), tuple(d for d in outputs.shape if d != 1)
+    if y_val.size != outputs.size or squeezed[0] != squeezed[1]:
         raise ValueError(
             f"y_val of shape {y_val.shape} does not fit the model's outputs of shape "
-            f"{outputs.shape}: threshold_tuned needs one binary target per output."
+            f"{outputs.shape}: threshold_tuned needs one binary target per output, in the same "
+            "layout (a transposed [L, N] is not read as [N, L])."
+        )
+    if not np.all(np.isfinite(outputs)):
+        raise ValueError(
+            f"The model's outputs hold {int((~np.isfinite(outputs)).sum())} non-finite values "
+            "(NaN or inf): a threshold cannot order them."
+        )
+    labels = np.unique(y_val)
+    if not np.all(np.isin(labels, (0, 1))):
+        raise ValueError(
+            f"y_val must hold binary targets 0 or 1; received values {labels[:8].tolist()} "
+            "(soft targets would be truncated)."
         )
     if (
         isinstance(max_candidates, bool)
@@ -80,6 +98,12 @@ def threshold_tuned(
         raise ValueError(f"max_candidates must be an int >= 2; received {max_candidates!r}.")
     y_val = y_val.reshape(outputs.shape)
     reward = rewards_lib.get(metric)
+    if not isinstance(reward, rewards_lib.CountReward | rewards_lib.ProbedReward):
+        raise ValueError(
+            f"metric {getattr(reward, 'name', metric)!r} does not score 0/1 decisions (it is "
+            f"{type(reward).__name__}); threshold_tuned needs a metric of binary decisions "
+            "such as 'f1', 'macro_f1', 'iou', or your own function of them."
+        )
     if per_label:
         if outputs.ndim != 2:
             raise ValueError(

@@ -44,3 +44,24 @@ def test_the_old_name_in_surrogates_warns_and_gives_the_same_threshold():
     with pytest.warns(DeprecationWarning, match="rlmetric.thresholds.threshold_tuned"):
         old = surrogates.threshold_tuned(scores, None, y, "f1")
     assert old == thresholds.threshold_tuned(scores, None, y, "f1")
+
+
+@pytest.mark.parametrize(
+    "outputs, y_val, metric, message",
+    [
+        # issue 27, case 4: each of these was a silent wrong threshold or a raw IndexError
+        (
+            np.array([0.1, 0.9, 0.4]),
+            np.array([0.3, 0.7, 0.0]),
+            "f1",
+            r"binary targets 0 or 1.*0\.3",
+        ),
+        (np.zeros((5, 2)), np.zeros((2, 5), "int32"), "f1", r"same layout \(a transposed"),
+        (np.array([0.1, np.nan, 0.4]), np.array([0, 1, 1]), "f1", r"1 non-finite values"),
+        (np.zeros(0), np.zeros(0, "int32"), "f1", r"needs validation data"),
+        (np.array([0.1, 0.9, 0.4]), np.array([0, 1, 1]), "ndcg@5", r"'ndcg@5' does not score 0/1"),
+    ],
+)
+def test_bad_validation_data_or_metric_is_refused(outputs, y_val, metric, message):
+    with pytest.raises(ValueError, match=message):
+        thresholds.threshold_tuned(outputs, None, y_val, metric)
