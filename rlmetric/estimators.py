@@ -119,12 +119,12 @@ class Reinforce(Estimator):
         log-probability is weighted by its own term minus the mean of its other samples' terms
         (leave-one-out per example; none with ``K = 1`` or ``baseline='none'``)."""
         terms = reward.per_example_terms(y_true, actions)  # [K, B]
-        num_samples = tf.shape(terms)[0]
-        others = tf.cast(tf.maximum(num_samples - 1, 1), terms.dtype)
-        baseline = (tf.reduce_sum(terms, axis=0, keepdims=True) - terms) / others
         if isinstance(baseline, baselines_lib.NoBaseline):
-            baseline = tf.zeros_like(terms)
-        advantages = tf.stop_gradient(terms - baseline)  # [K, B]
+            advantages = tf.stop_gradient(terms)
+        else:  # leave-one-out over each example's own samples
+            others = tf.cast(tf.maximum(tf.shape(terms)[0] - 1, 1), terms.dtype)
+            mean_of_others = (tf.reduce_sum(terms, axis=0, keepdims=True) - terms) / others
+            advantages = tf.stop_gradient(terms - mean_of_others)  # [K, B]
         log_probs = policy.log_prob(logits, actions)  # [K, B, ...]
         log_probs = tf.reduce_sum(tf.reshape(log_probs, tf.concat([tf.shape(terms), [-1]], 0)), -1)
         loss = -tf.reduce_mean(tf.cast(advantages, log_probs.dtype) * log_probs)

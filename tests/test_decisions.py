@@ -156,3 +156,33 @@ def test_regret_and_spo_plus_survive_saving(tmp_path):
         keras.saving.serialize_keras_object(decisions.SPOPlus(optimizer))
     )
     np.testing.assert_allclose(spo(y, y), 0.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("baseline_name", ["none", "leave_one_out"])
+def test_per_example_reinforce_uses_the_baseline_asked_for(baseline_name):
+    """baseline='none' credits each example's raw term; leave-one-out its term minus the mean
+    of its other samples' terms."""
+    from rlmetric import baselines
+
+    policy = policies.Bernoulli()
+    logits = tf.constant(rng.normal(size=(4, 1)).astype(np.float32))
+    y = tf.constant([[1], [0], [1], [0]])
+    reward = rewards.CallableReward(
+        lambda y_true, sets: 2.0 + tf.cast(sets[..., 0], tf.float32), per_example=True
+    )
+    out = estimators.Reinforce()(
+        logits,
+        y,
+        policy=policy,
+        reward=reward,
+        baseline=baselines.get(baseline_name),
+        baseline_state=tf.zeros([0]),
+        num_samples=4,
+        seed=[1, 2],
+    )
+    terms = 2.0 + tf.cast(out.actions[..., 0], tf.float32).numpy()  # [K, B]
+    if baseline_name == "none":
+        expected = terms
+    else:
+        expected = terms - (terms.sum(0, keepdims=True) - terms) / 3
+    np.testing.assert_allclose(out.advantages.numpy(), expected.mean(1), atol=1e-6)
