@@ -7,6 +7,7 @@ same split and starts from the same initial weights of the shared layers.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -178,6 +179,13 @@ def _campaign(seed: int, quick: bool):
     return _split(x, y, seed)
 
 
+def _split_sizes(x: np.ndarray, y: np.ndarray, sizes: tuple[int, int, int]):
+    """Consecutive train/validation/test parts of generated ``x`` and ``y`` of these sizes."""
+    cuts = np.cumsum(sizes)[:2]
+    return tuple(zip(np.split(x, cuts), np.split(y, cuts), strict=True))
+
+
+@functools.cache  # (the bench decides and scores with it after every epoch)
 def shortest_path_optimizer():
     """The 70 monotone paths of the 5 x 5 grid of the ``path-regret`` tasks (40 edges)."""
     from rlmetric.decisions import LinearOptimizer, grid_paths
@@ -198,8 +206,7 @@ def _shortest_path(seed: int, quick: bool, degree: int):
     costs = ((x @ b.T) / np.sqrt(features) + 3.0) ** degree + 1.0
     costs = costs / 3.5**degree * rng.uniform(0.5, 1.5, size=costs.shape)
     x, costs = x.astype("float32"), costs.astype("float32")
-    cuts = np.cumsum(sizes)[:2]
-    return tuple(zip(np.split(x, cuts), np.split(costs, cuts), strict=True))
+    return _split_sizes(x, costs, sizes)
 
 
 #: the knapsack task: 10 items, their values, the capacity and the penalty per unit of overflow
@@ -210,6 +217,7 @@ KNAPSACK_PENALTY = 10.0
 HIT_WINDOW = 0.15
 
 
+@functools.cache
 def knapsack_optimizer(safety: float = 1.0):
     """The knapsack task's solver: the most valuable subset whose weights fit the capacity."""
     from rlmetric.decisions import KnapsackOptimizer
@@ -239,8 +247,7 @@ def _knapsack(seed: int, quick: bool):
     spread = 0.05 + 0.55 / (1.0 + np.exp(-2.0 * x @ spread_mix.T))
     weights = mean_weight * np.exp(spread * rng.normal(size=mean_weight.shape) - spread**2 / 2)
     x, weights = x.astype("float32"), weights.astype("float32")
-    cuts = np.cumsum(sizes)[:2]
-    return tuple(zip(np.split(x, cuts), np.split(weights, cuts), strict=True))
+    return _split_sizes(x, weights, sizes)
 
 
 def _hit_rate(seed: int, quick: bool):
@@ -255,8 +262,7 @@ def _hit_rate(seed: int, quick: bool):
     wide = center + 1.2 + np.abs(rng.normal(scale=0.4 + 0.2 * np.abs(x[:, 3]), size=len(x)))
     y = np.where(narrow, center + rng.normal(scale=0.05, size=len(x)), wide)
     x, y = x.astype("float32"), y[:, None].astype("float32")
-    cuts = np.cumsum(sizes)[:2]
-    return tuple(zip(np.split(x, cuts), np.split(y, cuts), strict=True))
+    return _split_sizes(x, y, sizes)
 
 
 #: the top-precision task: training lists of this many examples, scored at their top 1%
@@ -292,8 +298,7 @@ def _top_precision(seed: int, quick: bool):
         flip_y=0.03,
         random_state=6000 + seed,
     )
-    cuts = np.cumsum(sizes)[:2]
-    (x_train, x_val, x_test), (y_train, y_val, y_test) = np.split(x, cuts), np.split(y, cuts)
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = _split_sizes(x, y, sizes)
     mean, std = x_train.mean(0), x_train.std(0) + 1e-8
     lists = sizes[0] // TOP_LIST
 
