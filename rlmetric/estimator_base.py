@@ -16,7 +16,6 @@ __all__ = [
     "EstimatorOutput",
     "score_function_surrogate",
     "score_samples",
-    "require_count_reward",
     "require_local_rewards",
     "local_rewards_of",
 ]
@@ -140,29 +139,6 @@ class Estimator:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
-
-
-def require_count_reward(estimator: str, reward: Any) -> None:
-    """Refuses, before training, a reward the count-based estimators cannot decompose.
-
-    Examples:
-        >>> from rlmetric import rewards
-        >>> from rlmetric.estimator_base import require_count_reward
-        >>> require_count_reward("local_expectation", rewards.F1())  # a count reward: accepted
-        >>> try:
-        ...     require_count_reward("local_expectation", lambda y_true, actions: actions)
-        ... except ValueError as error:
-        ...     print(str(error)[:58])
-        estimator='local_expectation' needs a reward computed from
-    """
-    if not isinstance(reward, rewards_lib.CountReward):
-        raise ValueError(
-            f"estimator={estimator!r} needs a reward computed from confusion counts "
-            f"(rlmetric.rewards.CountReward: F1, FBeta, IoU, Dice, Precision, Recall, "
-            f"Accuracy, MatthewsCorrCoef); reward {getattr(reward, 'name', reward)!r} is "
-            f"{type(reward).__name__}. Use estimator='reinforce' (any reward, any policy) or "
-            "estimator='disarm' (any reward, Bernoulli policy)."
-        )
 
 
 def score_samples(reward: rewards_lib.Reward, y_true: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
