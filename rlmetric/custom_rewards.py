@@ -157,7 +157,7 @@ class ProbedReward(Reward):
     def prepare(self, y_true: Any, actions: Any) -> None:
         """Probes exchangeability on ``y_true [B, ...]`` and decisions ``[K, B, ...]`` (eager;
         the trainer calls it on the first batch) when it was not declared."""
-        if self.structure is not None or self.exchangeable is False or self.per_example:
+        if self.structure is not None or self.per_example:  # declared (False too), or probed
             return
         y = np.asarray(y_true)
         actions = np.asarray(actions)
