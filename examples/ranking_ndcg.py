@@ -1,11 +1,13 @@
-"""A scoring model trained directly on NDCG@10 (a Plackett-Luce policy over rankings, PL-Rank).
+"""A scoring model trained directly on NDCG@10 (a Plackett-Luce policy over rankings).
 
 Lists of 20-40 patients of scikit-learn's diabetes set are ranked by disease progression (graded
 0-4 by quintile); the model scores each patient from their 10 features. Lists shorter than 40 are
 padded with label -1. The trainer's defaults for reward="ndcg@10" and policy="plackett_luce"
-use the PL-Rank estimator. The benchmark (task diabetes-ndcg, 5 seeds) reports the comparison
-with ListNet, RankNet, ApproxNDCG and LambdaLoss; here the script prints NDCG@10 on held-out
-lists before and after training, and the same for ListNet's softmax cross-entropy.
+use the pairwise best response (rlmetric.plackett_luce.PairwiseBestResponse), which measured
+above PL-Rank on this task (benchmarks/RESULTS.md). The benchmark (task diabetes-ndcg, 5 seeds)
+reports the comparison with ListNet, RankNet, ApproxNDCG and LambdaLoss; here the script prints
+NDCG@10 on held-out lists before and after training, and the same for ListNet's softmax
+cross-entropy.
 
 Run: python examples/ranking_ndcg.py
 """
@@ -33,7 +35,7 @@ def scorer() -> keras.Model:
 
 keras.utils.set_random_seed(0)
 trainer = PolicyGradientTrainer(scorer(), reward="ndcg@10", policy="plackett_luce", seed=0)
-print(f"estimator: {type(trainer.estimator).__name__}")  # PLRank, picked by estimator="auto"
+print(f"estimator: {type(trainer.estimator).__name__}")  # PairwiseBestResponse: estimator="auto"
 trainer.compile(optimizer=keras.optimizers.Adam(1e-2), metrics=["mrr", "map@10"])
 before = trainer.evaluate(x_test, y_test, return_dict=True, verbose=0)
 trainer.fit(x_train, y_train, batch_size=32, epochs=40, validation_data=(x_val, y_val), verbose=0)

@@ -53,6 +53,27 @@ class AtomicSaving:
         save_atomically(write, filepath, overwrite, kwargs)
 
 
+def _deserialize_component(owner: type, key: str, config: dict, custom_objects: Any) -> Any:
+    """A trainer's component from its config; a class that is not known here is named first,
+    with the two ways to make it known (Keras would put that at the end of the whole config)."""
+    try:
+        return keras.saving.deserialize_keras_object(config, custom_objects=custom_objects)
+    except (TypeError, ValueError) as error:
+        name = config.get("class_name")
+        known = keras.saving.get_registered_object(
+            config.get("registered_name") or name, custom_objects=custom_objects
+        )
+        if name is None or known is not None or (config.get("module") or "").startswith("keras"):
+            raise
+        # ValueError: Keras re-wraps a TypeError after the whole config of the trainer
+        raise ValueError(
+            f"Cannot load the {key} of {owner.__name__}: its class {name!r} is not known in "
+            f"this process. Pass custom_objects={{{name!r}: {name}}} to "
+            "keras.saving.load_model, or decorate the class with "
+            "@keras.saving.register_keras_serializable()."
+        ) from error
+
+
 class TrainerConfig:
     """A mixin for the trainers (``keras.Model`` subclasses): ``get_config``/``from_config``
     over their components (Keras objects, serialized; ``_components``) and plain settings
@@ -76,9 +97,7 @@ class TrainerConfig:
         config = dict(config)
         for key in cls._components:
             if isinstance(config.get(key), dict):
-                config[key] = keras.saving.deserialize_keras_object(
-                    config[key], custom_objects=custom_objects
-                )
+                config[key] = _deserialize_component(cls, key, config[key], custom_objects)
         return cls(**config)
 
     def compile_from_config(self, config: dict) -> None:
@@ -87,3 +106,24 @@ class TrainerConfig:
         self.compile(**config)
         if self.built:
             self.optimizer.build(self.trainable_variables)
+
+
+def refuse_unsavable_checkpoints(trainer: Any, callbacks: Any) -> None:
+    """Refuses, before training, a ``keras.callbacks.ModelCheckpoint`` that saves the whole
+    trainer when the trainer's config cannot be serialized (a ``rewards.from_numpy`` reward):
+    Keras would fail only after the first epoch."""
+    whole = [
+        callback
+        for callback in callbacks or []
+        if isinstance(callback, keras.callbacks.ModelCheckpoint) and not callback.save_weights_only
+    ]
+    if not whole:
+        return
+    try:
+        trainer.get_config()
+    except TypeError as error:
+        raise ValueError(
+            f"callbacks: ModelCheckpoint({whole[0].filepath!r}) saves the whole trainer after "
+            f"each epoch, which cannot be saved: {error} Checkpoint the weights instead: "
+            "ModelCheckpoint('....weights.h5', save_weights_only=True)."
+        ) from None

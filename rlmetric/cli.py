@@ -24,8 +24,17 @@ def _bench(args: argparse.Namespace) -> int:
     from rlmetric.bench import METHODS, TASKS, run_suite
 
     split = lambda text: [s.strip() for s in text.split(",") if s.strip()] if text else None  # noqa: E731
-    seeds = args.seeds or (QUICK_SEEDS if args.quick else FULL_SEEDS)
+    seeds = (QUICK_SEEDS if args.quick else FULL_SEEDS) if args.seeds is None else args.seeds
     try:
+        rates = []
+        for rate in split(args.learning_rates) or []:
+            try:
+                rates.append(float(rate))
+            except ValueError:
+                raise ValueError(
+                    f"--learning-rates takes comma-separated numbers (e.g. 1e-3,3e-3); "
+                    f"received {args.learning_rates!r}."
+                ) from None
         run_suite(
             tasks=split(args.tasks),
             methods=split(args.methods),
@@ -33,7 +42,7 @@ def _bench(args: argparse.Namespace) -> int:
             quick=args.quick,
             out=args.out,
             epochs=args.epochs,
-            learning_rates=[float(r) for r in split(args.learning_rates) or []] or None,
+            learning_rates=rates or None,
             tune_seeds=args.tune_seeds,
         )
     except ValueError as error:
@@ -68,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench.add_argument(
         "--methods", help="comma-separated method names (default: the quick or full set)"
     )
-    bench.add_argument("--seeds", type=int, help="number of seeds, 0 .. N-1")
+    bench.add_argument("--seeds", type=int, help="number of seeds (>= 1): seeds 0 .. N-1")
     bench.add_argument("--epochs", type=int, help="override every task's epoch count")
     bench.add_argument(
         "--learning-rates",

@@ -140,6 +140,11 @@ class ProbedReward(Reward):
                 + (" and example (per_example=True)" if self.per_example else "")
                 + ". The reward receives M sets along the leading axis: the [K] samples, or the "
                 "changed sets of the per-element credit."
+                + (
+                    " To score each example, pass per_example=True (the reward is the mean)."
+                    if not self.per_example and values.shape[:2] == actions.shape[:2]
+                    else ""
+                )
             )
         return tf.cast(values, tf.float32)
 
@@ -357,6 +362,11 @@ class NumpyReward(ProbedReward):
                 f"Reward {self.name!r} returned shape {list(scores.shape)} for {actions.shape[0]} "
                 f"decision sets; expected {list(wanted)} ({'[M, B]' if self.per_example else '[M]'}"
                 f"{', one score per set' if not self.per_example else ''})."
+                + (
+                    " To score each example, pass per_example=True (the reward is the mean)."
+                    if not self.per_example and scores.shape == tuple(actions.shape[:2])
+                    else ""
+                )
             )
         return scores
 

@@ -219,7 +219,12 @@ class DisARM(Estimator):
         if not isinstance(policy, policies_lib.Bernoulli):
             raise ValueError(
                 f"estimator='disarm' needs policy='bernoulli'; the policy is "
-                f"{getattr(policy, 'name', policy)!r}. Use estimator='reinforce' or 'local'."
+                f"{getattr(policy, 'name', policy)!r}. Use estimator='reinforce'"
+                + (
+                    " or 'pairwise_best_response' for rankings."
+                    if getattr(policy, "draws", None) == "rankings"
+                    else " or 'local_expectation'."
+                )
             )
 
     def __call__(

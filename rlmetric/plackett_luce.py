@@ -139,6 +139,7 @@ class PlackettLuce(Policy):
     """
 
     name = "plackett_luce"
+    draws = "rankings"
 
     def __init__(self, top_k: int | None = None) -> None:
         if top_k is not None and (
@@ -195,7 +196,9 @@ class PlackettLuce(Policy):
         return logits - tf.math.log(-tf.math.log(batch_uniform(shape, seed, logits.dtype)))
 
     def check_reward(self, reward: Any) -> None:
-        """Refuses, with ``top_k`` set, a ranking reward that reads ranks beyond ``top_k``."""
+        """Refuses a reward of another kind of action (:meth:`Policy.check_reward`) and, with
+        ``top_k`` set, a ranking reward that reads ranks beyond ``top_k``."""
+        super().check_reward(reward)
         if self.top_k is None or not isinstance(reward, RankingReward):
             return
         if reward.k is None or reward.k > self.top_k:

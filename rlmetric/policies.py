@@ -60,6 +60,7 @@ class Bernoulli(Policy):
     """
 
     name = "bernoulli"
+    draws = "decisions"
 
     def check_logits(self, logits_shape: tf.TensorShape) -> None:
         logits_shape = tf.TensorShape(logits_shape)
@@ -141,6 +142,7 @@ class Categorical(Policy):
     """
 
     name = "categorical"
+    draws = "decisions"
 
     def check_logits(self, logits_shape: tf.TensorShape) -> None:
         logits_shape = tf.TensorShape(logits_shape)
@@ -261,6 +263,7 @@ class Gaussian(Policy):
     """
 
     name = "gaussian"
+    draws = "values"
     _label_hint = " (finite floats, passed to the reward as they are)"
     _label_dtype = tf.float32
 

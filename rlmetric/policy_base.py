@@ -49,6 +49,9 @@ class Policy:
     """
 
     name: str = "policy"
+    #: What the actions are: ``"decisions"`` (0/1 or class ids per element), ``"rankings"``
+    #: (the item index at each rank), ``"values"`` (real numbers) or ``None`` (not declared).
+    draws: str | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -67,8 +70,21 @@ class Policy:
 
     def check_reward(self, reward: Any) -> None:
         """Raises ``ValueError`` before training if the policy's decisions cannot be scored by
-        ``reward`` (a Plackett-Luce policy that draws only the top ranks, a reward that reads
-        deeper); nothing to check here."""
+        ``reward``: a reward that reads another kind of action (:attr:`Reward.reads`, e.g. a
+        ranking metric given 0/1 decisions, which it would read as item indices)."""
+        reads = getattr(reward, "reads", None)
+        if reads is None or self.draws is None or reads == self.draws:
+            return
+        suggestion = {
+            "rankings": "policy='plackett_luce' (a score per item; labels [B, L] of relevance)",
+            "decisions": "policy='bernoulli' (0/1 per label) or policy='categorical' (a class "
+            "per example or pixel)",
+        }.get(reads, "a policy that draws them")
+        raise ValueError(
+            f"reward={getattr(reward, 'name', reward)!r} scores {reads}, but policy="
+            f"{self.name!r} draws {self.draws}: the reward would read them as {reads} and "
+            f"report a wrong value. Use {suggestion}, or a reward of {self.draws}."
+        )
 
     def action_shape(self, logits_shape: tf.TensorShape) -> tf.TensorShape:
         """The shape of one set of decisions ``[B, ...]`` for logits of ``logits_shape``."""

@@ -43,6 +43,8 @@ __all__ = [
     "by_rank",
     "discount",
     "ALIASES",
+    "AT_K",
+    "from_alias",
     "PADDING_LABEL",
     "PADDING_LOGIT",
 ]
@@ -136,6 +138,7 @@ class RankingReward(Reward):
     """
 
     default_name = "ranking"
+    reads = "rankings"
     sums_over_ranks = False
 
     def __init__(self, k: int | None = None, name: str | None = None) -> None:
@@ -173,6 +176,35 @@ class RankingReward(Reward):
             raise ValueError(
                 f"Reward {self.name!r}: y_true of shape {y_true.shape} does not match actions of "
                 f"shape {actions.shape}; y_true must be [B, L] = {actions.shape[1:]}."
+            )
+        if tf.executing_eagerly():
+            # A direct call (the trainer checks labels before training and draws rankings
+            # itself): a label of -2 or a repeated index would otherwise give a wrong score.
+            self._check_values(np.asarray(y_true), np.asarray(actions))
+
+    def _check_values(self, y_true: np.ndarray, actions: np.ndarray) -> None:
+        bad = ~np.isfinite(y_true) | ((y_true < 0) & (y_true != PADDING_LABEL))
+        if bad.any():
+            shown = ", ".join(repr(v) for v in np.unique(y_true[bad])[:8].tolist())
+            raise ValueError(
+                f"Reward {self.name!r}: y_true must hold graded relevance labels >= 0 (and "
+                f"{PADDING_LABEL} for padding); received values [{shown}]."
+            )
+        if actions.size == 0:
+            return
+        length = actions.shape[-1]
+        if not np.issubdtype(actions.dtype, np.integer):
+            raise ValueError(
+                f"Reward {self.name!r}: actions must be rankings of int item indices; received "
+                f"dtype {actions.dtype.name}."
+            )
+        is_ranking = (np.sort(actions, axis=-1) == np.arange(length)).all(axis=-1)  # [K, B]
+        if not is_ranking.all():
+            sample_set, row = np.argwhere(~is_ranking)[0]
+            raise ValueError(
+                f"Reward {self.name!r}: actions must be rankings, each list's item indices "
+                f"0..{length - 1} in rank order, each once; sample set {sample_set}, list {row} "
+                f"is {actions[sample_set, row][:12].tolist()}."
             )
 
     def per_list(self, y_true: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
@@ -458,3 +490,34 @@ ALIASES = {
     "recall@10": _at(RecallAtK, 10),
     "hit_rate@10": _at(HitRate, 10),
 }
+
+#: the metrics that ``"<metric>@<k>"`` names, for any positive ``k`` (:func:`from_alias`)
+AT_K = {
+    "ndcg": NDCG,
+    "dcg": DCG,
+    "mrr": MRR,
+    "map": AveragePrecision,
+    "precision": PrecisionAtK,
+    "recall": RecallAtK,
+    "hit_rate": HitRate,
+}
+
+
+def from_alias(identifier: str) -> RankingReward | None:
+    """The ranking reward ``"<metric>@<k>"`` names, for a metric of :data:`AT_K` and any
+    positive ``k``; ``None`` for a string of another form.
+
+    Examples:
+        >>> from rlmetric import ranking
+        >>> ranking.from_alias("ndcg@3")
+        NDCG(k=3, name='ndcg@3', gain='exponential')
+    """
+    metric, at, cutoff = identifier.lower().partition("@")
+    if not at or metric not in AT_K:
+        return None
+    if not cutoff.isdigit() or int(cutoff) < 1:
+        raise ValueError(
+            f"Unknown reward {identifier!r}: the cutoff after '@' must be a positive int "
+            f"(e.g. '{metric}@5'); received {cutoff!r}."
+        )
+    return AT_K[metric](k=int(cutoff))

@@ -46,6 +46,10 @@ class Reward:
     name: str = "reward"
     #: False where the reward leaves TensorFlow (``tf.numpy_function``): no XLA.
     xla_compatible: bool = True
+    #: What the reward reads as actions: ``"decisions"`` (0/1 or class ids per element),
+    #: ``"rankings"`` (the item index at each rank) or ``None`` (anything a policy draws). The
+    #: trainer refuses a policy whose :attr:`rlmetric.policies.Policy.draws` is another kind.
+    reads: str | None = None
 
     def __call__(self, y_true: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
         raise NotImplementedError
@@ -87,6 +91,7 @@ class CountReward(Reward):
     """
 
     default_name = "count_reward"
+    reads = "decisions"
     supported_averages: tuple[str, ...] = AVERAGES
 
     def __init__(

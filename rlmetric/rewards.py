@@ -392,4 +392,8 @@ def get(identifier: Any) -> Reward:
         )
     if callable(identifier) and not isinstance(identifier, Reward | type):
         return CallableReward(identifier)
+    if isinstance(identifier, str) and identifier.lower() not in ALIASES:
+        at_k = ranking.from_alias(identifier)  # "ndcg@3", "mrr@5": any positive cutoff
+        if at_k is not None:
+            return at_k
     return resolve(identifier, ALIASES, Reward, "reward")

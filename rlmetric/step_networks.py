@@ -39,9 +39,9 @@ from rlmetric._guard import (
     add_guard_state,
     apply_if_healthy,
 )
-from rlmetric._inputs import per_example_loss
+from rlmetric._inputs import as_numeric_labels, first_rows, per_example_loss
 from rlmetric._sampling import stateless_uniform
-from rlmetric._saving import AtomicSaving, TrainerConfig
+from rlmetric._saving import AtomicSaving, TrainerConfig, refuse_unsavable_checkpoints
 from rlmetric._step_chain import _Draw, _tile_rows, chain_segments
 from rlmetric.estimator_base import EstimatorOutput
 from rlmetric.layers import levels_from_logits
@@ -152,7 +152,7 @@ class StepNetworkTrainer(TrainerConfig, AtomicSaving, keras.Model):
         self.seed = seed
         if reward is not None and loss is not None:
             raise ValueError("Pass loss= or reward=, not both: they are the two objectives.")
-        self.reward = None if reward is None else rewards_lib.get(reward)
+        self.reward = None if reward is None else self._reward_of_levels(rewards_lib.get(reward))
         self._loss_config, self._per_example_loss = (
             (None, None) if reward is not None else (per_example_loss(loss))
         )
@@ -164,6 +164,27 @@ class StepNetworkTrainer(TrainerConfig, AtomicSaving, keras.Model):
         self._gradient_function = None
         if model.built:
             self.built = True
+
+    @property
+    def _output_levels(self) -> int:
+        """The number of levels of the last step layer (whose levels a reward scores)."""
+        return self._segments[self._step_positions[-1]].step.num_levels
+
+    def _reward_of_levels(self, reward: Any) -> Any:
+        """A count reward reads the last step layer's level indices as class ids: its
+        ``num_classes`` is that layer's number of levels (more than 2), filled in or checked."""
+        if not isinstance(reward, rewards_lib.CountReward):
+            return reward
+        levels = self._output_levels
+        if reward.num_classes is None and levels > 2:
+            return type(reward).from_config({**reward.get_config(), "num_classes": levels})
+        if reward.num_classes is not None and reward.num_classes != levels:
+            raise ValueError(
+                f"reward={reward!r} has num_classes={reward.num_classes}, but the last step "
+                f"layer of model {self.model.name!r} has {levels} levels (the classes it "
+                f"scores); use num_classes={levels} or leave it None."
+            )
+        return reward
 
     def _check_estimator(self) -> None:
         steps = [s.step for s in self._segments if s.step is not None]
@@ -408,7 +429,10 @@ class StepNetworkTrainer(TrainerConfig, AtomicSaving, keras.Model):
             raise ValueError("StepNetworkTrainer does not support sample_weight.")
         if y is None:
             raise ValueError("StepNetworkTrainer needs labels: call fit(x, y) or give (x, y).")
-        return tf.convert_to_tensor(x), tf.convert_to_tensor(y)
+        y = tf.convert_to_tensor(y)
+        if self._one_hot(y.shape):  # the default cross-entropy takes class ids
+            y = tf.argmax(y, axis=-1, output_type=tf.int32)
+        return tf.convert_to_tensor(x), y
 
     def train_step(self, data: Any) -> dict[str, tf.Tensor]:
         x, y = self._inputs(data)
@@ -448,10 +472,94 @@ class StepNetworkTrainer(TrainerConfig, AtomicSaving, keras.Model):
         """(The guard's hook: the per-example leave-one-out baseline keeps no state.)"""
         del state
 
-    def fit(self, *args: Any, callbacks: list | None = None, **kwargs: Any) -> Any:
+    def fit(
+        self, x: Any = None, y: Any = None, *args: Any, callbacks: list | None = None, **kwargs: Any
+    ) -> Any:
         """``keras.Model.fit``; stops with :class:`NonFiniteError` after a step whose loss or
-        gradients were not finite (that step does not update the weights)."""
-        return super().fit(*args, callbacks=[*(callbacks or []), NonFiniteGuard()], **kwargs)
+        gradients were not finite (that step does not update the weights). Labels (and the
+        labels of ``validation_data``) are checked before the first step."""
+        for arg in ("class_weight", "sample_weight"):
+            if kwargs.get(arg) is not None:
+                raise ValueError(
+                    f"StepNetworkTrainer.fit does not support {arg}: its objective is the mean "
+                    "loss or the batch reward, unweighted. Received "
+                    f"{arg} of type {type(kwargs[arg]).__name__}."
+                )
+        refuse_unsavable_checkpoints(self, callbacks)
+        self._check_labels_of(x, y, "y")
+        validation = kwargs.get("validation_data")
+        if isinstance(validation, tf.data.Dataset):
+            self._check_labels_of(validation, None, "validation_data's labels")
+        elif isinstance(validation, tuple | list) and len(validation) >= 2:
+            self._check_labels_of(validation[0], validation[1], "validation_data's labels")
+        return super().fit(x, y, *args, callbacks=[*(callbacks or []), NonFiniteGuard()], **kwargs)
+
+    def evaluate(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
+        self._check_labels_of(x, y, "y")
+        return super().evaluate(x, y, *args, **kwargs)
+
+    # -- labels -----------------------------------------------------------------------------------
+    @property
+    def _class_ids_expected(self) -> int | None:
+        """The number of classes ``C`` when labels must be class ids in ``[0, C)``: the levels of
+        the last step layer for a count reward, the outputs for the default cross-entropy."""
+        if self.reward is not None:
+            return self._output_levels if isinstance(self.reward, rewards_lib.CountReward) else None
+        sparse = isinstance(self._loss_config, keras.losses.SparseCategoricalCrossentropy) or (
+            self._loss_config == "sparse_categorical_crossentropy"
+        )
+        shape = getattr(self.model, "output_shape", None) if self.model.built else None
+        if not sparse or not isinstance(shape, tuple) or not isinstance(shape[-1], int):
+            return None
+        return shape[-1]
+
+    def _one_hot(self, y_shape: tf.TensorShape) -> bool:
+        """Whether labels of this shape are one-hot rows for the default cross-entropy (which
+        takes class ids): as many trailing entries as the outputs, at the outputs' rank."""
+        classes = self._class_ids_expected
+        return (
+            self.reward is None
+            and classes is not None
+            and classes > 1
+            and y_shape.rank == len(self.model.output_shape)
+            and y_shape[-1] == classes
+        )
+
+    def _check_labels_of(self, x: Any, y: Any, arg: str) -> None:
+        """Refuses, before training, labels that are not finite numbers, or not class ids in
+        ``[0, C)`` (or one-hot rows) where the objective reads class ids; all of ``y`` in
+        memory, the first batch of a dataset."""
+        if isinstance(x, tf.data.Dataset) and arg == "y":
+            arg = "the labels of the dataset x"
+        first = first_rows(x, y)
+        labels = None if first is None else (first[2] if first[2] is not None else first[1])
+        if labels is None:
+            return
+        values = keras.ops.convert_to_numpy(as_numeric_labels(labels, arg)).astype(np.float64)
+        if values.size and not np.all(np.isfinite(values)):
+            raise ValueError(f"{arg} holds NaN or infinite labels; every label must be finite.")
+        classes = self._class_ids_expected
+        if classes is None or not values.size:
+            return
+        what = (
+            f"the levels 0..{classes - 1} of the last step layer"
+            if self.reward is not None
+            else f"class ids 0..{classes - 1} (the model has {classes} outputs), or one-hot rows"
+        )
+        if self._one_hot(tf.TensorShape(values.shape)):
+            if np.isin(values, (0.0, 1.0)).all() and (values.sum(axis=-1) == 1).all():
+                return
+            raise ValueError(
+                f"{arg} of shape {values.shape} is read as one-hot rows, but not every row holds "
+                f"a single 1 and zeros; the objective expects {what}."
+            )
+        bad = values[(values != np.round(values)) | (values < 0) | (values >= classes)]
+        if bad.size:
+            shown = ", ".join(repr(float(v)) for v in np.unique(bad)[:5])
+            raise ValueError(
+                f"{arg} holds label values [{shown}] (of {bad.size} bad entries); the objective "
+                f"expects {what}."
+            )
 
     def estimate_gradient(self, x: Any, y: Any, seed: Any = (0, 0)) -> list[np.ndarray]:
         """One draw of the estimate of the gradient of what ``fit`` minimises (``E[loss]``, or

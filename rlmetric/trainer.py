@@ -47,8 +47,9 @@ from rlmetric._preflight import (
     preflight_validation,
     resolve_jit_compile,
 )
-from rlmetric._saving import AtomicSaving, TrainerConfig
+from rlmetric._saving import AtomicSaving, TrainerConfig, refuse_unsavable_checkpoints
 from rlmetric.callbacks import SwitchEstimator
+from rlmetric.layers import StochasticStep
 from rlmetric.metrics import MeanOfEach, MetricList, RewardMetric, as_logs
 
 __all__ = ["PolicyGradientTrainer", "NonFiniteError"]
@@ -128,6 +129,18 @@ class PolicyGradientTrainer(TrainerConfig, AtomicSaving, keras.Model):
         super().__init__(**kwargs)
         check_trainer_arguments(model, num_samples, seed, entropy_weight, crossentropy_weight)
         check_output_layer(model)
+        steps = [
+            layer.name
+            for layer in model._flatten_layers(include_self=False)
+            if isinstance(layer, StochasticStep)
+        ]
+        if steps:  # a step passes no gradient: every layer below it would stay as initialised
+            raise ValueError(
+                f"model {model.name!r} contains StochasticStep layer(s) {steps}, which pass no "
+                "gradient to the layers below them: PolicyGradientTrainer would train only the "
+                "layers above. Train it with rlmetric.StepNetworkTrainer, which credits every "
+                "layer below a step unit."
+            )
         self.model = model
         self.policy = policies_lib.get(policy)
         self.reward = None if reward is None else rewards_lib.get(reward)
@@ -238,6 +251,8 @@ class PolicyGradientTrainer(TrainerConfig, AtomicSaving, keras.Model):
                 f"the supervised loss. Received loss={loss!r}."
             )
         extra = [rewards_lib.get(m) for m in (metrics or [])]
+        for metric in extra:  # a metric of another kind of action would log a wrong value
+            self.policy.check_reward(metric)
         jit_compile = resolve_jit_compile(
             [self.reward, *extra], jit_compile, self.distribute_strategy
         )
@@ -381,6 +396,7 @@ class PolicyGradientTrainer(TrainerConfig, AtomicSaving, keras.Model):
     ) -> keras.callbacks.History:
         """``keras.Model.fit``; the data are checked against the model and the reward first."""
         check_fit_arguments(x, kwargs)
+        refuse_unsavable_checkpoints(self, callbacks)
         self._preflight(x, y, "x", "y")
         preflight_validation(self, validation_data)
         switches = [c for c in callbacks or [] if isinstance(c, SwitchEstimator)]

@@ -345,3 +345,24 @@ def test_decision_tasks_run_their_recipes_specialists_and_policy_gradients(tmp_p
             assert row["test"] <= 0.0  # minus a normalized regret
         elif row["task"] == "hit-rate":
             assert 0.0 <= row["test"] <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--methods", "listnet", "--tasks", "cancer-f1"], "no method of ['listnet'] fits"),
+        (["--seeds", "0", "--tasks", "cancer-f1"], "seeds must be an int >= 1; received seeds=0"),
+        (["--learning-rates", "abc", "--tasks", "cancer-f1"], "--learning-rates takes"),
+        (["--out", "{file}", "--tasks", "cancer-f1"], "is a file"),
+        (["--out", "{file}/below", "--tasks", "cancer-f1"], "cannot be created"),
+    ],
+)
+def test_cli_refuses_bad_arguments_by_name_before_any_run(arguments, message, tmp_path, capsys):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    arguments = [a.replace("{file}", str(a_file)) for a in arguments]
+    if "--out" not in arguments:
+        arguments += ["--out", str(tmp_path / "out")]
+    assert cli.main(["bench", "--quick", *arguments]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out" / "results.csv").exists()

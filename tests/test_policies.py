@@ -235,3 +235,37 @@ def test_greedy_is_a_deprecated_name_of_mode():
                 return tf.cast(logits > 1.0, tf.int32)
 
     np.testing.assert_array_equal(OldStyle().mode(logits).numpy(), [[1, 0, 0]])
+
+
+@pytest.mark.parametrize(
+    "reward, policy",
+    [
+        ("ndcg@5", "bernoulli"),  # binary relevance: 0/1 decisions read as item indices
+        ("mrr", "categorical"),
+        ("f1", "plackett_luce"),  # a ranking's item indices read as 0/1 decisions
+        ("iou", "gaussian"),
+    ],
+)
+def test_a_reward_of_another_kind_of_action_is_refused_before_training(reward, policy):
+    import keras
+
+    from rlmetric import PolicyGradientTrainer
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4)])
+    with pytest.raises(ValueError, match=f"reward='{reward}' scores .* policy='{policy}' draws"):
+        PolicyGradientTrainer(model, reward=reward, policy=policy)
+    trainer = PolicyGradientTrainer(model, policy=policy, reward=lambda y, a: tf.zeros([1]))
+    with pytest.raises(ValueError, match=f"policy='{policy}' draws"):  # an extra metric too
+        trainer.compile(metrics=[reward])
+
+
+def test_rewards_of_the_policy_s_kind_and_plain_functions_are_accepted():
+    from rlmetric import rewards
+
+    for policy, reward in [
+        ("bernoulli", "f1"),
+        ("categorical", "miou"),
+        ("plackett_luce", "ndcg@5"),
+        ("gaussian", rewards.CallableReward(lambda y, a: tf.zeros([tf.shape(a)[0]]))),
+    ]:
+        policies.get(policy).check_reward(rewards.get(reward))

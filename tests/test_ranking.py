@@ -1,6 +1,8 @@
 """Ranking rewards against scikit-learn and KerasRS on randomized lists, padding and edge cases
 included."""
 
+import itertools
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -169,3 +171,38 @@ def test_aliases_configs_and_bad_arguments():
         ranking.NDCG()(tf.zeros([2, 3]), tf.zeros([2, 3], tf.int32))
     with pytest.raises(ValueError, match="does not match actions"):
         ranking.NDCG()(tf.zeros([2, 3]), tf.zeros([1, 2, 4], tf.int32))
+
+
+@pytest.mark.parametrize(
+    ("labels", "actions", "match"),
+    [
+        ([[-2.0, 1.0, 0.0]], [[[0, 1, 2]]], r"relevance labels >= 0.*\[-2.0\]"),
+        ([[np.nan, 1.0, 0.0]], [[[0, 1, 2]]], r"\[nan\]"),
+        ([[np.inf, 1.0, 0.0]], [[[0, 1, 2]]], r"\[inf\]"),
+        ([[1.0, 1.0, 0.0]], [[[0, 0, 1]]], r"each once; sample set 0, list 0 is \[0, 0, 1\]"),
+        ([[1.0, 1.0, 0.0]], [[[0, 1, 2]], [[0, 1, 3]]], "sample set 1, list 0"),
+        ([[1.0, 1.0, 0.0]], [[[0.0, 1.0, 2.0]]], "int item indices; received dtype float"),
+    ],
+)
+def test_direct_calls_of_ranking_rewards_refuse_values_that_are_not_labels_or_rankings(
+    labels, actions, match
+):
+    # NDCG of labels [-2, 1, 0] was 1.0, NaN gave 0, and a repeated index scored 2.13
+    for reward in (ranking.NDCG(k=3), ranking.MRR(), ranking.PrecisionAtK(k=2)):
+        with pytest.raises(ValueError, match=match):
+            reward(np.array(labels), np.array(actions))
+
+
+def test_direct_calls_accept_padding_and_every_permutation():
+    labels = np.array([[2.0, -1.0, 0.0, 1.0]])
+    actions = np.array([list(p) for p in itertools.permutations(range(4))])[:, None]  # [24, 1, 4]
+    scores = ranking.NDCG()(labels, actions).numpy()
+    assert scores.shape == (24,) and np.all((scores > 0) & (scores <= 1.0 + 1e-6))
+
+
+@pytest.mark.parametrize("alias", ["ndcg@3", "mrr@5", "MAP@2", "precision@1", "hit_rate@4"])
+def test_any_positive_cutoff_is_an_alias(alias):
+    reward = rewards.get(alias)
+    metric, k = alias.lower().split("@")
+    assert isinstance(reward, ranking.AT_K[metric]) and reward.k == int(k)
+    assert reward.name == alias.lower()

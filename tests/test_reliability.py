@@ -167,6 +167,23 @@ BAD_INPUTS = [
         "y_true must hold 0 or 1",
     ),
     (
+        "a ranking trainer switched to DisARM",
+        lambda: trainer(
+            model=dense(4), reward="ndcg@3", policy="plackett_luce", estimator="disarm"
+        ),
+        ValueError,
+        "or 'pairwise_best_response' for rankings",
+    ),
+    (
+        "a from_numpy reward that returns a score per example",
+        lambda: trainer(
+            reward=rewards.from_numpy(lambda y, a: (y == a).astype(float).ravel(), name="hit")
+        ).fit(X, Y[:, None], verbose=0),
+        ValueError,
+        "To score each example, pass per_example=True",
+    ),
+    ("a cutoff of 0 after @", lambda: rewards.get("ndcg@0"), ValueError, "positive int"),
+    (
         "saving a from_numpy reward",
         lambda: trainer(reward=rewards.from_numpy(skm.f1_score)).save("never.keras"),
         TypeError,

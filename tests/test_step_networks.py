@@ -397,3 +397,84 @@ def test_auto_jit_compile_uses_xla_only_for_keras_and_rlmetric_pieces():
     assert resolved(custom_loss) is False
     assert resolved(StepNetworkTrainer(model()), jit_compile=False) is False
     assert resolved(StepNetworkTrainer(model()), run_eagerly=True) is False
+
+
+def _four_level_output():
+    """A model whose output is one unit of 4 levels (thresholds -1, 0, 1)."""
+    return keras.Sequential(
+        [keras.Input((3,)), _dense(1), StochasticStep(thresholds=(-1.0, 0.0, 1.0))]
+    )
+
+
+def test_a_count_reward_reads_the_levels_of_a_multi_level_output_as_classes():
+    # the accuracy reward once read levels 0..3 as 0/1 decisions and logged 2.75-3.12
+    x = np.random.default_rng(0).normal(size=(64, 3)).astype("float32")
+    y = np.random.default_rng(1).integers(0, 4, 64)
+    trainer = StepNetworkTrainer(_four_level_output(), reward="accuracy", seed=0)
+    assert trainer.reward.num_classes == 4
+    trainer.compile("adam")
+    logged = trainer.evaluate(x, y, verbose=0, return_dict=True)["reward"]
+    step = trainer.model.layers[-1]
+    levels = step.mode_levels(trainer.model.layers[0](x)).numpy().reshape(-1)
+    assert logged == pytest.approx(np.mean(levels == y), abs=1e-6)
+    with pytest.raises(ValueError, match="num_classes=3, but the last step layer .* 4 levels"):
+        StepNetworkTrainer(_four_level_output(), reward=rewards.Accuracy(num_classes=3))
+
+
+X_STEP = np.random.default_rng(2).normal(size=(32, 2)).astype("float32")
+Y_STEP = np.random.default_rng(3).integers(0, 2, 32)
+
+
+@pytest.mark.parametrize(
+    ("make", "options", "fit_kwargs", "match"),
+    [
+        # levels 0..3 for a binary output step
+        (
+            lambda: _tiny(outputs=1, levels_layer=StochasticStep()),
+            {"reward": "accuracy"},
+            {"y": np.arange(32) % 4},
+            r"label values \[2.0, 3.0\].*levels 0..1",
+        ),
+        (_tiny, {}, {"y": np.full(32, 12)}, r"\[12.0\].*class ids 0..1 \(the model has 2"),
+        (_tiny, {}, {"y": np.full(32, 0.5)}, r"\[0.5\]"),
+        (_tiny, {}, {"y": np.where(Y_STEP > 0, np.nan, 0.0)}, "NaN or infinite"),
+        (
+            _tiny,
+            {},
+            {"y": Y_STEP, "validation_data": (X_STEP, Y_STEP + 5)},
+            "validation_data's labels",
+        ),
+        (_tiny, {}, {"y": np.eye(2)[Y_STEP] * 2}, "one-hot rows"),
+        (_tiny, {}, {"y": Y_STEP, "class_weight": {0: 1.0, 1: 2.0}}, "support class_weight"),
+        (
+            _tiny,
+            {},
+            {"x": tf.data.Dataset.from_tensor_slices((X_STEP, np.full(32, 7))).batch(8)},
+            "the labels of the dataset x",
+        ),
+    ],
+)
+def test_labels_the_objective_cannot_read_are_refused_before_training(
+    make, options, fit_kwargs, match
+):
+    trainer = StepNetworkTrainer(make(), seed=0, **options)
+    trainer.compile("adam")
+    before = [w.copy() for w in trainer.model.get_weights()]
+    fit_kwargs = {"x": X_STEP, **fit_kwargs}
+    with pytest.raises(ValueError, match=match):
+        trainer.fit(**fit_kwargs, epochs=1, verbose=0)
+    after = trainer.model.get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_one_hot_labels_train_as_their_class_ids():
+    results = []
+    for labels in (Y_STEP, np.eye(2)[Y_STEP]):
+        keras.utils.set_random_seed(0)
+        trainer = StepNetworkTrainer(_tiny(), seed=0)
+        trainer.compile(keras.optimizers.SGD(0.1))
+        history = trainer.fit(X_STEP, labels, batch_size=16, epochs=2, verbose=0)
+        results.append((history.history["loss"], trainer.model.get_weights()))
+    assert results[0][0] == pytest.approx(results[1][0])
+    for a, b in zip(results[0][1], results[1][1], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6)

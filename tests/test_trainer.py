@@ -716,3 +716,50 @@ def test_a_baseline_the_estimator_ignores_is_named_in_a_warning():
         warnings.simplefilter("error")  # the defaults and REINFORCE with a baseline: silent
         PolicyGradientTrainer(mlp(), reward="f1")
         PolicyGradientTrainer(mlp(), reward="f1", estimator="reinforce", baseline="greedy")
+
+
+def test_a_model_with_step_units_inside_is_refused_with_the_trainer_to_use():
+    from rlmetric.layers import StochasticStep
+
+    block = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), StochasticStep()])
+    model = keras.Sequential([keras.Input((4,)), block, keras.layers.Dense(1)])  # nested too
+    with pytest.raises(ValueError, match=r"StochasticStep layer.*StepNetworkTrainer"):
+        PolicyGradientTrainer(model)
+
+
+def test_a_whole_trainer_checkpoint_of_a_numpy_reward_is_refused_before_training(tmp_path):
+    x = np.random.default_rng(0).normal(size=(32, 30)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    trainer = PolicyGradientTrainer(mlp(), reward=rewards.from_numpy(f1_score, name="f1"), seed=0)
+    trainer.compile("adam")
+    before = [w.copy() for w in trainer.get_weights()]
+    whole = keras.callbacks.ModelCheckpoint(str(tmp_path / "t.keras"))
+    with pytest.raises(ValueError, match=r"ModelCheckpoint.*save_weights_only=True"):
+        trainer.fit(x, y, epochs=1, verbose=0, callbacks=[whole])
+    assert all(np.array_equal(a, b) for a, b in zip(before, trainer.get_weights(), strict=True))
+    weights = keras.callbacks.ModelCheckpoint(
+        str(tmp_path / "t.weights.h5"), save_weights_only=True
+    )
+    trainer.fit(x, y, epochs=1, verbose=0, callbacks=[weights])  # the weights can be saved
+    assert (tmp_path / "t.weights.h5").exists()
+
+
+def test_loading_a_trainer_with_an_unknown_reward_class_names_it_first(tmp_path):
+    class Hits(rewards.Reward):  # not registered with Keras
+        name = "hits"
+
+        def __call__(self, y_true, actions):
+            hits = tf.cast(actions == 1, tf.float32) * tf.cast(y_true[None] == 1, tf.float32)
+            return tf.reduce_mean(hits, axis=[1, 2])
+
+        def get_config(self):
+            return {}
+
+    trainer = PolicyGradientTrainer(mlp(inputs=3), reward=Hits(), estimator="reinforce")
+    trainer.compile("adam")
+    trainer.fit(np.zeros((8, 3), "float32"), np.ones((8, 1)), verbose=0)
+    trainer.save(tmp_path / "t.keras")
+    with pytest.raises(ValueError, match=r"^Cannot load the reward .* 'Hits' is not known"):
+        keras.saving.load_model(tmp_path / "t.keras")
+    loaded = keras.saving.load_model(tmp_path / "t.keras", custom_objects={"Hits": Hits})
+    assert isinstance(loaded.reward, Hits)

@@ -179,15 +179,29 @@ def run_suite(
     if isinstance(tune_seeds, bool) or not isinstance(tune_seeds, int) or tune_seeds < 1:
         raise ValueError(f"tune_seeds must be an int >= 1; received tune_seeds={tune_seeds!r}.")
     tune_seeds = min(tune_seeds, seeds)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-
     pairs = [
         (task, method)
         for task in task_names
         for method in method_names
         if TASKS[task].kind in METHODS[method].kinds
     ]
+    if not pairs:
+        raise ValueError(
+            f"no method of {method_names} fits a task of {task_names}: "
+            + "; ".join(
+                f"{m} trains on {sorted(set(METHODS[m].kinds))} tasks" for m in method_names
+            )
+            + "; the tasks are of kind "
+            + ", ".join(sorted({TASKS[t].kind for t in task_names}))
+            + "."
+        )
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out={str(out)!r} is a file; the results need a folder.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"out={str(out)!r}: the folder cannot be created ({error}).") from None
     total = len(pairs) * (tune_seeds * len(rates) + seeds - tune_seeds)
     rows, curves, datasets, done = [], {}, {}, 0
     start = time.perf_counter()
