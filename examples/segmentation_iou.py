@@ -44,7 +44,7 @@ net = keras.Sequential(
         keras.layers.Conv2D(1, 1),  # one logit per pixel
     ]
 )
-trainer = PolicyGradientTrainer(net, reward=rewards.IoU(), num_samples=8, seed=0)
+trainer = PolicyGradientTrainer(net, reward=rewards.IoU(), seed=0)
 trainer.compile(optimizer=keras.optimizers.Adam(3e-3), metrics=["dice"])
 
 train = tf.data.Dataset.from_tensor_slices((x_train, y_train)).shuffle(512, seed=0).batch(32)

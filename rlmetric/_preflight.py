@@ -24,7 +24,12 @@ __all__ = [
     "check_trainer_arguments",
     "check_fit_arguments",
     "check_components",
+    "DEFAULT_NUM_SAMPLES",
 ]
+
+
+#: the trainer's default ``num_samples`` (K)
+DEFAULT_NUM_SAMPLES = 8
 
 
 def preflight(trainer, x: Any, y: Any, x_name: str, y_name: str) -> None:
@@ -141,6 +146,14 @@ def check_components(
             f"{estimator.name!r} does not use a baseline (it credits each decision "
             "with its own effect, or pairs its samples). Pass estimator='reinforce' to use "
             "the baseline.",
+            UserWarning,
+            stacklevel=3,
+        )
+    if not estimator.uses_samples and num_samples != DEFAULT_NUM_SAMPLES:
+        warnings.warn(
+            f"num_samples={num_samples} is ignored: the estimator {estimator!r} scores one "
+            "decision set per step (the policy's mode, or one coupled draw), not K samples. "
+            "Pass estimator=LocalBestResponse(context='samples') or 'reinforce' to sample.",
             UserWarning,
             stacklevel=3,
         )

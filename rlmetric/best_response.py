@@ -98,6 +98,10 @@ class LocalBestResponse(Estimator):
     name = "best_response"
     CONTEXTS = ("mode", "samples", "coupled")
 
+    @property
+    def uses_samples(self) -> bool:  # the mode and the coupled context are one set each
+        return self.context == "samples"
+
     def __init__(self, context: str = "mode", normalize: bool = True) -> None:
         if context not in self.CONTEXTS:
             raise ValueError(

@@ -107,6 +107,9 @@ class Estimator:
     #: whether the estimator subtracts the trainer's baseline (REINFORCE does; the estimators
     #: that credit each decision with its own effect, or pair samples, do not)
     uses_baseline = False
+    #: whether the estimator draws the trainer's ``num_samples`` decision sets (the best
+    #: response with the mode or coupled context scores one set and ignores it)
+    uses_samples = True
 
     def check(self, *, policy: Any, reward: Any, baseline: Any, num_samples: int) -> None:
         """Raises ``ValueError`` before training when the pieces cannot work together."""

@@ -8,6 +8,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from rlmetric import ranking
 from rlmetric import rewards as rewards_lib
 
 __all__ = ["RewardMetric"]
@@ -63,6 +64,14 @@ class RewardMetric(keras.metrics.Metric):
             self.totals = self.add_variable(
                 shape=(2,), initializer="zeros", dtype="float64", name="score_and_weight"
             )
+
+    @property
+    def depends_on_the_batch(self) -> bool:
+        """Whether the reward is computed on a whole batch, not summed counts or a mean over
+        lists or examples, so that its mean over batches depends on their size."""
+        reward = self.reward
+        means = isinstance(reward, rewards_lib.CountReward | ranking.RankingReward)
+        return not (means or getattr(reward, "per_example", False))
 
     def update_state(self, y_true: tf.Tensor, actions: tf.Tensor, sample_weight=None) -> None:
         """Adds a batch: ``y_true`` and ``actions`` both of the action shape ``[B, ...]``."""
@@ -134,3 +143,20 @@ class MeanOfEach(keras.metrics.Metric):
 
     def reset_state(self) -> None:
         self.totals.assign(tf.zeros_like(self.totals))
+
+
+def set_reward_directions(callbacks: Any, reward_names: Any) -> None:
+    """Sets ``mode="max"`` on Keras callbacks (``EarlyStopping``, ``ModelCheckpoint``,
+    ``ReduceLROnPlateau``) left at ``mode="auto"`` that monitor a reward (``"f1"`` or
+    ``"val_f1"``): Keras reads a metric's direction only from the metrics of ``compile``,
+    and would stop with "cannot determine whether that metric should be maximized"."""
+    names = set(reward_names)
+    for callback in callbacks or []:
+        monitor = getattr(callback, "monitor", None)
+        if (
+            isinstance(monitor, str)
+            and getattr(callback, "mode", None) == "auto"
+            and getattr(callback, "monitor_op", "unset") is None
+            and monitor.removeprefix("val_") in names
+        ):
+            callback.mode = "max"  # a reward is maximised

@@ -45,6 +45,7 @@ from rlmetric._saving import AtomicSaving, TrainerConfig, refuse_unsavable_check
 from rlmetric._step_chain import _Draw, _tile_rows, chain_segments
 from rlmetric.estimator_base import EstimatorOutput
 from rlmetric.layers import levels_from_logits
+from rlmetric.metrics import set_reward_directions
 from rlmetric.step_surrogates import (
     dense_outputs_of_moves,
     disarm_layer_loss,
@@ -486,6 +487,8 @@ class StepNetworkTrainer(TrainerConfig, AtomicSaving, keras.Model):
                     f"{arg} of type {type(kwargs[arg]).__name__}."
                 )
         refuse_unsavable_checkpoints(self, callbacks)
+        if self.reward is not None:
+            set_reward_directions(callbacks, ["reward"])
         self._check_labels_of(x, y, "y")
         validation = kwargs.get("validation_data")
         if isinstance(validation, tf.data.Dataset):

@@ -10,6 +10,7 @@ work as usual.
 from __future__ import annotations
 
 import random
+import warnings
 from typing import Any
 
 import keras
@@ -38,6 +39,7 @@ from rlmetric._inputs import (
     reject_sample_weight,
 )
 from rlmetric._preflight import (
+    DEFAULT_NUM_SAMPLES,
     check_components,
     check_fit_arguments,
     check_metric_names,
@@ -50,7 +52,13 @@ from rlmetric._preflight import (
 from rlmetric._saving import AtomicSaving, TrainerConfig, refuse_unsavable_checkpoints
 from rlmetric.callbacks import SwitchEstimator
 from rlmetric.layers import StochasticStep
-from rlmetric.metrics import MeanOfEach, MetricList, RewardMetric, as_logs
+from rlmetric.metrics import (
+    MeanOfEach,
+    MetricList,
+    RewardMetric,
+    as_logs,
+    set_reward_directions,
+)
 
 __all__ = ["PolicyGradientTrainer", "NonFiniteError"]
 
@@ -60,12 +68,22 @@ _TRAINER_LOGS = ("loss", "reward", "advantage_std", "entropy")
 
 @keras.saving.register_keras_serializable(package="rlmetric")
 class PolicyGradientTrainer(TrainerConfig, AtomicSaving, keras.Model):
-    """Trains ``model`` (which outputs logits) to maximise ``E[reward]`` with a score-function
-    gradient.
+    """Trains ``model`` (which outputs logits) to maximise a reward of its decisions, e.g. the
+    batch F1, that has no gradient of its own.
 
-    Each training step runs the model once on the batch, draws ``num_samples`` (``K``) sets of
-    decisions from the policy, scores every set with the reward (e.g. the batch F1), turns the
-    scores into advantages with the baseline, and follows the estimator's gradient.
+    The outputs are the parameters of a distribution over decisions (the policy). Each training
+    step runs the model once on the batch and follows the estimator's update:
+
+    * the default for a metric of confusion counts, or your own function of per-element
+      decisions (``estimator="auto"``: the best response) scores the policy's most likely
+      decisions, finds what each decision is worth to the metric (the metric of the batch with
+      that one decision changed) and takes a cross-entropy step toward the better decision,
+      weighted by that worth. It draws no samples: ``num_samples`` and ``baseline`` are not
+      used (set explicitly, they warn), ``reward`` in the logs is the score of the most likely
+      decisions, and ``advantage_std`` is 0;
+    * REINFORCE (``estimator="reinforce"``, and the default for any other reward) draws
+      ``num_samples`` (``K``) decision sets, scores each with the reward, subtracts the
+      baseline and raises the log-probability of the sets that scored above it.
 
     Args:
         model: a Keras model whose outputs are logits: ``[B]``, ``[B, 1]``, ``[B, L]`` or
@@ -80,7 +98,8 @@ class PolicyGradientTrainer(TrainerConfig, AtomicSaving, keras.Model):
             ``[B, L]``, one score per item) or a :mod:`rlmetric.policies` object.
         baseline: ``"leave_one_out"`` (default), ``"none"``, ``"moving_average"``,
             ``"greedy"``, ``"group_norm"`` or a :mod:`rlmetric.baselines` object.
-        num_samples: ``K``, decision sets drawn per batch (``>= 2`` for leave-one-out).
+        num_samples: ``K``, decision sets drawn per batch (``>= 2`` for leave-one-out), by
+            the estimators that sample (not the default best response).
         estimator: ``"auto"`` (default: ``"best_response"`` for rewards computed from confusion
             counts, with ``context="coupled"`` for the mean IoU of categorical decisions;
             ``"pairwise_best_response"`` for NDCG, DCG, precision and recall at ``k`` of
@@ -119,7 +138,7 @@ class PolicyGradientTrainer(TrainerConfig, AtomicSaving, keras.Model):
         reward: Any = "f1",
         policy: Any = "bernoulli",
         baseline: Any = "leave_one_out",
-        num_samples: int = 8,
+        num_samples: int = DEFAULT_NUM_SAMPLES,
         estimator: Any = "auto",
         entropy_weight: float = 0.0,
         crossentropy_weight: float = 0.0,
@@ -397,6 +416,9 @@ class PolicyGradientTrainer(TrainerConfig, AtomicSaving, keras.Model):
         """``keras.Model.fit``; the data are checked against the model and the reward first."""
         check_fit_arguments(x, kwargs)
         refuse_unsavable_checkpoints(self, callbacks)
+        self._fit_batch_size = _batch_size_of(x, batch_size)
+        rewards = [r for r in (self.reward, *self._extra_rewards) if r is not None]
+        set_reward_directions(callbacks, ["reward", *(r.name for r in rewards)])
         self._preflight(x, y, "x", "y")
         preflight_validation(self, validation_data)
         switches = [c for c in callbacks or [] if isinstance(c, SwitchEstimator)]
@@ -429,12 +451,38 @@ class PolicyGradientTrainer(TrainerConfig, AtomicSaving, keras.Model):
         self._gradient_function = None  # estimate_gradient's
 
     def evaluate(self, x: Any = None, y: Any = None, **kwargs: Any) -> Any:
-        """``keras.Model.evaluate``: the metrics of the most likely decisions over the whole set."""
+        """``keras.Model.evaluate``: the metrics of the most likely decisions over the whole set.
+
+        Without ``return_dict=True`` the list is ``[reward, *extra metrics, entropy]`` in the
+        order of ``metrics_names``, with no loss first: evaluation scores decisions, and the
+        training loss (a surrogate of the estimator) has no meaning there. A reward computed on a
+        whole batch is averaged over batches: pass ``fit``'s ``batch_size`` (a warning says when
+        it differs)."""
         self._preflight(x, y, "x", "y")
+        self._warn_if_the_batch_changes_the_metric(_batch_size_of(x, kwargs.get("batch_size")))
         callbacks = kwargs.pop("callbacks", None)
         if not isinstance(callbacks, keras.callbacks.CallbackList):  # (fit's holds the guard)
             callbacks = [*(callbacks or []), NonFiniteGuard()]
         return super().evaluate(x, y, callbacks=callbacks, **kwargs)
+
+    def _warn_if_the_batch_changes_the_metric(self, batch_size: int | None) -> None:
+        """Warns once when ``evaluate`` scores a reward of whole batches (not a count metric, a
+        mean over lists or examples) with batches of another size than ``fit``'s."""
+        trained = getattr(self, "_fit_batch_size", None)
+        if batch_size is None or trained is None or batch_size == trained:
+            return
+        per_batch = [m.name for m in self._reward_metrics.items if m.depends_on_the_batch]
+        if per_batch and not getattr(self, "_warned_batch_size", False):
+            self._warned_batch_size = True
+            warnings.warn(
+                f"evaluate scores {per_batch} on batches of {batch_size}, but fit trained on "
+                f"batches of {trained}: a reward computed on a whole batch (a budget per batch, "
+                "a ratio of sums) is another metric on batches of another size, and evaluate "
+                "reports its mean over batches. Pass batch_size="
+                f"{trained} to evaluate the metric that was trained.",
+                UserWarning,
+                stacklevel=3,
+            )
 
     def fit_env(self, env: Any, **kwargs: Any) -> keras.callbacks.History:
         """Trains the model as a policy on a gymnasium env from its rewards (episodic
@@ -444,7 +492,9 @@ class PolicyGradientTrainer(TrainerConfig, AtomicSaving, keras.Model):
         return fit_env(self, env, **kwargs)
 
     def predict_actions(self, x: Any, batch_size: int | None = None) -> np.ndarray:
-        """Greedy decisions for ``x``: 0/1 (Bernoulli) or class ids (categorical), ``[N, ...]``."""
+        """The policy's most likely decisions for ``x`` (its mode): 0/1 (Bernoulli) or class
+        ids (categorical) in the action shape ``[N, ...]`` (``[N, 1]`` for a model with one
+        output unit), or rankings (``plackett_luce``: ``[N, L]``, the item index at each rank)."""
         logits = self.predict(x, batch_size=batch_size, verbose=0)
         return keras.ops.convert_to_numpy(self.policy.mode(as_float32(logits)))
 
@@ -488,3 +538,12 @@ class PolicyGradientTrainer(TrainerConfig, AtomicSaving, keras.Model):
                 keras.saving.serialize_keras_object(r) for r in self._extra_rewards
             ]
         return config
+
+
+def _batch_size_of(x: Any, batch_size: int | None) -> int | None:
+    """The batch size ``fit``/``evaluate`` use for ``x``: ``batch_size`` (Keras' 32 when it is
+    None) for arrays; ``None`` (unknown here) for a dataset or generator, which batches itself."""
+    leaves = tf.nest.flatten(x)
+    if not leaves or not all(isinstance(a, np.ndarray | tf.Tensor) for a in leaves):
+        return None
+    return int(batch_size) if batch_size is not None else 32

@@ -763,3 +763,57 @@ def test_loading_a_trainer_with_an_unknown_reward_class_names_it_first(tmp_path)
         keras.saving.load_model(tmp_path / "t.keras")
     loaded = keras.saving.load_model(tmp_path / "t.keras", custom_objects={"Hits": Hits})
     assert isinstance(loaded.reward, Hits)
+
+
+def test_keras_callbacks_on_a_reward_need_no_mode(tmp_path):
+    # Keras raised "cannot determine whether that metric should be maximized" for val_f1
+    x = np.random.default_rng(0).normal(size=(64, 30)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    trainer = make_trainer()
+    callbacks = [
+        keras.callbacks.EarlyStopping(monitor="val_f1", patience=50),
+        keras.callbacks.ReduceLROnPlateau(monitor="f1", patience=50),
+        keras.callbacks.ModelCheckpoint(
+            str(tmp_path / "best.weights.h5"),
+            monitor="val_f1",
+            save_best_only=True,
+            save_weights_only=True,
+        ),
+        keras.callbacks.EarlyStopping(monitor="val_loss"),  # not a reward: left to Keras
+    ]
+    history = trainer.fit(x, y, epochs=3, validation_data=(x, y), callbacks=callbacks, verbose=0)
+    assert [c.mode for c in callbacks] == ["max", "max", "max", "auto"]
+    assert callbacks[2].best == pytest.approx(max(history.history["val_f1"]))
+
+
+def test_num_samples_that_the_default_estimator_ignores_warns():
+    with pytest.warns(UserWarning, match="num_samples=32 is ignored"):
+        PolicyGradientTrainer(mlp(), num_samples=32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        PolicyGradientTrainer(mlp())  # the default K
+        PolicyGradientTrainer(mlp(), num_samples=32, estimator="reinforce")  # it samples
+
+
+def test_evaluate_warns_once_when_its_batches_change_a_batch_reward():
+    x = np.random.default_rng(0).normal(size=(64, 30)).astype("float32")
+    y = (x[:, :1] > 0).astype("int32")
+
+    def flagged_share(y_true, sets):  # a metric of the whole batch: its share of positives
+        return tf.reduce_mean(tf.cast(sets, tf.float32), axis=[1, 2])
+
+    trainer = make_trainer(reward=flagged_share)
+    trainer.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trainer.evaluate(x, y, batch_size=16, verbose=0)
+    with pytest.warns(UserWarning, match="batches of 32, but fit trained on batches of 16"):
+        trainer.evaluate(x, y, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trainer.evaluate(x, y, batch_size=64, verbose=0)  # once
+    f1_trainer = make_trainer()  # summed counts: any batch size gives the same F1
+    f1_trainer.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        f1_trainer.evaluate(x, y, verbose=0)
