@@ -779,7 +779,7 @@ def test_keras_callbacks_on_a_reward_need_no_mode(tmp_path):
             save_best_only=True,
             save_weights_only=True,
         ),
-        keras.callbacks.EarlyStopping(monitor="val_loss"),  # not a reward: left to Keras
+        keras.callbacks.EarlyStopping(monitor="loss"),  # not a reward: left to Keras
     ]
     history = trainer.fit(x, y, epochs=3, validation_data=(x, y), callbacks=callbacks, verbose=0)
     assert [c.mode for c in callbacks] == ["max", "max", "max", "auto"]
