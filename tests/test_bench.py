@@ -152,6 +152,9 @@ def test_run_suite_writes_rows_table_and_plots(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| cancer-f1 | F1 | pg-local | " in out and "[  6/6]" in out
     assert "test (1 seed)" in out and "+- 0.0000" not in out
+    assert out.index("One seed: every number below is a single training run") < out.index(
+        "test (1 seed)"
+    )  # the caveat comes before the one-seed table
     # the verdict comes last, and says that one seed gives no interval
     verdicts = out[out.index("Verdict: the best policy-gradient method") :]
     assert "| cancer-f1 | " in verdicts and "(1 seed: no interval) | 1 seed |" in verdicts

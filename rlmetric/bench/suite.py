@@ -108,6 +108,17 @@ QUICK_METHODS = (
 )
 
 
+#: printed above a one-seed table (``--quick``): what it can and cannot show
+ONE_SEED_CAVEAT = (
+    "One seed: every number below is a single training run. It shows that each method runs "
+    "and roughly where it lands, not which is better: seed-to-seed spread on these tasks is "
+    "0.003-0.10 (5-seed suite; 0.08-0.10 on imbalanced-f1), so differences of that size are "
+    "noise. Compare the default (pg-best-response) with bce-tuned, BCE with a threshold tuned "
+    "on validation, the baseline to beat. The verdicts (5 seeds, a learning-rate search, "
+    "paired 95% intervals) come from `rlmetric bench --full`; benchmarks/RESULTS.md has them."
+)
+
+
 CSV_FIELDS = (
     "task",
     "method",
@@ -287,6 +298,8 @@ def run_suite(
     partial.unlink()
     summary = summarize(chosen)
     log("")
+    if seeds == 1:
+        log(ONE_SEED_CAVEAT)
     log(markdown_table(summary, seeds))
     written = plots(summary, curves, out)
     comparisons = compare(chosen)
