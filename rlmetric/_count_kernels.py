@@ -1,9 +1,14 @@
-"""The count kernels of :class:`rlmetric.rewards.CountReward`: confusion counts of ``K`` decision
+"""The count kernels of [`rlmetric.rewards.CountReward`][rlmetric.rewards.CountReward]: confusion
+counts of ``K`` decision
 sets, and what each decision is worth to the reward (local rewards, coupled gains).
 
 The functions take the reward object for its ``counts``, ``group_statistics`` and
-``from_statistics``; :meth:`CountReward.local_rewards` (used by the local-expectation and
-best-response estimators) and :meth:`CountReward.coupled_gains` (the coupled best response)
+``from_statistics``;
+[`CountReward.local_rewards`][rlmetric._count_kernels.CountReward.local_rewards] (used by the
+local-expectation and
+best-response estimators) and
+[`CountReward.coupled_gains`][rlmetric._count_kernels.CountReward.coupled_gains] (the coupled best
+response)
 document them and call them here.
 """
 
@@ -140,7 +145,8 @@ def _statistics_changes(reward, layout, base, targets, pairs):
 
 
 def coupled_gains(reward: Any, y_true: tf.Tensor, value_probs: tf.Tensor) -> tf.Tensor:
-    """:meth:`rlmetric.rewards.CountReward.coupled_gains` (see there): ``[B, ...]`` labels and
+    """[`rlmetric.rewards.CountReward.coupled_gains`][rlmetric.rewards.CountReward.coupled_gains]
+    (see there): ``[B, ...]`` labels and
     ``[B, ..., V]`` value probabilities -> ``[N]`` gains."""
     if not reward.supports_coupled_gains:
         raise ValueError(
@@ -228,7 +234,8 @@ def coupled_gains(reward: Any, y_true: tf.Tensor, value_probs: tf.Tensor) -> tf.
 
 
 def local_rewards(reward: Any, y_true: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
-    """:meth:`rlmetric.rewards.CountReward.local_rewards` (see there): ``[B, ...]`` labels and
+    """[`rlmetric.rewards.CountReward.local_rewards`][rlmetric.rewards.CountReward.local_rewards]
+    (see there): ``[B, ...]`` labels and
     ``[K, B, ...]`` decisions -> ``[K, N, V]``."""
     y_true = tf.convert_to_tensor(y_true)
     actions = tf.convert_to_tensor(actions)

@@ -2,8 +2,10 @@
 replicas inside ``strategy.run``, the check of a strategy before training, and the optimizer
 update taken on every replica or none.
 
-(The replicas' global batch offsets for sampling live in :func:`rlmetric.policies.batch_uniform`
-and :meth:`rlmetric.rewards.CountReward.coupled_gains`; the multi-worker logs in the trainer,
+(The replicas' global batch offsets for sampling live in
+[`rlmetric.policies.batch_uniform`][rlmetric.policies.batch_uniform]
+and [`rlmetric.rewards.CountReward.coupled_gains`][rlmetric.rewards.CountReward.coupled_gains]; the
+multi-worker logs in the trainer,
 next to the step that uses them.)"""
 
 from __future__ import annotations

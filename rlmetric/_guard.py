@@ -1,6 +1,7 @@
 """The trainer's guard: a step whose labels are not decisions of the policy, or whose reward,
 loss or gradients are not finite, does not update the weights, and ``fit``/``evaluate`` stop
-with a clear error after it (:class:`NonFiniteError`, or ``ValueError`` for labels)."""
+with a clear error after it ([`NonFiniteError`][rlmetric._guard.NonFiniteError], or ``ValueError``
+for labels)."""
 
 from __future__ import annotations
 
@@ -50,7 +51,8 @@ class NonFiniteError(FloatingPointError):
 
 
 class NonFiniteGuard(keras.callbacks.Callback):
-    """Stops ``fit`` with :class:`NonFiniteError` after a step that saw a non-finite value, and
+    """Stops ``fit`` with [`NonFiniteError`][rlmetric._guard.NonFiniteError] after a step that saw a
+    non-finite value, and
     ``fit``/``evaluate`` with ``ValueError`` after a batch whose labels are not decisions of the
     policy (labels of a ``tf.data`` pipeline are only known batch by batch)."""
 
@@ -89,7 +91,8 @@ class NonFiniteGuard(keras.callbacks.Callback):
 
 def apply_if_healthy(trainer, estimate, loss, gradients, labels_ok) -> None:
     """Applies the update only if the labels are valid and rewards, loss and gradients are
-    all finite; otherwise records the step so that ``fit`` stops (:class:`NonFiniteError`,
+    all finite; otherwise records the step so that ``fit`` stops
+    ([`NonFiniteError`][rlmetric._guard.NonFiniteError],
     or ``ValueError`` for labels)."""
     reward_ok = tf.reduce_all(tf.math.is_finite(estimate.rewards))
     loss_ok = tf.math.is_finite(loss)

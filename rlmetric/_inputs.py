@@ -29,7 +29,8 @@ def are_class_ids(values: np.ndarray, num_classes: int) -> bool:
 def check_output_layer(model: keras.Model) -> None:
     """Refuses, at construction, a model with several outputs or whose output layer returns
     probabilities (sigmoid/softmax) instead of logits. Subclassed models, whose outputs are
-    unknown until called, are checked on the first call (:func:`as_float32`)."""
+    unknown until called, are checked on the first call
+    ([`as_float32`][rlmetric._inputs.as_float32])."""
     try:
         outputs = model.outputs
     except (AttributeError, ValueError):

@@ -198,7 +198,8 @@ def check_metric_names(names: list[str], reserved: tuple[str, ...]) -> None:
 
 
 def preflight_validation(trainer: Any, validation_data: Any) -> None:
-    """:func:`preflight` of ``fit``'s ``validation_data`` (``(x, y)`` or a dataset)."""
+    """[`preflight`][rlmetric._preflight.preflight] of ``fit``'s ``validation_data`` (``(x, y)`` or
+    a dataset)."""
     if isinstance(validation_data, tuple | list) and len(validation_data) >= 2:
         preflight(trainer, validation_data[0], validation_data[1], "validation x", "validation y")
     elif validation_data is not None:

@@ -4,7 +4,8 @@ along the leading axis ``M`` (as the ``K`` axis of an ordinary call).
 
 ``score(y_true [B, ...], sets [M, B, ...]) -> [M]`` is the reward. Decisions are integers in
 ``[0, V)`` (``V = 2`` for Bernoulli, ``C`` for categorical), and so are labels (the policies'
-``format_labels`` make them so). Used by :class:`rlmetric.custom_rewards.ProbedReward`.
+``format_labels`` make them so). Used by
+[`rlmetric.custom_rewards.ProbedReward`][rlmetric.custom_rewards.ProbedReward].
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ def exchangeable_local_rewards(
         y_true: ``[B, ...]`` labels in ``[0, V)``.
         actions: ``[K, B, ...]`` decisions in ``[0, V)``.
         num_values: ``V``.
-        groups: ``[N]`` the group of each element (:func:`group_ids`); ``num_groups``: ``G``.
+        groups: ``[N]`` the group of each element
+            ([`group_ids`][rlmetric._probe_kernels.group_ids]); ``num_groups``: ``G``.
 
     Returns:
         ``[K, N, V]`` float32: entry ``(k, n, v)`` is the reward of set ``k`` with element ``n``
@@ -120,11 +122,13 @@ def sampled_local_rewards(
     values, i.e. gets no credit this step.
 
     Args:
-        score, y_true, actions, num_values: as :func:`exchangeable_local_rewards`.
+        score, y_true, actions, num_values: as
+        [`exchangeable_local_rewards`][rlmetric._probe_kernels.exchangeable_local_rewards].
         budget: how many elements are changed per step; ``K * budget * V`` sets are scored.
 
     Returns:
-        ``[K, N, V]`` float32, as :func:`exchangeable_local_rewards`.
+        ``[K, N, V]`` float32, as
+        [`exchangeable_local_rewards`][rlmetric._probe_kernels.exchangeable_local_rewards].
     """
     flat, shape = _flat(actions)
     num_sets, num_elements = tf.shape(flat)[0], tf.shape(flat)[1]
@@ -154,7 +158,8 @@ def per_example_local_rewards(
     Args:
         terms: ``(y_true [B, ...], sets [M, B, ...]) -> [M, B]`` the per-example terms; the
             reward is their mean over ``B``.
-        y_true, actions, num_values: as :func:`exchangeable_local_rewards`.
+        y_true, actions, num_values: as
+        [`exchangeable_local_rewards`][rlmetric._probe_kernels.exchangeable_local_rewards].
 
     Returns:
         ``[K, N, V]`` float32. Memory ``O(K P^2 V B)``.
@@ -263,7 +268,8 @@ def probe_exchangeability(
     trials: int = 3,
     seed: int = 0,
 ) -> str | None:
-    """The cheapest level of :data:`LEVELS` at which jointly permuted copies of ``y [B, ...]``
+    """The cheapest level of [`LEVELS`][rlmetric._probe_kernels.LEVELS] at which jointly permuted
+    copies of ``y [B, ...]``
     and ``actions [M, B, ...]`` keep every score (``trials`` permutations, relative tolerance
     1e-5), or ``None`` when none does. ``score`` returns ``[M]``."""
     rng = np.random.default_rng(seed)

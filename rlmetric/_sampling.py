@@ -72,7 +72,8 @@ def batch_uniform(shape: Any, seed: Any, dtype: tf.DType = tf.float32) -> tf.Ten
     """Uniform noise ``[K, B, ...]`` for ``K`` sample sets of a batch, keyed by the position of
     each example in the *global* batch.
 
-    On one device this is :func:`stateless_uniform`. Inside ``strategy.run`` of a
+    On one device this is [`stateless_uniform`][rlmetric._sampling.stateless_uniform]. Inside
+    ``strategy.run`` of a
     ``tf.distribute`` strategy with several replicas, each replica draws the noise of the whole
     global batch from the same seed and keeps the rows of its own examples (their offset comes
     from an all-gather of the local batch sizes), so the same seed gives the same actions for an

@@ -39,7 +39,7 @@ def save_atomically(write: Any, filepath: Any, overwrite: bool, kwargs: dict) ->
 
 class AtomicSaving:
     """A mixin for a ``keras.Model`` subclass: ``save`` and ``save_weights`` through
-    :func:`save_atomically`."""
+    [`save_atomically`][rlmetric._saving.save_atomically]."""
 
     def save(self, filepath: Any, overwrite: bool = True, **kwargs: Any) -> None:
         """``keras.Model.save``, written atomically: the file is written next to ``filepath``
@@ -48,7 +48,7 @@ class AtomicSaving:
         save_atomically(functools.partial(super().save, **kwargs), filepath, overwrite, kwargs)
 
     def save_weights(self, filepath: Any, overwrite: bool = True, **kwargs: Any) -> None:
-        """``keras.Model.save_weights``, written atomically as :meth:`save`."""
+        """``keras.Model.save_weights``, written atomically as [`save`][rlmetric._saving.save]."""
         write = functools.partial(super().save_weights, **kwargs)
         save_atomically(write, filepath, overwrite, kwargs)
 

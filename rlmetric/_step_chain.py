@@ -1,6 +1,6 @@
 """A Keras model as a chain of segments split at its step layers, and the bookkeeping of the
-draws through it (used by :mod:`rlmetric.step_networks`, which re-exports
-:func:`chain_segments`)."""
+draws through it (used by [`rlmetric.step_networks`][rlmetric.step_networks], which re-exports
+[`chain_segments`][rlmetric._step_chain.chain_segments])."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def _top_layers(model: keras.Model) -> list[keras.layers.Layer]:
 
 
 def chain_segments(model: keras.Model) -> list[Segment]:
-    """Splits ``model`` at its :class:`~rlmetric.layers.StochasticStep` layers.
+    """Splits ``model`` at its [`StochasticStep`][rlmetric.layers.StochasticStep] layers.
 
     Returns:
         Segments ``[layers_0, step_1], [layers_1, step_2], ..., [layers_L, None]``: the output

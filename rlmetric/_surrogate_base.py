@@ -90,7 +90,8 @@ class _SurrogateLoss(keras.losses.Loss):
     """Shared ``get_config`` and the batch-level ``__call__`` of the set losses.
 
     Subclasses implement ``_loss(y_true, y_pred, weights)`` returning ``[B]`` per-example losses
-    or a scalar for the batch (when :attr:`batch_level` is true), with ``weights`` ``[B]`` (or
+    or a scalar for the batch (when [`batch_level`][rlmetric._surrogate_base.batch_level] is true),
+    with ``weights`` ``[B]`` (or
     ``None``) weighting each example's share of the batch-level sums.
     """
 

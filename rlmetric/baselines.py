@@ -167,7 +167,8 @@ class LeaveOneOut(Baseline):
     r"""RLOO: each sample's baseline is the mean reward of the other ``K - 1`` samples.
 
     Rewards ``[K]``, or ``[K, B, ...]`` with a baseline per trailing position (per example:
-    what :class:`rlmetric.step_networks.StepNetworkTrainer` uses).
+    what [`rlmetric.step_networks.StepNetworkTrainer`][rlmetric.step_networks.StepNetworkTrainer]
+    uses).
 
     .. math:: A_k = R_k - \frac{1}{K - 1} \sum_{j \ne k} R_j
 

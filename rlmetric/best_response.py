@@ -1,6 +1,6 @@
 """The local best response: a cross-entropy toward each decision's locally best value, weighted
 by what the metric gains from it (the default estimator for count rewards). Re-exported by
-:mod:`rlmetric.estimators`."""
+[`rlmetric.estimators`][rlmetric.estimators]."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ class LocalBestResponse(Estimator):
     gains from it: a policy-improvement step for rewards computed from confusion counts.
 
     For every element ``i`` (a label, an example, a pixel) and every value ``v`` it may take,
-    :meth:`rlmetric.rewards.CountReward.local_rewards` gives the reward of the batch with ``a_i``
+    [`rlmetric.rewards.CountReward.local_rewards`][rlmetric.rewards.CountReward.local_rewards] gives
+    the reward of the batch with ``a_i``
     set to ``v`` and the other decisions held at a context: the policy's mode
     (``context="mode"``, the default: one deterministic set, the decisions that are scored at
     prediction time) or the ``K`` sampled sets (``context="samples"``, averaged over them).
@@ -33,7 +34,8 @@ class LocalBestResponse(Estimator):
     count group, with one shared uniform instead: each pair is wrong with its probability, and the
     wrong sets are nested in the order of decreasing error. An element's weight is the reward
     lost when its pairs turn wrong at their places in that order
-    (:meth:`rlmetric.rewards.CountReward.coupled_gains`): the worst decisions get the gains of a
+    ([`rlmetric.rewards.CountReward.coupled_gains`][rlmetric.rewards.CountReward.coupled_gains]):
+    the worst decisions get the gains of a
     batch that is still mostly right. For the Jaccard index these gains are the Lovasz gradient
     (Berman et al. 2018). Here they weight a cross-entropy, not the Lovasz loss's linear
     form. Count rewards with standard confusion counts only (not ``Accuracy``). Cost: a sort of
@@ -50,7 +52,7 @@ class LocalBestResponse(Estimator):
       mean cross-entropy, on the scale of an ordinary cross-entropy loss whatever the metric,
       so one learning rate fits every task (``normalize=False`` keeps the raw sum).
 
-    What it optimizes. It is not an unbiased gradient of ``E[R]`` (:class:`LocalExpectation`
+    What it optimizes. It is not an unbiased gradient of ``E[R]`` (``LocalExpectation``
     is): the gradient of ``E[R]`` with respect to a logit carries the policy's own
     probability (``p (1 - p) (R_1 - R_0)`` for a Bernoulli logit), so a confidently wrong
     decision receives almost no signal. Here the log removes that factor, as cross-entropy's
@@ -64,8 +66,9 @@ class LocalBestResponse(Estimator):
     al. 2014; Nan et al. 2012) -- so decisions at logit 0 need no tuned threshold. For accuracy
     all gains are equal and it is plain cross-entropy.
 
-    Only for :class:`rlmetric.rewards.CountReward` rewards; the baseline is ignored. Cost: that
-    of :class:`LocalExpectation`, ``O(N * V)`` with ``context="mode"`` (``O(K * N * V)`` with
+    Only for [`rlmetric.rewards.CountReward`][rlmetric.rewards.CountReward] rewards; the baseline is
+    ignored. Cost: that
+    of ``LocalExpectation``, ``O(N * V)`` with ``context="mode"`` (``O(K * N * V)`` with
     ``"samples"``). With the mode as context nothing is sampled: ``num_samples`` is unused and
     the logged ``reward`` is that of the mode.
 

@@ -1,4 +1,5 @@
-"""Keras callbacks that change how a :class:`rlmetric.PolicyGradientTrainer` trains in ``fit``."""
+"""Keras callbacks that change how a
+[`rlmetric.PolicyGradientTrainer`][rlmetric.PolicyGradientTrainer] trains in ``fit``."""
 
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ class SwitchEstimator(keras.callbacks.Callback):
 
     Args:
         estimator: the estimator of the later epochs: a name (``"local_expectation"``,
-            ``"reinforce"``, ...) or a :mod:`rlmetric.estimators` object. It must work with the
+            ``"reinforce"``, ...) or a [`rlmetric.estimators`][rlmetric.estimators] object. It must
+            work with the
             trainer's reward and policy; ``fit`` refuses it before the first step otherwise.
         at: when to switch. A float in ``(0, 1)``: that fraction of ``fit``'s epochs, rounded
             down but at least 1 (``0.5`` of 20 epochs switches at the start of epoch 10, counted

@@ -1,9 +1,14 @@
-"""Rewards around user code: a TensorFlow function (:class:`CallableReward`) or a NumPy metric
-such as scikit-learn's (:class:`NumpyReward`, :func:`from_numpy`). Re-exported by
-:mod:`rlmetric.rewards`.
+"""Rewards around user code: a TensorFlow function
+([`CallableReward`][rlmetric.custom_rewards.CallableReward]) or a NumPy metric
+such as scikit-learn's ([`NumpyReward`][rlmetric.custom_rewards.NumpyReward],
+[`from_numpy`][rlmetric.custom_rewards.from_numpy]). Re-exported by
+[`rlmetric.rewards`][rlmetric.rewards].
 
-Both are :class:`ProbedReward` s: the per-element credit that the best response and local
-expectation need (:meth:`ProbedReward.local_rewards`, :meth:`ProbedReward.coupled_gains`) is
+Both are [`ProbedReward`][rlmetric.custom_rewards.ProbedReward] s: the per-element credit that the
+best response and local
+expectation need
+([`ProbedReward.local_rewards`][rlmetric.custom_rewards.ProbedReward.local_rewards],
+[`ProbedReward.coupled_gains`][rlmetric.custom_rewards.ProbedReward.coupled_gains]) is
 found by calling the function on changed decision sets, batched along the leading axis.
 """
 
@@ -36,7 +41,8 @@ def _add_note(error: BaseException, note: str) -> None:
 class ProbedReward(Reward):
     """A reward known only as a function, with per-element credit found by probing it.
 
-    Subclasses implement :meth:`terms`: the reward of ``M`` decision sets at once (``[M]``), or
+    Subclasses implement [`terms`][rlmetric.rewards.ProbedReward.terms]: the reward of ``M``
+    decision sets at once (``[M]``), or
     for ``per_example=True`` one term per example (``[M, B]``, the reward is their mean).
 
     How the credit is found (each is a batched call of the function on changed sets):
@@ -51,7 +57,8 @@ class ProbedReward(Reward):
       that for ``G`` groups, e.g. the ``L`` labels of a macro average over labels).
     * ``exchangeable=False``: ``budget`` elements drawn at random per step are changed
       (``budget * V`` sets); the others get no credit that step.
-    * :meth:`coupled_gains` (``LocalBestResponse(context="coupled")``): ``points + 1`` nested
+    * [`coupled_gains`][rlmetric.rewards.ProbedReward.coupled_gains]
+    (``LocalBestResponse(context="coupled")``): ``points + 1`` nested
       sets, the elements turning wrong in the order of decreasing error.
 
     Args:
@@ -60,7 +67,7 @@ class ProbedReward(Reward):
             ``"examples"`` (the examples are, the positions inside one are not),
             ``"within_examples"`` (the positions inside each example are), or ``False``.
         budget: for ``exchangeable=False``, the elements changed per step.
-        points: the nested sets of :meth:`coupled_gains`.
+        points: the nested sets of [`coupled_gains`][rlmetric.rewards.ProbedReward.coupled_gains].
         per_example: the function returns one term per example ``[M, B]``.
 
     Examples:
@@ -202,7 +209,8 @@ class ProbedReward(Reward):
             num_values: ``V`` (2 for Bernoulli decisions, ``C`` for categorical).
 
         Returns:
-            ``[K, N, V]``, as :meth:`rlmetric.rewards.CountReward.local_rewards`.
+            ``[K, N, V]``, as
+            [`rlmetric.rewards.CountReward.local_rewards`][rlmetric.rewards.CountReward.local_rewards].
         """
         y_true = tf.cast(y_true, tf.int32)
         if self.per_example:
@@ -241,7 +249,7 @@ class CallableReward(ProbedReward):
     ``fn`` scores any number ``M`` of decision sets (the ``K`` samples, or the changed sets of
     the per-element credit): write it with a leading axis of any size. With
     ``per_example=True`` it returns ``[M, B]``, one term per example, and the reward is their
-    mean. The other arguments are :class:`ProbedReward`'s.
+    mean. The other arguments are [`ProbedReward`][rlmetric.custom_rewards.ProbedReward]'s.
 
     Saved by reference, as Keras saves custom loss functions: loading finds ``fn`` in its module
     if that is importable, else by its name in ``custom_objects`` (or registered with
@@ -399,7 +407,8 @@ def from_numpy(
 ) -> NumpyReward:
     """Wraps a NumPy metric: ``fn(y_true, y_pred) -> float`` (e.g. ``sklearn.metrics.f1_score``)
     or, with ``vectorized=True``, ``fn(y_true, sets [M, ...]) -> [M]``. ``structure``:
-    :class:`ProbedReward`'s ``exchangeable``, ``budget``, ``points``, ``per_example``.
+    [`ProbedReward`][rlmetric.custom_rewards.ProbedReward]'s ``exchangeable``, ``budget``,
+    ``points``, ``per_example``.
 
     Slower than the built-in rewards and not usable with ``jit_compile=True``.
 

@@ -5,8 +5,9 @@ The model predicts the costs ``c_hat [B, d]`` of a linear problem ``min_{w in S}
 finite set ``S`` of feasible decisions (the paths of a grid, the subsets of items that fit); the
 decision is ``w(c_hat)``; its regret under the true costs ``c`` is ``c . w(c_hat) - min_w c . w``.
 The regret is piecewise constant in ``c_hat``: no gradient. Train on it with a Gaussian policy
-over the costs (``policies.Gaussian(std=...)``) and :class:`Regret` as the reward, or compare with
-the SPO+ surrogate (:class:`SPOPlus`, Elmachtoub & Grigas 2022).
+over the costs (``policies.Gaussian(std=...)``) and [`Regret`][rlmetric.decisions.Regret] as the
+reward, or compare with
+the SPO+ surrogate ([`SPOPlus`][rlmetric.decisions.SPOPlus], Elmachtoub & Grigas 2022).
 
 Examples:
     >>> import tensorflow as tf
@@ -156,7 +157,8 @@ class Regret(ProbedReward):
     leave-one-out baseline over its own samples).
 
     Args:
-        optimizer: a :class:`LinearOptimizer` (or any callable ``costs [..., d] -> w [..., d]``
+        optimizer: a [`LinearOptimizer`][rlmetric.decisions.LinearOptimizer] (or any callable
+            ``costs [..., d] -> w [..., d]``
             with ``optimal_value``).
         name: the Keras metric name (``val_regret`` holds minus the mean regret).
 

@@ -111,7 +111,8 @@ def gradient_stats(
     policy and ``num_samples``, ``draws`` times on the batch ``(x, y)``.
 
     Args:
-        trainer: a :class:`rlmetric.PolicyGradientTrainer` (its model and settings are used; its
+        trainer: a [`rlmetric.PolicyGradientTrainer`][rlmetric.PolicyGradientTrainer] (its model and
+            settings are used; its
             own state is not changed).
         combinations: ``(estimator, baseline)`` aliases; by default REINFORCE with each baseline,
             plus ``local`` for count rewards and ``disarm`` for Bernoulli policies.

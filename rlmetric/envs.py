@@ -25,7 +25,8 @@ class MetricEnv(gym.Env):
     Args:
         x: inputs ``[N, ...]``; observations are float32 batches ``[batch_size, ...]``.
         y: labels ``[N, ...]``: 0/1 for ``policy="bernoulli"``, class ids for ``"categorical"``.
-        reward: a :mod:`rlmetric.rewards` reward or alias (``"f1"``, ``"miou"``, ...) or a TF
+        reward: a [`rlmetric.rewards`][rlmetric.rewards] reward or alias (``"f1"``, ``"miou"``, ...)
+            or a TF
             callable ``reward(y_true [B, ...], actions [K, B, ...]) -> [K]``.
         batch_size: examples per step. The last ``N % batch_size`` examples of each (shuffled)
             pass are left out so that every observation has the same shape.

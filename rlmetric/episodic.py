@@ -1,11 +1,14 @@
 """Episodic REINFORCE on gymnasium environments, with the library's policies and baselines.
 
-:func:`fit_env` (also ``PolicyGradientTrainer.fit_env``) trains the trainer's Keras model as a
+[`fit_env`][rlmetric.episodic.fit_env] (also ``PolicyGradientTrainer.fit_env``) trains the trainer's
+Keras model as a
 policy on any gymnasium env whose action space is ``Discrete``, ``MultiBinary``,
 ``MultiDiscrete`` (equal sizes) or ``Box`` (Gaussian policy), from the rewards of ``env.step``.
 Each update runs one episode in each of the ``n`` sub-environments of a vector env (or one
 episode of a plain env), computes the discounted reward-to-go ``G_t`` of every step, subtracts a
-baseline and follows :func:`rlmetric.estimators.score_function_surrogate` with each time step as
+baseline and follows
+[`rlmetric.estimators.score_function_surrogate`][rlmetric.estimators.score_function_surrogate] with
+each time step as
 one sample: ``-mean_t (G_t - b_t) log pi(a_t | s_t)``. Actions are sampled inside a
 ``tf.function``: no ``model.predict`` per step.
 """
@@ -116,7 +119,8 @@ def fit_env(
     """Trains ``trainer.model`` as a policy on ``env`` with episodic REINFORCE.
 
     Args:
-        trainer: a compiled :class:`rlmetric.PolicyGradientTrainer` (its model and optimizer
+        trainer: a compiled [`rlmetric.PolicyGradientTrainer`][rlmetric.PolicyGradientTrainer] (its
+            model and optimizer
             are used; its entropy weight unless ``entropy_weight`` is given).
         env: a gymnasium env, or a ``gymnasium.vector.VectorEnv`` (one episode per
             sub-environment and update).

@@ -1,4 +1,5 @@
-"""The estimator interface: :class:`Estimator`, its return type :class:`EstimatorOutput`, and the
+"""The estimator interface: [`Estimator`][rlmetric.estimator_base.Estimator], its return type
+[`EstimatorOutput`][rlmetric.estimator_base.EstimatorOutput], and the
 pieces the estimators share (the score-function surrogate, scoring ``K`` sample sets)."""
 
 from __future__ import annotations
@@ -171,7 +172,8 @@ def score_samples(reward: rewards_lib.Reward, y_true: tf.Tensor, actions: tf.Ten
 
 def require_local_rewards(estimator: str, reward: Any, policy: Any = None) -> None:
     """Refuses, before training, a reward without per-element credit: neither computed from
-    confusion counts nor a function the library can probe (:class:`rlmetric.rewards.ProbedReward`,
+    confusion counts nor a function the library can probe
+    ([`rlmetric.rewards.ProbedReward`][rlmetric.rewards.ProbedReward],
     which every plain TF or NumPy function becomes).
 
     Examples:

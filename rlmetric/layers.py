@@ -5,17 +5,23 @@ score to quantized levels, e.g. thresholds ``(.125, .375, .625, .875)`` and heig
 the levels ``0, .25, .5, .75, 1``. Its gradient is zero almost everywhere, so two workarounds are
 common and are provided here as the competitors of a policy over the levels:
 
-* :class:`SmoothStep` replaces each ``H`` by a sigmoid of slope ``sharpness`` (with its analytic
+* [`SmoothStep`][rlmetric.layers.SmoothStep] replaces each ``H`` by a sigmoid of slope ``sharpness``
+(with its analytic
   derivative);
-* :class:`StraightThroughStep` keeps the hard steps forward and passes the gradient through as if
+* [`StraightThroughStep`][rlmetric.layers.StraightThroughStep] keeps the hard steps forward and
+passes the gradient through as if
   the layer were the identity.
 
-:class:`StochasticStep` is the policy's way: a hidden (or output) layer of step units whose level
+[`StochasticStep`][rlmetric.layers.StochasticStep] is the policy's way: a hidden (or output) layer
+of step units whose level
 is drawn during training from a distribution centred on the staircase and is the hard staircase
-at inference; :class:`rlmetric.step_networks.StepNetworkTrainer` trains the layers below it with
+at inference;
+[`rlmetric.step_networks.StepNetworkTrainer`][rlmetric.step_networks.StepNetworkTrainer] trains the
+layers below it with
 a policy gradient.
 
-:func:`staircase` is the hard function itself, used to score either at evaluation.
+[`staircase`][rlmetric.layers.staircase] is the hard function itself, used to score either at
+evaluation.
 """
 
 from __future__ import annotations
@@ -190,7 +196,7 @@ class SmoothStep(_StepLayer):
     """A staircase smoothed into a sum of scaled sigmoids:
     ``low + sum_i heights_i * sigmoid(sharpness * (x - thresholds_i))``, elementwise, with the
     analytic derivative ``sum_i heights_i * sharpness * s_i (1 - s_i)``. As ``sharpness`` grows
-    it approaches :meth:`hard` and its gradient vanishes between thresholds: the usual trade-off.
+    it approaches ``hard`` and its gradient vanishes between thresholds: the usual trade-off.
 
     Args:
         thresholds: ``T`` strictly increasing step positions.
@@ -265,7 +271,7 @@ class StraightThroughStep(_StepLayer):
     """The hard staircase forward, the identity's gradient backward (the straight-through
     estimator, Bengio et al., 2013): ``x + stop_gradient(hard(x) - x)``.
 
-    Args as :class:`SmoothStep`, without ``sharpness``.
+    Args as [`SmoothStep`][rlmetric.layers.SmoothStep], without ``sharpness``.
 
     Examples:
         >>> import numpy as np
@@ -302,7 +308,9 @@ class StochasticStep(_StepLayer):
     * ``training=False`` (inference, ``predict``, ``evaluate``): the hard staircase,
       deterministic — the network that is deployed.
     * ``training=True``: a draw from the distribution (keras.random, the layer's own seed). The
-      draw passes no gradient; :class:`rlmetric.step_networks.StepNetworkTrainer` gives the
+      draw passes no gradient;
+      [`rlmetric.step_networks.StepNetworkTrainer`][rlmetric.step_networks.StepNetworkTrainer] gives
+      the
       layers below a policy gradient instead.
 
     Args:
@@ -395,7 +403,8 @@ class StochasticStep(_StepLayer):
 
 
 class SharpnessSchedule(keras.callbacks.Callback):
-    """Raises the slope of every :class:`SmoothStep` of the model geometrically from ``start``
+    """Raises the slope of every [`SmoothStep`][rlmetric.layers.SmoothStep] of the model
+    geometrically from ``start``
     (first epoch) to ``end`` (last epoch of ``fit``): smooth early, when gradients must flow,
     and close to the hard staircase by the end (annealing the smoothed staircase).
 

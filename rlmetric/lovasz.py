@@ -1,5 +1,6 @@
 """The Lovasz losses: convex surrogates of the Jaccard loss built from the gradient of its Lovasz
-extension (Berman, Rannen Triki & Blaschko, 2018). Re-exported by :mod:`rlmetric.surrogates`."""
+extension (Berman, Rannen Triki & Blaschko, 2018). Re-exported by
+[`rlmetric.surrogates`][rlmetric.surrogates]."""
 
 from __future__ import annotations
 
@@ -88,7 +89,8 @@ class LovaszHinge(_SurrogateLoss):
 
     The hinge errors ``max(0, 1 - logit * sign)`` (``sign = 2y - 1``) are scored by the Lovasz
     extension of the Jaccard loss: sort the errors, weight them by
-    :func:`lovasz_jaccard_gradient`. All images are sorted at once (``tf.argsort`` along the
+    [`lovasz_jaccard_gradient`][rlmetric.lovasz.lovasz_jaccard_gradient]. All images are sorted at
+    once (``tf.argsort`` along the
     pixel axis, cumulative sums): no loop over images.
 
     Args:
@@ -194,7 +196,8 @@ def lovasz_hinge(
     ignore_index: int | None = None,
     weights: tf.Tensor | None = None,
 ) -> tf.Tensor:
-    """The loss of :class:`LovaszHinge` as a function; the class calls it with its options.
+    """The loss of [`LovaszHinge`][rlmetric.lovasz.LovaszHinge] as a function; the class calls it
+    with its options.
 
     Returns ``[B]`` per image, or a scalar with ``per_image=False``. ``weights`` ``[B]`` weight
     each example's share of the batch-level sums (``None``: equally).
@@ -229,7 +232,8 @@ def lovasz_softmax(
     from_logits: bool = True,
     weights: tf.Tensor | None = None,
 ) -> tf.Tensor:
-    """The loss of :class:`LovaszSoftmax` as a function; the class calls it with its options.
+    """The loss of [`LovaszSoftmax`][rlmetric.lovasz.LovaszSoftmax] as a function; the class calls
+    it with its options.
 
     Returns ``[B]`` per image, or a scalar with ``per_image=False``. ``weights`` ``[B]`` weight
     each example's share of the batch-level sums (``None``: equally).

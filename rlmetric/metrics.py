@@ -17,7 +17,8 @@ __all__ = ["RewardMetric"]
 class RewardMetric(keras.metrics.Metric):
     """Accumulates a reward over many batches of decisions.
 
-    For a :class:`rlmetric.rewards.CountReward` the confusion counts are summed (in float64)
+    For a [`rlmetric.rewards.CountReward`][rlmetric.rewards.CountReward] the confusion counts are
+    summed (in float64)
     over every batch and the metric is computed once from the totals, so ``evaluate`` reports
     the F1 of the whole set, not a mean of per-batch F1s. Rewards averaged over rows
     (``average="samples"``, subset accuracy) add up their per-row scores instead. Any other

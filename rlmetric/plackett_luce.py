@@ -9,8 +9,9 @@ Plackett-Luce distribution ranks the items by drawing the top item with probabil
 
 Adding Gumbel noise to the scores and sorting draws exactly from it (Gumbel-top-k), so a batch
 of ``K`` rankings per list costs one sort. Padded items (label ``-1``, see
-:mod:`rlmetric.ranking`) are given the logit :data:`PADDING_LOGIT` by
-:meth:`PlackettLuce.mask_logits` and so always rank last; by Luce's choice axiom the real
+[`rlmetric.ranking`][rlmetric.ranking]) are given the logit ``PADDING_LOGIT`` by
+[`PlackettLuce.mask_logits`][rlmetric.plackett_luce.PlackettLuce.mask_logits] and so always rank
+last; by Luce's choice axiom the real
 items' order is then Plackett-Luce over the real items alone.
 """
 
@@ -113,12 +114,14 @@ class PlackettLuce(Policy):
     each rank. Labels ``[B, L]``: graded relevance ``>= 0``, ``-1`` for padding (kept as float).
 
     Args:
-        top_k: if set, :meth:`log_prob` counts only the first ``top_k`` ranks, the log-probability
+        top_k: if set, [`log_prob`][rlmetric.plackett_luce.PlackettLuce.log_prob] counts only the
+            first ``top_k`` ranks, the log-probability
             of the top-``k`` prefix. A reward that reads only the top ``k`` (NDCG@k, MRR@k, ...)
             then gets an unbiased REINFORCE gradient with less noise; with a deeper reward the
             gradient would be biased, so leave it ``None`` unless ``k`` bounds the reward.
 
-    ``mode`` ranks by score; ``entropy`` is an estimate (see :meth:`entropy`).
+    ``mode`` ranks by score; ``entropy`` is an estimate (see
+    [`entropy`][rlmetric.plackett_luce.PlackettLuce.entropy]).
 
     Examples:
         >>> import tensorflow as tf
@@ -171,14 +174,15 @@ class PlackettLuce(Policy):
         return tfp.distributions.PlackettLuce(scores=logits)
 
     def mask_logits(self, logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-        """Logits ``[B, L]`` with :data:`PADDING_LOGIT` where the label ``[B, L]`` is padding."""
+        """Logits ``[B, L]`` with ``PADDING_LOGIT`` where the label ``[B, L]`` is padding."""
         labels = tf.cast(labels, logits.dtype)
         return tf.where(labels < 0.0, tf.cast(PADDING_LOGIT, logits.dtype), logits)
 
     def sample(self, logits: tf.Tensor, num_samples: int, seed: Any = None) -> tf.Tensor:
         """``K`` rankings ``[K, B, L]``. With ``top_k`` only the first ``top_k`` ranks are drawn
         (a partial sort); the other items follow in index order, which no reward at a cutoff
-        ``<= top_k`` reads (:meth:`check_reward` refuses the others)."""
+        ``<= top_k`` reads ([`check_reward`][rlmetric.plackett_luce.PlackettLuce.check_reward]
+        refuses the others)."""
         logits = tf.convert_to_tensor(logits)
         perturbed = self.perturbed_scores(logits, num_samples, seed)
         num_items = logits.shape[-1]
@@ -189,14 +193,16 @@ class PlackettLuce(Policy):
 
     def perturbed_scores(self, logits: tf.Tensor, num_samples: int, seed: Any = None) -> tf.Tensor:
         """``[K, B, L]``: the logits ``[B, L]`` plus Gumbel noise, one set per sample; sorting
-        a set in decreasing order draws a ranking (:meth:`sample`), and its top ``k`` items are
+        a set in decreasing order draws a ranking
+        ([`sample`][rlmetric.plackett_luce.PlackettLuce.sample]), and its top ``k`` items are
         the ranking's first ``k`` ranks."""
         logits = tf.convert_to_tensor(logits)
         shape = tf.concat([[num_samples], tf.shape(logits)], axis=0)
         return logits - tf.math.log(-tf.math.log(batch_uniform(shape, seed, logits.dtype)))
 
     def check_reward(self, reward: Any) -> None:
-        """Refuses a reward of another kind of action (:meth:`Policy.check_reward`) and, with
+        """Refuses a reward of another kind of action
+        ([`Policy.check_reward`][rlmetric.plackett_luce.PlackettLuce.check_reward]) and, with
         ``top_k`` set, a ranking reward that reads ranks beyond ``top_k``."""
         super().check_reward(reward)
         if self.top_k is None or not isinstance(reward, RankingReward):
@@ -251,7 +257,7 @@ class PlackettLuce(Policy):
 
     def crossentropy(self, logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
         """ListNet's softmax cross-entropy per list, ``[B]``
-        (:func:`rlmetric.ranking_losses.listnet`)."""
+        ([`rlmetric.ranking_losses.listnet`][rlmetric.ranking_losses.listnet])."""
         return listnet(labels, logits)
 
     _label_hint = " (graded relevance >= 0 per item, -1 for padding)"
@@ -341,7 +347,8 @@ class PLRank(estimators_lib.Estimator):
     cost is ``O(K L)`` per list after the sort that draws the rankings. For a reward with a
     cutoff ``k`` below the list length (NDCG@10 of 100 items) only the first ``k`` ranks are
     drawn, by a partial sort of the same Gumbel-perturbed scores, and the items below the
-    cutoff get their ``delta`` in closed form (:meth:`top_ranks_gradients`): the same estimate
+    cutoff get their ``delta`` in closed form
+    ([`top_ranks_gradients`][rlmetric.plackett_luce.PLRank.top_ranks_gradients]): the same estimate
     as from the whole rankings, and the returned ``actions`` are those ``[K, B, k]`` prefixes.
     The baseline argument is ignored (the estimator needs none).
 
@@ -391,11 +398,13 @@ class PLRank(estimators_lib.Estimator):
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
         """PL-Rank for a reward whose rank weights are 0 beyond rank ``cutoff``, from the
         rankings' first ``cutoff`` ranks only (a partial sort of ``perturbed`` ``[K, B, L]``,
-        :meth:`PlackettLuce.perturbed_scores`; logits ``[B, L]`` already masked).
+        [`PlackettLuce.perturbed_scores`][rlmetric.plackett_luce.PlackettLuce.perturbed_scores];
+        logits ``[B, L]`` already masked).
 
         An item below the cutoff gains nothing where it lands, and the ranks it passes after
         the cutoff weigh nothing, so its ``delta`` is ``e_d (rho_d W - T)`` with ``W`` and ``T``
-        the prefix sums of :meth:`item_gradients` at the cutoff: the same ``delta`` as from the
+        the prefix sums of [`item_gradients`][rlmetric.plackett_luce.PLRank.item_gradients] at the
+        cutoff: the same ``delta`` as from the
         whole ranking, at ``O(K L)`` without sorting all the items.
 
         Returns:
@@ -449,7 +458,8 @@ class PLRank(estimators_lib.Estimator):
 
 @keras.saving.register_keras_serializable(package="rlmetric")
 class PairwiseBestResponse(estimators_lib.Estimator):
-    r"""The ranking counterpart of :class:`rlmetric.estimators.LocalBestResponse`: a pairwise
+    r"""The ranking counterpart of
+    [`rlmetric.estimators.LocalBestResponse`][rlmetric.estimators.LocalBestResponse]: a pairwise
     logistic loss toward the better order of every pair of items, weighted by what the metric
     gains from that order in the sampled rankings.
 
@@ -466,7 +476,8 @@ class PairwiseBestResponse(estimators_lib.Estimator):
     policy-improvement step, not an unbiased gradient of ``E[R]``; it is at a fixed point when
     every pair the metric weighs is ordered by ``rho`` with a margin. With the greedy ranking in
     place of the samples it is LambdaRank's ``|Delta NDCG|``-weighted pairwise loss
-    (:class:`rlmetric.ranking_losses.LambdaLoss`); the samples spread the weight over the pairs
+    ([`rlmetric.ranking_losses.LambdaLoss`][rlmetric.ranking_losses.LambdaLoss]); the samples spread
+    the weight over the pairs
     that the policy may still place in the top ``k``. Cost ``O(K L^2)`` per list.
 
     References:

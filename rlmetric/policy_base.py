@@ -1,5 +1,7 @@
-"""The policy interface: :class:`Policy`, a distribution over decisions parameterised by logits,
-and the label helpers the policies share. Re-exported by :mod:`rlmetric.policies`."""
+"""The policy interface: [`Policy`][rlmetric.policy_base.Policy], a distribution over decisions
+parameterised by logits,
+and the label helpers the policies share. Re-exported by
+[`rlmetric.policies`][rlmetric.policies]."""
 
 from __future__ import annotations
 
@@ -35,7 +37,8 @@ class Policy:
     """Base class: a distribution over decisions parameterised by logits.
 
     Subclasses implement the five methods below; all of them accept logits of the shapes named
-    by :meth:`check_logits` and never copy the model's work: only the cheap distribution part is
+    by [`check_logits`][rlmetric.policies.Policy.check_logits] and never copy the model's work: only
+    the cheap distribution part is
     repeated over the ``K`` samples.
 
     Examples:
@@ -70,7 +73,7 @@ class Policy:
 
     def check_reward(self, reward: Any) -> None:
         """Raises ``ValueError`` before training if the policy's decisions cannot be scored by
-        ``reward``: a reward that reads another kind of action (:attr:`Reward.reads`, e.g. a
+        ``reward``: a reward that reads another kind of action (``Reward.reads``, e.g. a
         ranking metric given 0/1 decisions, which it would read as item indices)."""
         reads = getattr(reward, "reads", None)
         if reads is None or self.draws is None or reads == self.draws:
@@ -109,7 +112,8 @@ class Policy:
 
     def joint_log_prob(self, logits: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
         """Log-probability of each whole decision set: logits ``[B, ...]``, actions
-        ``[K, B, ...]`` -> ``[K]``, the sum of :meth:`log_prob` over the set's elements."""
+        ``[K, B, ...]`` -> ``[K]``, the sum of [`log_prob`][rlmetric.policies.Policy.log_prob] over
+        the set's elements."""
         log_probs = self.log_prob(logits, actions)
         return tf.reduce_sum(tf.reshape(log_probs, [tf.shape(actions)[0], -1]), axis=1)
 
@@ -124,7 +128,8 @@ class Policy:
         raise NotImplementedError
 
     def greedy(self, logits: tf.Tensor) -> tf.Tensor:
-        """Deprecated name of :meth:`mode` (``"greedy"`` names the self-critical baseline)."""
+        """Deprecated name of [`mode`][rlmetric.policies.Policy.mode] (``"greedy"`` names the
+        self-critical baseline)."""
         warnings.warn(
             "Policy.greedy is deprecated: use Policy.mode (the most likely decision); "
             "'greedy' now names only the self-critical baseline.",
@@ -184,8 +189,10 @@ class Policy:
 
     def labels_valid(self, y_true: tf.Tensor, logits_shape: tf.TensorShape) -> tf.Tensor:
         """A scalar bool tensor: whether every value of ``y_true`` ``[B, ...]`` (as received,
-        before :meth:`format_labels` casts it) is a decision of this policy. One reduction, run
-        inside the training and test steps, where :meth:`check_label_values` cannot."""
+        before [`format_labels`][rlmetric.policies.Policy.format_labels] casts it) is a decision of
+        this policy. One reduction, run
+        inside the training and test steps, where
+        [`check_label_values`][rlmetric.policies.Policy.check_label_values] cannot."""
         raise NotImplementedError
 
     def crossentropy(self, logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:

@@ -8,7 +8,7 @@ Conventions (those of TF-Ranking and KerasRS):
   items take no rank, so the ranks of the real items are counted among the real items only.
 * **actions** ``[K, B, L]``: for each sample set and list, the index of the item at each rank
   (``actions[k, b, 0]`` is the top item), a permutation of ``0 .. L-1``. This is what
-  :class:`rlmetric.plackett_luce.PlackettLuce` samples.
+  [`rlmetric.plackett_luce.PlackettLuce`][rlmetric.plackett_luce.PlackettLuce] samples.
 * an item is **relevant** (MRR, MAP, precision, recall, hit rate) when its label is ``>= 1``;
   NDCG and DCG use the graded label through the gain, ``2^rel - 1`` by default (``"linear"``:
   ``rel``), and the discount ``1 / log2(1 + rank)``.
@@ -115,10 +115,13 @@ class RankingReward(Reward):
     """Base class: a metric of each list's ranking, averaged over lists.
 
     ``__call__(y_true [B, L], actions [K, B, L]) -> [K]``; subclasses implement
-    :meth:`per_list` (``[K, B]``). Rewards that are a sum over ranks of a rank weight times an
+    [`per_list`][rlmetric.ranking.RankingReward.per_list] (``[K, B]``). Rewards that are a sum over
+    ranks of a rank weight times an
     item gain, ``R = sum_r theta_r rho(pi_r)`` (DCG, NDCG, precision and recall at ``k``), also
-    implement :meth:`item_gains` and :meth:`rank_weights`, which
-    :class:`rlmetric.plackett_luce.PLRank` needs; :attr:`sums_over_ranks` says which.
+    implement [`item_gains`][rlmetric.ranking.RankingReward.item_gains] and
+    [`rank_weights`][rlmetric.ranking.RankingReward.rank_weights], which
+    [`rlmetric.plackett_luce.PLRank`][rlmetric.plackett_luce.PLRank] needs; ``sums_over_ranks`` says
+    which.
 
     Args:
         k: the cutoff: only the top ``k`` ranks count (``None``: the whole list).
@@ -234,7 +237,8 @@ class RankingReward(Reward):
         return tf.broadcast_to(tf.cast(within, tf.float32)[None], tf.shape(y_true))
 
     def __call__(self, y_true: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
-        """The mean over lists of :meth:`per_list`: ``[B, L]``, ``[K, B, L]`` -> ``[K]``."""
+        """The mean over lists of [`per_list`][rlmetric.ranking.per_list]: ``[B, L]``, ``[K, B, L]``
+        -> ``[K]``."""
         y_true = tf.cast(tf.convert_to_tensor(y_true), tf.float32)
         actions = tf.convert_to_tensor(actions)
         self._check(y_true, actions)
@@ -491,7 +495,8 @@ ALIASES = {
     "hit_rate@10": _at(HitRate, 10),
 }
 
-#: the metrics that ``"<metric>@<k>"`` names, for any positive ``k`` (:func:`from_alias`)
+#: the metrics that ``"<metric>@<k>"`` names, for any positive ``k``
+#: ([`from_alias`][rlmetric.ranking.from_alias])
 AT_K = {
     "ndcg": NDCG,
     "dcg": DCG,
@@ -504,7 +509,7 @@ AT_K = {
 
 
 def from_alias(identifier: str) -> RankingReward | None:
-    """The ranking reward ``"<metric>@<k>"`` names, for a metric of :data:`AT_K` and any
+    """The ranking reward ``"<metric>@<k>"`` names, for a metric of ``AT_K`` and any
     positive ``k``; ``None`` for a string of another form.
 
     Examples:

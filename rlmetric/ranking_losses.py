@@ -4,7 +4,8 @@ weights (LambdaRank).
 
 Each is a pure function ``loss(y_true [B, L], scores [B, L]) -> [B]`` (one value per list) and a
 Keras loss class around it with ``get_config``, the mean over lists as Keras reduces. Labels
-follow :mod:`rlmetric.ranking`: graded relevance ``>= 0``, ``-1`` for padding (padded items take
+follow [`rlmetric.ranking`][rlmetric.ranking]: graded relevance ``>= 0``, ``-1`` for padding (padded
+items take
 no part); a list without a positive label contributes 0.
 """
 
@@ -42,7 +43,8 @@ def _pairs(y_true, valid):
 
 
 def _gains(y_true):
-    """``2^y - 1`` per item, 0 at padding (:class:`rlmetric.ranking.DCG`'s gains)."""
+    """``2^y - 1`` per item, 0 at padding ([`rlmetric.ranking.DCG`][rlmetric.ranking.DCG]'s
+    gains)."""
     return DCG().item_gains(y_true)
 
 
@@ -166,7 +168,8 @@ class _ListLoss(keras.losses.Loss):
 
 @keras.saving.register_keras_serializable(package="rlmetric")
 class ListNet(_ListLoss):
-    """Keras loss of :func:`listnet` (labels ``[B, L]``, ``-1`` padding; scores ``[B, L]``).
+    """Keras loss of [`listnet`][rlmetric.ranking_losses.listnet] (labels ``[B, L]``, ``-1``
+    padding; scores ``[B, L]``).
 
     Examples:
         >>> from rlmetric.ranking_losses import ListNet
@@ -185,7 +188,7 @@ class ListNet(_ListLoss):
 
 @keras.saving.register_keras_serializable(package="rlmetric")
 class PairwiseLogistic(_ListLoss):
-    """Keras loss of :func:`pairwise_logistic` (RankNet).
+    """Keras loss of [`pairwise_logistic`][rlmetric.ranking_losses.pairwise_logistic] (RankNet).
 
     Examples:
         >>> from rlmetric.ranking_losses import PairwiseLogistic
@@ -202,7 +205,8 @@ class PairwiseLogistic(_ListLoss):
 
 @keras.saving.register_keras_serializable(package="rlmetric")
 class ApproxNDCG(_ListLoss):
-    """Keras loss of :func:`approx_ndcg`; ``alpha`` sets how sharp the smooth ranks are.
+    """Keras loss of [`approx_ndcg`][rlmetric.ranking_losses.approx_ndcg]; ``alpha`` sets how sharp
+    the smooth ranks are.
 
     Examples:
         >>> from rlmetric.ranking_losses import ApproxNDCG
@@ -223,7 +227,8 @@ class ApproxNDCG(_ListLoss):
 
 @keras.saving.register_keras_serializable(package="rlmetric")
 class LambdaLoss(_ListLoss):
-    """Keras loss of :func:`lambda_loss` (LambdaRank's NDCG@k weights; ``k=None``: all ranks).
+    """Keras loss of [`lambda_loss`][rlmetric.ranking_losses.lambda_loss] (LambdaRank's NDCG@k
+    weights; ``k=None``: all ranks).
 
     Examples:
         >>> from rlmetric.ranking_losses import LambdaLoss

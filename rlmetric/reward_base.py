@@ -1,8 +1,9 @@
 """The reward protocol and the rewards computed from confusion counts.
 
-:class:`Reward` is the protocol every reward follows; :class:`CountReward` turns ``K`` decision
+[`Reward`][rlmetric.reward_base.Reward] is the protocol every reward follows;
+[`CountReward`][rlmetric.reward_base.CountReward] turns ``K`` decision
 sets into confusion counts per group and a score, the machinery the count metrics of
-:mod:`rlmetric.rewards` share (their kernels are in ``rlmetric._count_kernels``).
+[`rlmetric.rewards`][rlmetric.rewards] share (their kernels are in ``rlmetric._count_kernels``).
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ class Reward:
     xla_compatible: bool = True
     #: What the reward reads as actions: ``"decisions"`` (0/1 or class ids per element),
     #: ``"rankings"`` (the item index at each rank) or ``None`` (anything a policy draws). The
-    #: trainer refuses a policy whose :attr:`rlmetric.policies.Policy.draws` is another kind.
+    #: trainer refuses a policy whose
+    #: [`rlmetric.policies.Policy.draws`][rlmetric.policies.Policy.draws] is another kind.
     reads: str | None = None
 
     def __call__(self, y_true: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
@@ -129,13 +131,15 @@ class CountReward(Reward):
 
     @property
     def groups_are_rows(self) -> bool:
-        """True when :meth:`counts` groups by row (``average="samples"``): such counts do not
+        """True when [`counts`][rlmetric.rewards.CountReward.counts] groups by row
+        (``average="samples"``): such counts do not
         add up across batches, their per-batch scores do (weighted by the number of rows)."""
         return self.average == "samples"
 
     # -- layout -------------------------------------------------------------------------------
     def layout(self, actions_shape: tf.TensorShape) -> str:
-        """``"classes"`` or ``"labels"``: what the groups of :meth:`counts` are, given the static
+        """``"classes"`` or ``"labels"``: what the groups of
+        [`counts`][rlmetric.rewards.CountReward.counts] are, given the static
         shape of the actions ``[K, B, ...]``."""
         actions_shape = tf.TensorShape(actions_shape)
         if self.average == "samples":
@@ -219,7 +223,8 @@ class CountReward(Reward):
         return bernoulli_counts(y_true, actions, rank, keep)
 
     def from_counts(self, counts: tf.Tensor, layout: str = CLASSES) -> tf.Tensor:
-        """Scores from counts ``[..., G, 4]`` -> ``[...]``; ``layout`` as :meth:`layout` says."""
+        """Scores from counts ``[..., G, 4]`` -> ``[...]``; ``layout`` as
+        [`layout`][rlmetric.rewards.CountReward.layout] says."""
         counts = tf.convert_to_tensor(counts)
         if type(self).group_statistics is CountReward.group_statistics:
             # Pooled averages, whose statistics are the counts themselves, read them directly
@@ -236,7 +241,8 @@ class CountReward(Reward):
     def group_statistics(self, counts: tf.Tensor, group_ids: tf.Tensor, layout: str) -> tf.Tensor:
         """Per-group statistics that add up over groups: ``[..., G, 4]`` -> ``[..., G, S]``.
 
-        The reward is :meth:`from_statistics` of their sum over the groups. ``group_ids`` (``[G]``
+        The reward is [`from_statistics`][rlmetric.rewards.CountReward.from_statistics] of their sum
+        over the groups. ``group_ids`` (``[G]``
         or broadcastable to ``[..., G]``) says which group each row of counts belongs to. Changing
         one decision changes at most three groups, so the local-expectation estimator updates
         these sums instead of recomputing every group.
@@ -254,7 +260,9 @@ class CountReward(Reward):
         return tf.stack([scores * weights, weights], axis=-1)
 
     def from_statistics(self, statistics: tf.Tensor, layout: str) -> tf.Tensor:
-        """The reward from summed :meth:`group_statistics`: ``[..., S]`` -> ``[...]``."""
+        """The reward from summed
+        [`group_statistics`][rlmetric.rewards.CountReward.group_statistics]: ``[..., S]`` ->
+        ``[...]``."""
         if self.average in ("micro", "binary"):
             return self.group_scores(*tf.unstack(statistics, num=4, axis=-1))
         total, weight = tf.unstack(statistics, num=2, axis=-1)
@@ -262,7 +270,8 @@ class CountReward(Reward):
 
     @property
     def supports_coupled_gains(self) -> bool:
-        """Whether :meth:`coupled_gains` applies: standard confusion counts (not Accuracy's own
+        """Whether [`coupled_gains`][rlmetric.rewards.CountReward.coupled_gains] applies: standard
+        confusion counts (not Accuracy's own
         counting), and not row-wise groups of categorical decisions."""
         standard = type(self).counts is CountReward.counts
         return standard and not (self.groups_are_rows and self.num_classes is not None)
@@ -288,7 +297,8 @@ class CountReward(Reward):
             y_true: ``[B, ...]`` labels in the action shape.
             value_probs: ``[B, ..., V]`` the policy's probability of each value (``V = 2`` for
                 Bernoulli decisions, ``C`` for categorical ones), as
-                :meth:`rlmetric.policies.Policy.value_probs` returns them.
+                [`rlmetric.policies.Policy.value_probs`][rlmetric.policies.Policy.value_probs]
+                returns them.
 
         Returns:
             float32 ``[N]`` gains ``>= 0`` of this replica's ``N`` elements (row-major), computed

@@ -7,11 +7,14 @@ The metrics here (F1, F-beta, IoU/Jaccard, Dice, precision, recall, accuracy, MC
 decisions only through confusion counts, so they are computed in two vectorized steps that later
 estimators and the whole-set evaluation reuse:
 
-* :meth:`CountReward.counts` -> ``[K, G, 4]`` float counts ``(tp, fp, fn, tn)`` per group, where
-  the groups are the classes, the labels, or the rows of the batch (see :meth:`CountReward.layout`);
-* :meth:`CountReward.from_counts` -> ``[K]`` scores.
+* [`CountReward.counts`][rlmetric.rewards.CountReward.counts] -> ``[K, G, 4]`` float counts ``(tp,
+fp, fn, tn)`` per group, where
+  the groups are the classes, the labels, or the rows of the batch (see
+  [`CountReward.layout`][rlmetric.rewards.CountReward.layout]);
+* [`CountReward.from_counts`][rlmetric.rewards.CountReward.from_counts] -> ``[K]`` scores.
 
-Counts add up across batches, which is how :class:`rlmetric.trainer.PolicyGradientTrainer`
+Counts add up across batches, which is how
+[`rlmetric.trainer.PolicyGradientTrainer`][rlmetric.trainer.PolicyGradientTrainer]
 reports a metric over a whole evaluation set rather than an average of per-batch scores.
 
 Values equal ``sklearn.metrics`` (``f1_score``, ``fbeta_score``, ``jaccard_score``,

@@ -2,8 +2,10 @@
 ``predict_proba``/``score`` and ``get_params``/``set_params``, for ``Pipeline``, ``GridSearchCV``
 and ``TunedThresholdClassifierCV``.
 
-:class:`MetricClassifier` builds a small Keras network (or yours), trains it with
-:class:`rlmetric.PolicyGradientTrainer` on the reward, and reads the classes back. Its
+[`MetricClassifier`][rlmetric.scikit_learn.MetricClassifier] builds a small Keras network (or
+yours), trains it with
+[`rlmetric.PolicyGradientTrainer`][rlmetric.PolicyGradientTrainer] on the reward, and reads the
+classes back. Its
 ``score`` is the reward of the predicted classes, so a grid search selects on the metric the
 model trains on. It needs scikit-learn (``pip install 'rlmetric[bench]'``).
 """
@@ -37,13 +39,14 @@ __all__ = ["MetricClassifier"]
 
 class MetricClassifier(ClassifierMixin, BaseEstimator):
     """A classifier whose network is trained on ``reward`` (F1 by default) by
-    :class:`rlmetric.PolicyGradientTrainer`.
+    [`rlmetric.PolicyGradientTrainer`][rlmetric.PolicyGradientTrainer].
 
     Two classes are one Bernoulli decision per example (the positive class is ``classes_[1]``,
     as in scikit-learn's ``f1_score``); more classes are one categorical decision.
 
     Args:
-        reward: an :mod:`rlmetric.rewards` alias or object. ``None``: ``"f1"`` for two classes,
+        reward: an [`rlmetric.rewards`][rlmetric.rewards] alias or object. ``None``: ``"f1"`` for
+            two classes,
             ``"macro_f1"`` for more. A reward of two classes (``"f1"``) is refused on more.
         model: ``None`` for a network of ``hidden_units`` ReLU layers, or a callable
             ``model(n_features, n_outputs) -> keras.Model`` that returns logits.
@@ -59,7 +62,7 @@ class MetricClassifier(ClassifierMixin, BaseEstimator):
         classes_: the classes seen in ``fit``.
         n_features_in_: the number of features seen in ``fit``.
         model_: the trained Keras model (it outputs logits).
-        trainer_: the :class:`~rlmetric.PolicyGradientTrainer`.
+        trainer_: the [`PolicyGradientTrainer`][rlmetric.PolicyGradientTrainer].
         history_: ``fit``'s ``keras.callbacks.History`` logs.
 
     Examples:

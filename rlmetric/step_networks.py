@@ -1,7 +1,9 @@
 """Networks of step units: train Keras models whose hidden units are hard steps.
 
-A :class:`~rlmetric.layers.StochasticStep` unit passes no gradient back: its output is a level
-of a staircase (``H(x)`` by default). :class:`StepNetworkTrainer` treats every such unit as a
+A [`StochasticStep`][rlmetric.layers.StochasticStep] unit passes no gradient back: its output is a
+level
+of a staircase (``H(x)`` by default).
+[`StepNetworkTrainer`][rlmetric.step_networks.StepNetworkTrainer] treats every such unit as a
 decision drawn from its level distribution during training and credits the layers below it with
 a policy gradient, while the layers above the last step units train by ordinary backprop of the
 loss. At inference the units are the hard staircase: the deployed network is deterministic.
@@ -76,7 +78,7 @@ ESTIMATORS = ("reinforce", "disarm", "local_expectation")
 
 @keras.saving.register_keras_serializable(package="rlmetric")
 class StepNetworkTrainer(TrainerConfig, AtomicSaving, keras.Model):
-    r"""Trains a Keras model containing :class:`~rlmetric.layers.StochasticStep` layers.
+    r"""Trains a Keras model containing [`StochasticStep`][rlmetric.layers.StochasticStep] layers.
 
     The model must be a chain (a ``keras.Sequential``, or a functional model without branches):
     deterministic layers, a step layer, deterministic layers, ... Each training step runs the
@@ -98,7 +100,8 @@ class StepNetworkTrainer(TrainerConfig, AtomicSaving, keras.Model):
             used), a Keras loss name or ``loss(y_true, y_pred) -> [N]``. Default: sparse
             categorical cross-entropy of logits.
         reward: instead of ``loss``, a batch reward ``reward(y_true, levels [K, B, ...]) -> [K]``
-            of the last step layer's level indices: an :mod:`rlmetric.rewards` object or alias
+            of the last step layer's level indices: an [`rlmetric.rewards`][rlmetric.rewards] object
+            or alias
             (``"accuracy"``) or a TensorFlow callable.
         estimator: ``"reinforce"`` (default), ``"disarm"`` (binary units) or
             ``"local_expectation"`` (with ``loss``; cost grows with the layer's width).
@@ -345,7 +348,8 @@ class StepNetworkTrainer(TrainerConfig, AtomicSaving, keras.Model):
         return self._rerun_from(y, layer, h, draws, factor, levels)
 
     def _rerun_from(self, y, layer, h, draws, factor, levels, skip=0) -> tf.Tensor:
-        """:meth:`_rerun` from ``h``, the output of the first ``skip`` layers above step layer
+        """[`_rerun`][rlmetric.step_networks._rerun] from ``h``, the output of the first ``skip``
+        layers above step layer
         ``layer`` (``levels``: its levels, read only where it is the last step layer)."""
         noise = [_tile_rows(draw.uniforms, factor) for draw in draws[layer + 1 :]]
         outputs, upper = self._run(h, self._step_positions[layer] + 1, noise=noise, skip=skip)
@@ -476,7 +480,8 @@ class StepNetworkTrainer(TrainerConfig, AtomicSaving, keras.Model):
     def fit(
         self, x: Any = None, y: Any = None, *args: Any, callbacks: list | None = None, **kwargs: Any
     ) -> Any:
-        """``keras.Model.fit``; stops with :class:`NonFiniteError` after a step whose loss or
+        """``keras.Model.fit``; stops with [`NonFiniteError`][rlmetric.step_networks.NonFiniteError]
+        after a step whose loss or
         gradients were not finite (that step does not update the weights). Labels (and the
         labels of ``validation_data``) are checked before the first step."""
         for arg in ("class_weight", "sample_weight"):

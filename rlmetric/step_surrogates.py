@@ -1,6 +1,8 @@
-"""The estimators of :class:`rlmetric.step_networks.StepNetworkTrainer` as pure functions of
+"""The estimators of
+[`rlmetric.step_networks.StepNetworkTrainer`][rlmetric.step_networks.StepNetworkTrainer] as pure
+functions of
 tensors: what each minimises for the layers below a step layer (re-exported by
-:mod:`rlmetric.step_networks`)."""
+[`rlmetric.step_networks`][rlmetric.step_networks])."""
 
 from __future__ import annotations
 
@@ -180,13 +182,14 @@ def disarm_layer_loss(
     per_example: bool,
 ) -> tf.Tensor:
     """DisARM's surrogate for one layer of binary units: its antithetic levels (from
-    ``1 - uniforms``) re-run through the layers above, then :func:`disarm_logit_gradient`.
+    ``1 - uniforms``) re-run through the layers above, then
+    [`disarm_logit_gradient`][rlmetric.step_surrogates.disarm_logit_gradient].
 
     Args:
         logits: ``[P * B, ...units, 2]``, or ``[B, ...units, 2]`` shared by the ``P`` copies;
             uniforms, levels: ``[P * B, ...units]`` of the draw.
         objective: ``[P, B or 1]`` what is minimised, for the drawn levels.
-        rerun: see :data:`Rerun`.
+        rerun: see ``Rerun``.
 
     Examples:
         >>> import tensorflow as tf
@@ -234,9 +237,11 @@ def plain_dense(layer: Any) -> bool:
 
 
 def dense_outputs_of_moves(dense: Any, values: tf.Tensor, moved_values: tf.Tensor) -> tf.Tensor:
-    """The outputs of a :func:`plain_dense` layer for every single-unit move of its input:
+    """The outputs of a [`plain_dense`][rlmetric.step_surrogates.plain_dense] layer for every
+    single-unit move of its input:
     ``values`` ``[N, U]`` the drawn input, ``moved_values`` ``[M, N, U]`` each unit's
-    alternatives -> ``[M * U * N, D]`` in :func:`single_unit_variants`' row order. A move adds
+    alternatives -> ``[M * U * N, D]`` in
+    [`single_unit_variants`][rlmetric.step_surrogates.single_unit_variants]' row order. A move adds
     one kernel row to the drawn output (``z + (v' - v) W_i``): ``O(D)`` per row instead of a
     ``U x D`` product.
 
@@ -289,14 +294,16 @@ def local_expectation_layer_loss(
 ) -> tf.Tensor:
     """The local-expectation surrogate of one step layer: every unit moved to each of its other
     levels with the rest of the draw held (``units x (V - 1)`` variants, evaluated by
-    ``rerun_moves``), then :func:`local_expectation_loss`.
+    ``rerun_moves``), then
+    [`local_expectation_loss`][rlmetric.step_surrogates.local_expectation_loss].
 
     Args:
         logits: ``[K * B, ...units, V]``, or ``[B, ...units, V]`` shared by the ``K`` copies;
             levels: ``[K * B, ...units]`` of the draw.
         objective: ``[K, B]`` the per-example loss of the draw.
         rerun_moves: ``moved [V - 1, N, U] -> [V - 1, U, K, B]``, the loss with unit ``i`` at
-            ``moved[o, n, i]`` and every other unit as drawn (e.g. :func:`single_unit_variants`
+            ``moved[o, n, i]`` and every other unit as drawn (e.g.
+            [`single_unit_variants`][rlmetric.step_surrogates.single_unit_variants]
             run through the layers above).
 
     Examples:

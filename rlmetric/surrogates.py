@@ -1,6 +1,6 @@
 """Surrogate losses: the differentiable stand-ins for F1, IoU and Dice that people train on today.
 
-They are here as the competition, done properly, so that :mod:`rlmetric.bench` compares the
+They are here as the competition, done properly, so that ``rlmetric.bench`` compares the
 policy-gradient trainer with the best of them rather than with a strawman. Every loss is a
 ``keras.losses.Loss`` with ``get_config``, takes logits by default (``from_logits=True``; the
 models this library trains output logits) and runs under ``jit_compile=True``.
@@ -16,9 +16,11 @@ Lovasz losses with ``per_image=False``) return one value for the whole batch; th
 it: a sorted set loss has no per-example weighting). The others return a value per example and
 Keras applies ``sample_weight`` and the reduction as usual.
 
-The Lovasz losses live in :mod:`rlmetric.lovasz` and the ranking surrogates in
-:mod:`rlmetric.ranking_losses`; both are importable from here. Threshold tuning, the post-hoc
-baseline, moved to :mod:`rlmetric.thresholds` (``surrogates.threshold_tuned`` still works, with a
+The Lovasz losses live in ``rlmetric.lovasz`` and the ranking surrogates in
+[`rlmetric.ranking_losses`][rlmetric.ranking_losses]; both are importable from here. Threshold
+tuning, the post-hoc
+baseline, moved to [`rlmetric.thresholds`][rlmetric.thresholds] (``surrogates.threshold_tuned``
+still works, with a
 deprecation warning, for one release).
 """
 
@@ -276,7 +278,7 @@ class SoftDice(_SurrogateLoss):
 class SoftJaccard(SoftDice):
     """Soft Jaccard (IoU) loss with MONAI's semantics (``DiceLoss(jaccard=True)``):
     ``1 - (2 I + smooth_nr) / (2 (G + P - I) + smooth_dr)``, i.e. ``1 - I / (G + P - I)`` with
-    no smoothing. Arguments as :class:`SoftDice`.
+    no smoothing. Arguments as [`SoftDice`][rlmetric.surrogates.SoftDice].
 
     Examples:
         >>> import numpy as np
@@ -291,7 +293,9 @@ class SoftJaccard(SoftDice):
 
 
 def threshold_tuned(*args: Any, **kwargs: Any) -> float | np.ndarray:
-    """Deprecated alias of :func:`rlmetric.thresholds.threshold_tuned` (threshold tuning is not a
+    """Deprecated alias of
+    [`rlmetric.thresholds.threshold_tuned`][rlmetric.thresholds.threshold_tuned] (threshold tuning
+    is not a
     loss); kept for one release."""
     import warnings
 
@@ -314,7 +318,8 @@ def weighted_bce(
     from_logits: bool = True,
     weights: tf.Tensor | None = None,
 ) -> tf.Tensor:
-    """The loss of :class:`WeightedBCE` as a function; the class calls it with its options.
+    """The loss of [`WeightedBCE`][rlmetric.surrogates.WeightedBCE] as a function; the class calls
+    it with its options.
 
     Returns per example ``[B]``: the mean over its outputs of the weighted binary cross-entropy.
     ``weights`` ``[B]`` weight each example's share of the batch-level sums (``None``: equally).
@@ -342,7 +347,8 @@ def focal(
     from_logits: bool = True,
     weights: tf.Tensor | None = None,
 ) -> tf.Tensor:
-    """The loss of :class:`Focal` as a function; the class calls it with its options.
+    """The loss of [`Focal`][rlmetric.surrogates.Focal] as a function; the class calls it with its
+    options.
 
     Returns per example ``[B]``: the mean over its outputs of the focal loss. ``weights``
     ``[B]`` weight each example's share of the batch-level sums (``None``: equally).
@@ -376,7 +382,8 @@ def soft_f1(
     from_logits: bool = True,
     weights: tf.Tensor | None = None,
 ) -> tf.Tensor:
-    """The loss of :class:`SoftF1` as a function; the class calls it with its options.
+    """The loss of [`SoftF1`][rlmetric.surrogates.SoftF1] as a function; the class calls it with its
+    options.
 
     Returns a scalar for the batch: ``1 - soft F1``. ``weights`` ``[B]`` weight each example's
     share of the batch-level sums (``None``: equally).
@@ -418,7 +425,8 @@ def soft_dice(
     jaccard: bool = False,
     weights: tf.Tensor | None = None,
 ) -> tf.Tensor:
-    """The loss of :class:`SoftDice` as a function; the class calls it with its options.
+    """The loss of [`SoftDice`][rlmetric.surrogates.SoftDice] as a function; the class calls it with
+    its options.
 
     Returns ``[B]`` per example, or a scalar with ``batch=True``: ``1 - soft Dice`` (or
     Jaccard). ``weights`` ``[B]`` weight each example's share of the batch-level sums (``None``:

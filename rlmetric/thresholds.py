@@ -40,7 +40,8 @@ def threshold_tuned(
             ``[N, L]``; or the outputs themselves as an array.
         x_val: validation inputs (ignored when ``model`` is an array).
         y_val: binary targets of the outputs' shape.
-        metric: a Bernoulli :mod:`rlmetric.rewards` reward or alias (``"f1"``, ``"macro_f1"``,
+        metric: a Bernoulli [`rlmetric.rewards`][rlmetric.rewards] reward or alias (``"f1"``,
+            ``"macro_f1"``,
             ``"iou"``, ...).
         per_label: for ``[N, L]`` outputs, tune one threshold per label, each maximizing the
             metric on its own column (what a macro average rewards); else one shared threshold.

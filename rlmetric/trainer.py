@@ -89,24 +89,25 @@ class PolicyGradientTrainer(TrainerConfig, AtomicSaving, keras.Model):
         model: a Keras model whose outputs are logits: ``[B]``, ``[B, 1]``, ``[B, L]`` or
             ``[B, H, W, 1]`` for ``policy="bernoulli"``; ``[B, C]`` or ``[B, H, W, C]`` for
             ``policy="categorical"``. It stays a plain Keras model (``model.save`` works).
-        reward: a :mod:`rlmetric.rewards` object, an alias (``"f1"``, ``"macro_f1"``,
+        reward: a [`rlmetric.rewards`][rlmetric.rewards] object, an alias (``"f1"``, ``"macro_f1"``,
             ``"iou"``, ``"miou"``, ``"dice"``, ``"precision"``, ``"recall"``, ``"accuracy"``,
             ``"mcc"``, ...) or a TensorFlow callable ``reward(y_true [B, ...], actions [K, B, ...])
             -> [K]``. Its ``name`` names the metric in the logs (``f1``, ``val_f1``).
-            ``None`` for a trainer used only with :meth:`fit_env` (rewards from the env).
+            ``None`` for a trainer used only with
+            [`fit_env`][rlmetric.trainer.PolicyGradientTrainer.fit_env] (rewards from the env).
         policy: ``"bernoulli"``, ``"categorical"``, ``"plackett_luce"`` (rankings: logits
-            ``[B, L]``, one score per item) or a :mod:`rlmetric.policies` object.
+            ``[B, L]``, one score per item) or a [`rlmetric.policies`][rlmetric.policies] object.
         baseline: ``"leave_one_out"`` (default), ``"none"``, ``"moving_average"``,
-            ``"greedy"``, ``"group_norm"`` or a :mod:`rlmetric.baselines` object.
+            ``"greedy"``, ``"group_norm"`` or a [`rlmetric.baselines`][rlmetric.baselines] object.
         num_samples: ``K``, decision sets drawn per batch (``>= 2`` for leave-one-out), by
             the estimators that sample (not the default best response).
         estimator: ``"auto"`` (default: ``"best_response"`` for rewards computed from confusion
             counts, with ``context="coupled"`` for the mean IoU of categorical decisions;
             ``"pairwise_best_response"`` for NDCG, DCG, precision and recall at ``k`` of
             ``policy="plackett_luce"``; else ``"reinforce"``; see
-            :func:`rlmetric.estimators.default_estimator`),
+            [`rlmetric.estimators.default_estimator`][rlmetric.estimators.default_estimator]),
             ``"best_response"``, ``"reinforce"``, ``"local_expectation"``, ``"disarm"`` or a
-            :mod:`rlmetric.estimators` object.
+            [`rlmetric.estimators`][rlmetric.estimators] object.
         entropy_weight: weight of the mean per-element policy entropy bonus.
         crossentropy_weight: weight of the supervised cross-entropy mixed into the loss (a
             warm start or a hybrid objective); 0 trains on the reward alone.
@@ -444,8 +445,9 @@ class PolicyGradientTrainer(TrainerConfig, AtomicSaving, keras.Model):
                 switch.undone_by_fit = False
 
     def _replace_estimator(self, estimator: Any) -> None:
-        """Trains with ``estimator`` from the next step on (:class:`~rlmetric.callbacks.
-        SwitchEstimator`): the compiled functions traced with the old one are rebuilt."""
+        """Trains with ``estimator`` from the next step on ([`
+        SwitchEstimator`][rlmetric.callbacks.
+        SwitchEstimator]): the compiled functions traced with the old one are rebuilt."""
         self.estimator = estimator
         self.make_train_function(force=True)  # fit reads train_function at every step
         self._gradient_function = None  # estimate_gradient's
@@ -486,7 +488,8 @@ class PolicyGradientTrainer(TrainerConfig, AtomicSaving, keras.Model):
 
     def fit_env(self, env: Any, **kwargs: Any) -> keras.callbacks.History:
         """Trains the model as a policy on a gymnasium env from its rewards (episodic
-        REINFORCE); see :func:`rlmetric.episodic.fit_env` for the arguments."""
+        REINFORCE); see [`rlmetric.episodic.fit_env`][rlmetric.episodic.fit_env] for the
+        arguments."""
         from rlmetric.episodic import fit_env
 
         return fit_env(self, env, **kwargs)

@@ -3,9 +3,11 @@
 Every method trains the task's body with its own head on the same split and keeps the weights
 of the epoch with the best validation metric (the same hard decisions as at test time), with Adam
 at the learning rate the suite passes. The policy-gradient methods use
-:class:`rlmetric.PolicyGradientTrainer` with ``K = 8`` samples (``pg-best-response`` is the
-trainer with its defaults); the surrogates are the losses of :mod:`rlmetric.surrogates` and
-:mod:`rlmetric.layers`.
+[`rlmetric.PolicyGradientTrainer`][rlmetric.PolicyGradientTrainer] with ``K = 8`` samples
+(``pg-best-response`` is the
+trainer with its defaults); the surrogates are the losses of
+[`rlmetric.surrogates`][rlmetric.surrogates] and
+[`rlmetric.layers`][rlmetric.layers].
 """
 
 from __future__ import annotations

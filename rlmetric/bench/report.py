@@ -139,13 +139,15 @@ def holm_adjusted(p_values: Sequence[float]) -> list[float]:
 
 
 def paired_by_seed(a: dict[int, float], b: dict[int, float]) -> dict:
-    """:func:`paired_difference` of two ``{seed: test metric}`` maps over the seeds both hold."""
+    """[`paired_difference`][rlmetric.bench.report.paired_difference] of two ``{seed: test metric}``
+    maps over the seeds both hold."""
     seeds = sorted(set(a) & set(b))
     return paired_difference([a[s] for s in seeds], [b[s] for s in seeds])
 
 
 def format_difference(difference: dict) -> str:
-    """A :func:`paired_difference` as ``+0.0123 (+0.0010, +0.0236)``, or with ``1 seed: no
+    """A [`paired_difference`][rlmetric.bench.report.paired_difference] as ``+0.0123 (+0.0010,
+    +0.0236)``, or with ``1 seed: no
     interval`` in place of the interval."""
     if difference["seeds"] < 2:
         return f"{difference['mean']:+.4f} (1 seed: no interval)"
@@ -173,10 +175,13 @@ def compare(rows: list[dict]) -> list[dict]:
 
     ``best``: the best policy-gradient method against the best other method, each the one with
     the best mean *validation* metric (picking by test would flatter both; ceilings such as a
-    ReLU network and the specialists of :data:`SPECIALIST_METHODS` left out); ``specialist``:
+    ReLU network and the specialists of
+    [`SPECIALIST_METHODS`][rlmetric.bench.report.SPECIALIST_METHODS] left out); ``specialist``:
     the same policy-gradient method against each specialist present; ``ceiling``: the same
-    policy-gradient method against each of :data:`CEILING_METHODS` present; ``default``: the
-    trainer's defaults (:data:`DEFAULT_METHOD`) against cross-entropy (``bce``).
+    policy-gradient method against each of
+    [`CEILING_METHODS`][rlmetric.bench.report.CEILING_METHODS] present; ``default``: the
+    trainer's defaults ([`DEFAULT_METHOD`][rlmetric.bench.report.DEFAULT_METHOD]) against
+    cross-entropy (``bce``).
     """
     comparisons = []
     for task in dict.fromkeys(r["task"] for r in rows):

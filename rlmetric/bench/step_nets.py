@@ -6,10 +6,12 @@ same initial weights for a seed) and is scored with HARD steps, the network that
 * ``relu-net``: ReLU units instead of steps, cross-entropy: the ceiling, not a competitor;
 * ``ste-net``: hard steps forward, the identity's gradient backward (straight-through);
 * ``smooth-annealed-net``: sigmoid units whose slope rises from 1 to 100 over the epochs
-  (:class:`~rlmetric.layers.SmoothStep` with :class:`~rlmetric.layers.SharpnessSchedule`),
+  ([`SmoothStep`][rlmetric.layers.SmoothStep] with
+  [`SharpnessSchedule`][rlmetric.layers.SharpnessSchedule]),
   scored with the hard steps;
 * ``pg-step-reinforce``, ``pg-step-disarm``, ``pg-step-local``: stochastic step units trained
-  by :class:`~rlmetric.step_networks.StepNetworkTrainer` with ``K = 8`` (4 antithetic pairs for
+  by [`StepNetworkTrainer`][rlmetric.step_networks.StepNetworkTrainer] with ``K = 8`` (4 antithetic
+  pairs for
   DisARM).
 """
 

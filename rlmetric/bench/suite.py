@@ -165,13 +165,15 @@ def run_suite(
     kept in ``results.csv`` with ``chosen`` = 0.
 
     Args:
-        tasks, methods: names from :data:`rlmetric.bench.TASKS` / :data:`METHODS` (the quick or
+        tasks, methods: names from [`rlmetric.bench.TASKS`][rlmetric.bench.TASKS] /
+        [`METHODS`][rlmetric.bench.suite.METHODS] (the quick or
             full default set if ``None``); a method that does not fit a task is skipped for it.
         seeds: number of seeds (>= 1).
         quick: smaller data and fewer epochs (a smoke run, minutes on 2 cores).
         epochs: overrides the task's epoch count.
-        learning_rates: the Adam learning-rate grid (default: :data:`FULL_LEARNING_RATES`, or
-            :data:`QUICK_LEARNING_RATES` with ``quick``).
+        learning_rates: the Adam learning-rate grid (default:
+            [`FULL_LEARNING_RATES`][rlmetric.bench.suite.FULL_LEARNING_RATES], or
+            [`QUICK_LEARNING_RATES`][rlmetric.bench.suite.QUICK_LEARNING_RATES] with ``quick``).
         tune_seeds: seeds that search the grid (default: ``min(seeds, 2)``).
     """
     task_names = _check_names("tasks", tasks or list(TASKS), TASKS)

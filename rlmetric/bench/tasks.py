@@ -49,7 +49,8 @@ class Task:
         load: ``(seed, quick) -> (train, val, test)`` pairs ``(x, y)``.
         body: ``input_shape -> keras.Model`` of the features (the head is the method's).
         batch_size, epochs, quick_epochs: training settings shared by methods (each method's
-            Adam learning rate is searched by :func:`rlmetric.bench.run_suite`).
+            Adam learning rate is searched by
+            [`rlmetric.bench.run_suite`][rlmetric.bench.run_suite]).
         classes: number of classes of ``multiclass-seg`` (background included) and of
             ``step-net``.
         hidden: the widths of the hidden layers of step units of a ``step-net`` task (a

@@ -29,7 +29,8 @@ CAMPAIGN_CHUNK = 100
 
 def campaign_profit(y_true: np.ndarray, decisions: np.ndarray) -> float:
     """The campaign task's test metric: the mean over consecutive lists of
-    :data:`CAMPAIGN_CHUNK` customers of +10 per contacted buyer, -3 per contacted non-buyer, and
+    [`CAMPAIGN_CHUNK`][rlmetric.bench.user_metrics.CAMPAIGN_CHUNK] customers of +10 per contacted
+    buyer, -3 per contacted non-buyer, and
     -50 for a list of which more than 20% is contacted."""
     y = y_true.reshape(-1, CAMPAIGN_CHUNK)
     d = decisions.reshape(-1, CAMPAIGN_CHUNK)
