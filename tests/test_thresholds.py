@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from rlmetric import surrogates, thresholds
+from rlmetric import rewards, surrogates, thresholds
 
 RNG = np.random.default_rng(0)
 
@@ -65,3 +65,41 @@ def test_the_old_name_in_surrogates_warns_and_gives_the_same_threshold():
 def test_bad_validation_data_or_metric_is_refused(outputs, y_val, metric, message):
     with pytest.raises(ValueError, match=message):
         thresholds.threshold_tuned(outputs, None, y_val, metric)
+
+
+class CountingF1(rewards.F1):
+    """F1 that records how many candidate thresholds (sample sets ``K``) it scored."""
+
+    def __call__(self, y_true, actions):
+        self.scored = actions.shape[0]
+        return super().__call__(y_true, actions)
+
+
+def test_the_default_metric_is_f1():
+    rng = np.random.default_rng(3)
+    outputs = rng.normal(size=300)
+    y = (outputs + rng.normal(scale=0.8, size=300) > 0.7).astype(int)
+    assert thresholds.threshold_tuned(outputs, None, y) == thresholds.threshold_tuned(
+        outputs, None, y, "f1"
+    )
+
+
+def test_candidates_are_capped_at_quantiles_and_keep_the_best_threshold():
+    rng = np.random.default_rng(4)
+    outputs = rng.normal(size=3000)  # 3000 distinct values
+    y = (outputs > 0.25).astype(int)  # the best threshold is near 0.25
+    counting = CountingF1()
+    threshold = thresholds.threshold_tuned(outputs, None, y, counting)
+    assert counting.scored == 1024  # the documented default cap
+    assert abs(threshold - 0.25) < 0.02
+    few = CountingF1()
+    coarse = thresholds.threshold_tuned(outputs, None, y, few, max_candidates=50)
+    assert few.scored == 50 and abs(coarse - 0.25) < 0.15
+    quantiles = np.quantile(outputs, np.linspace(0.0, 1.0, 50))
+    assert np.min(np.abs((quantiles[:-1] + quantiles[1:]) / 2 - coarse)) < 1e-12
+
+
+def test_all_positive_is_a_candidate_one_below_every_output():
+    outputs = np.array([0.3, 1.0, 2.5])
+    threshold = thresholds.threshold_tuned(outputs, None, np.ones(3, int), "f1")
+    assert threshold == outputs.min() - 1.0  # every output above it: all positive
