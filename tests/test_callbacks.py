@@ -125,6 +125,7 @@ def test_a_fit_resumed_past_the_switch_starts_with_the_new_estimator():
     [
         (1.5, ValueError, r"at=1\.5: a float is the fraction .* must be in \(0, 1\)"),
         (0.0, ValueError, r"at=0\.0: a float"),
+        (1.0, ValueError, r"at=1\.0: a float"),  # the whole fit: an int epoch number instead
         (-1, ValueError, r"at=-1: an epoch number must be >= 0"),
         ("half", TypeError, r"at must be a float in \(0, 1\) or an int >= 0; received 'half'"),
         (True, TypeError, r"received True"),
@@ -154,11 +155,20 @@ def test_an_estimator_that_cannot_score_the_reward_is_refused_before_the_first_s
         np.testing.assert_array_equal(a, b)
 
 
+def test_an_estimator_that_cannot_use_the_policy_is_refused_naming_the_policy():
+    x, y = small_data()
+    model = keras.Sequential([keras.Input((x.shape[1],)), keras.layers.Dense(2)])
+    trainer = PolicyGradientTrainer(model, reward="macro_f1", policy="categorical")
+    trainer.compile("adam")
+    with pytest.raises(ValueError, match=r"needs policy='bernoulli'; the policy is 'categorical'"):
+        fit(trainer, x, y[:, 0], 2, [SwitchEstimator("disarm", at=1)])
+
+
 def test_a_plain_keras_model_is_refused():
     x, y = small_data()
     model = keras.Sequential([keras.Input((x.shape[1],)), keras.layers.Dense(1)])
     model.compile(optimizer="adam", loss="mse")
-    with pytest.raises(TypeError, match="PolicyGradientTrainer's fit; it was passed to the fit"):
+    with pytest.raises(TypeError, match="it was passed to the fit of a Sequential"):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[SwitchEstimator()])
 
 
@@ -169,7 +179,9 @@ def test_a_switch_at_or_past_the_end_of_fit_warns_and_does_not_switch(at, epochs
     x, y = small_data()
     trainer = trainer_for(x)
     recorder = RecordEstimator()
-    with pytest.warns(UserWarning, match=r"it will not switch"):
+    switch_epoch = max(1, int(at * epochs)) if isinstance(at, float) else at
+    last = f"ends after epoch {epochs - 1} \\(epochs={epochs}\\): it will not switch"
+    with pytest.warns(UserWarning, match=rf"switches at epoch {switch_epoch}, but this fit {last}"):
         fit(trainer, x, y, epochs, [SwitchEstimator(at=at), recorder])
     assert recorder.names == ["best_response"] * epochs
 

@@ -56,10 +56,28 @@ def test_the_old_name_in_surrogates_warns_and_gives_the_same_threshold():
             "f1",
             r"binary targets 0 or 1.*0\.3",
         ),
-        (np.zeros((5, 2)), np.zeros((2, 5), "int32"), "f1", r"same layout \(a transposed"),
-        (np.array([0.1, np.nan, 0.4]), np.array([0, 1, 1]), "f1", r"1 non-finite values"),
+        (
+            np.zeros((5, 2)),
+            np.zeros((2, 5), "int32"),
+            "f1",
+            r"same layout \(a transposed \[L, N\] is not read as \[N, L\]\)",
+        ),
+        (
+            np.array([0.1, np.nan, 0.4]),
+            np.array([0, 1, 1]),
+            "f1",
+            r"1 non-finite values \(NaN or inf\): a threshold cannot order them",
+        ),
         (np.zeros(0), np.zeros(0, "int32"), "f1", r"needs validation data"),
+        (np.zeros(0), np.zeros(3, "int32"), "f1", r"needs validation data"),  # outputs empty
+        (np.zeros(3), np.zeros(0, "int32"), "f1", r"needs validation data"),  # labels empty
         (np.array([0.1, 0.9, 0.4]), np.array([0, 1, 1]), "ndcg@5", r"'ndcg@5' does not score 0/1"),
+        (
+            np.arange(10.0),
+            np.arange(10) + 2,  # ten values that are not 0/1: the message lists the first 8
+            "f1",
+            r"received values \[2, 3, 4, 5, 6, 7, 8, 9\] \(soft targets would be truncated\)",
+        ),
     ],
 )
 def test_bad_validation_data_or_metric_is_refused(outputs, y_val, metric, message):
@@ -103,3 +121,58 @@ def test_all_positive_is_a_candidate_one_below_every_output():
     outputs = np.array([0.3, 1.0, 2.5])
     threshold = thresholds.threshold_tuned(outputs, None, np.ones(3, int), "f1")
     assert threshold == outputs.min() - 1.0  # every output above it: all positive
+
+
+@pytest.mark.parametrize("max_candidates", [1, 2.5, True, "8"])
+def test_max_candidates_must_be_an_int_of_at_least_2(max_candidates):
+    outputs, y = np.array([0.1, 0.9, 0.4]), np.array([0, 1, 1])
+    with pytest.raises(
+        ValueError, match=f"max_candidates must be an int >= 2; received {max_candidates!r}"
+    ):
+        thresholds.threshold_tuned(outputs, None, y, max_candidates=max_candidates)
+    # 2 candidates, the fewest: the one below all and the midpoint of the quantiles 0 and 1
+    assert thresholds.threshold_tuned(outputs, None, y, max_candidates=2) == pytest.approx(-0.9)
+
+
+def test_outputs_are_read_in_float64_from_arrays_and_models():
+    outputs = np.array([0.1, 0.7], np.float32)
+    midpoint = (np.float64(outputs[0]) + np.float64(outputs[1])) / 2.0
+    assert thresholds.threshold_tuned(outputs, None, np.array([0, 1])) == midpoint
+    identity = keras.Sequential([keras.Input((1,)), keras.layers.Identity()])
+    through = thresholds.threshold_tuned(identity, outputs[:, None], np.array([[0], [1]]))
+    assert through == midpoint
+
+
+class PredictOnly:
+    """A model object with ``predict`` (used, batched) and a ``__call__`` that must not be."""
+
+    def __init__(self, outputs):
+        self.outputs, self.batch_sizes = outputs, []
+
+    def predict(self, x, batch_size=None, verbose="auto"):
+        self.batch_sizes.append((batch_size, verbose))
+        return self.outputs
+
+    def __call__(self, x):
+        raise AssertionError("threshold_tuned must call predict on a model that has it")
+
+
+def test_a_model_is_run_with_predict_quietly_and_a_function_is_called(capsys):
+    outputs, y = np.array([[0.1], [0.9], [0.4]]), np.array([0, 1, 1])  # [N, 1] outputs, [N] y
+    model = PredictOnly(outputs)
+    assert thresholds.threshold_tuned(model, np.zeros((3, 2)), y) == 0.25
+    thresholds.threshold_tuned(model, np.zeros((3, 2)), y, batch_size=7)
+    assert model.batch_sizes == [(1024, 0), (7, 0)]
+    assert thresholds.threshold_tuned(lambda x: x[:, :1], outputs, y) == 0.25  # no predict
+    keras_model = keras.Sequential([keras.Input((1,)), keras.layers.Identity()])
+    thresholds.threshold_tuned(keras_model, outputs, y)
+    assert capsys.readouterr().out == ""  # no progress bar
+
+
+def test_a_single_example_and_two_labels_per_label():
+    assert thresholds.threshold_tuned(np.array([0.3]), None, np.array([1])) == pytest.approx(-0.7)
+    outputs = np.array([[0.1, 2.0], [0.9, -1.0], [0.4, 0.5]])
+    y = np.array([[0, 1], [1, 0], [1, 1]])
+    np.testing.assert_allclose(
+        thresholds.threshold_tuned(outputs, None, y, per_label=True), [0.25, -0.25]
+    )
