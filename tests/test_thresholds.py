@@ -176,3 +176,24 @@ def test_a_single_example_and_two_labels_per_label():
     np.testing.assert_allclose(
         thresholds.threshold_tuned(outputs, None, y, per_label=True), [0.25, -0.25]
     )
+
+
+def test_a_metric_that_is_not_of_decisions_is_named_with_the_alternatives():
+    from rlmetric import ranking
+
+    outputs, y = np.array([0.1, 0.9, 0.4]), np.array([0, 1, 1])
+    with pytest.raises(
+        ValueError,
+        match=r"metric 'my_ndcg' does not score 0/1 decisions \(it is NDCG\); threshold_tuned "
+        r"needs a metric of binary decisions such as 'f1', 'macro_f1', 'iou', or your own",
+    ):
+        thresholds.threshold_tuned(outputs, None, y, ranking.NDCG(k=2, name="my_ndcg"))
+    with pytest.raises(ValueError, match=r"per_label=True needs outputs of shape \[N, L\]; the "):
+        thresholds.threshold_tuned(outputs, None, y, per_label=True)
+
+
+def test_decisions_are_outputs_strictly_above_the_threshold():
+    # capped at 3 candidates, the midpoints of the quantiles (0, 2, 4) are outputs themselves:
+    # at 1.0, output 1.0 is a negative decision, so all-positive (-1.0) scores best
+    outputs, y = np.arange(5.0), np.array([0, 1, 1, 1, 1])
+    assert thresholds.threshold_tuned(outputs, None, y, max_candidates=3) == -1.0
