@@ -50,6 +50,10 @@ class NonFiniteError(FloatingPointError):
     """
 
 
+#: the mean per-element entropy (nats) below which a policy draws the same decisions every time
+CONVERGED_ENTROPY = 1e-3
+
+
 class NonFiniteGuard(keras.callbacks.Callback):
     """Stops ``fit`` with [`NonFiniteError`][rlmetric._guard.NonFiniteError] after a step that saw a
     non-finite value, and
@@ -63,8 +67,10 @@ class NonFiniteGuard(keras.callbacks.Callback):
         self.warned_flat = False
 
     def on_epoch_end(self, epoch, logs=None):
-        # the epoch's mean loss is exactly 0 only when every step's was: no learning signal
-        if not self.warned_flat and logs and logs.get("loss") == 0.0:
+        # the epoch's mean loss is exactly 0 only when every step's was: no learning signal,
+        # unless the policy has converged (no entropy left: every sample set is the same)
+        converged = logs is not None and logs.get("entropy", 1.0) < CONVERGED_ENTROPY
+        if not self.warned_flat and logs and logs.get("loss") == 0.0 and not converged:
             self.warned_flat = True
             warnings.warn(
                 f"No learning signal: the loss was exactly 0 in every training step of epoch "

@@ -2,6 +2,8 @@
 function is compared with brute force (every element set to every value, scored one by one),
 on randomized inputs and edge cases; the estimators built on it with the exact gradient."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -342,3 +344,18 @@ def test_a_function_of_continuous_actions_is_not_probed():
     x, y = rng.normal(size=(32, 3)).astype("float32"), rng.normal(size=(32, 1)).astype("float32")
     trainer.fit(x, y, epochs=1, verbose=0)
     assert trainer.reward.structure is None and isinstance(trainer.estimator, estimators.Reinforce)
+
+
+def test_a_converged_policy_with_a_zero_loss_does_not_warn():
+    # REINFORCE on a policy that draws the same decisions every time has zero advantages: no
+    # learning signal, but not a reward that ignores its decisions (the bench's cancer-f1 runs)
+    model = keras.Sequential(
+        [keras.Input((3,)), keras.layers.Dense(1, bias_initializer=keras.initializers.Constant(30))]
+    )
+    trainer = PolicyGradientTrainer(model, reward="f1", estimator="reinforce", seed=0)
+    trainer.compile()
+    x, y = rng.normal(size=(64, 3)).astype("float32"), rng.integers(0, 2, (64, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        history = trainer.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    assert history.history["loss"][-1] == 0.0 and history.history["entropy"][-1] < 1e-3
