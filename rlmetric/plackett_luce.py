@@ -27,7 +27,13 @@ from rlmetric import estimator_base as estimators_lib
 from rlmetric._distribute import sum_over_replicas
 from rlmetric._sampling import batch_uniform
 from rlmetric.policy_base import Policy
-from rlmetric.ranking import PADDING_LABEL, PADDING_LOGIT, RankingReward, by_rank
+from rlmetric.ranking import (
+    PADDING_LABEL,
+    PADDING_LOGIT,
+    RankingReward,
+    by_rank,
+    invalid_relevance_labels,
+)
 from rlmetric.ranking_losses import listnet
 
 __all__ = [
@@ -269,10 +275,8 @@ class PlackettLuce(Policy):
         return tf.reduce_all(finite & ((y_true >= 0.0) | (y_true == float(PADDING_LABEL))))
 
     def check_label_values(self, y_true, logits_shape, arg):
-        values = np.asarray(y_true, dtype=np.float64)
-        bad = ~np.isfinite(values) | ((values < 0) & (values != PADDING_LABEL))
-        if bad.any():
-            shown = ", ".join(repr(v) for v in np.unique(values[bad])[:8].tolist())
+        shown = invalid_relevance_labels(y_true)
+        if shown:
             raise ValueError(
                 f"{arg} must hold graded relevance labels >= 0 (and -1 for padding) for "
                 f"policy='plackett_luce'; received values [{shown}]."

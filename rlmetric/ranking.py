@@ -56,6 +56,14 @@ PADDING_LOGIT = -1e9
 GAINS = ("exponential", "linear")
 
 
+def invalid_relevance_labels(y_true: Any) -> str:
+    """The (first 8) distinct values of ``y_true`` that are not graded relevance labels (finite
+    and ``>= 0``, or the padding label), comma-separated; ``""`` when every label is valid."""
+    values = np.asarray(y_true, dtype=np.float64)
+    bad = ~np.isfinite(values) | ((values < 0) & (values != PADDING_LABEL))
+    return ", ".join(repr(v) for v in np.unique(values[bad])[:8].tolist())
+
+
 def by_rank(values: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
     """``values [B, L]`` (one per item, or one per rank position) read in the order of each
     ranking or index ``actions [K, B, L]``: ``out[k, b, r] = values[b, actions[k, b, r]]``.
@@ -186,9 +194,8 @@ class RankingReward(Reward):
             self._check_values(np.asarray(y_true), np.asarray(actions))
 
     def _check_values(self, y_true: np.ndarray, actions: np.ndarray) -> None:
-        bad = ~np.isfinite(y_true) | ((y_true < 0) & (y_true != PADDING_LABEL))
-        if bad.any():
-            shown = ", ".join(repr(v) for v in np.unique(y_true[bad])[:8].tolist())
+        shown = invalid_relevance_labels(y_true)
+        if shown:
             raise ValueError(
                 f"Reward {self.name!r}: y_true must hold graded relevance labels >= 0 (and "
                 f"{PADDING_LABEL} for padding); received values [{shown}]."
