@@ -482,7 +482,10 @@ class PairwiseBestResponse(estimators_lib.Estimator):
     place of the samples it is LambdaRank's ``|Delta NDCG|``-weighted pairwise loss
     ([`rlmetric.ranking_losses.LambdaLoss`][rlmetric.ranking_losses.LambdaLoss]); the samples spread
     the weight over the pairs
-    that the policy may still place in the top ``k``. Cost ``O(K L^2)`` per list.
+    that the policy may still place in the top ``k``. Cost ``O(K L k)`` per list: only the
+    pairs with an item in the top ``k`` of a sampled ranking can change the reward, so only the
+    first ``k`` ranks are drawn (a partial sort; the output's ``actions`` are those ``[K, B, k]``
+    ranks) and only those pairs are formed.
 
     References:
         Burges, Ragno & Le (2006), Learning to rank with nonsmooth cost functions (LambdaRank).
@@ -513,22 +516,69 @@ class PairwiseBestResponse(estimators_lib.Estimator):
         self, logits, y_true, *, policy, reward, baseline, baseline_state, num_samples, seed=None
     ):
         logits = policy.mask_logits(logits, y_true)
-        actions = policy.sample(tf.stop_gradient(logits), num_samples, seed=seed)  # [K, B, L]
-        rewards = estimators_lib.score_samples(reward, y_true, actions)  # [K]
-        gains = reward.item_gains(y_true)  # [B, L] by item
-        theta = _by_item(reward.rank_weights(y_true), actions)  # [K, B, L]
-        spread = tf.reduce_mean(tf.abs(theta[..., :, None] - theta[..., None, :]), axis=0)
-        real = tf.cast(y_true >= 0.0, tf.float32)
-        pairs = real[:, :, None] * real[:, None, :]
-        weights = tf.stop_gradient(
-            tf.nn.relu(gains[:, :, None] - gains[:, None, :]) * spread * pairs
-        )  # [B, L, L]
-        margins = logits[:, :, None] - logits[:, None, :]
-        total = tf.reduce_sum(weights * tf.nn.softplus(-margins))
-        weight_sum = sum_over_replicas(tf.reduce_sum(weights))
+        top = _weighted_ranks(reward, logits)
+        perturbed = policy.perturbed_scores(tf.stop_gradient(logits), num_samples, seed)
+        head = tf.math.top_k(perturbed, k=top).indices  # [K, B, T]: the first T ranks only
+        rewards, weights, margins = _top_pairs(logits, y_true, head, reward)
+        # each pair's weight is its mean over the K rankings: a sum over the draws, over K
+        total = tf.reduce_sum(weights * tf.nn.softplus(-margins)) / num_samples
+        weight_sum = sum_over_replicas(tf.reduce_sum(weights) / num_samples)
         loss = total / tf.maximum(weight_sum, 1e-12)
         advantages = rewards - tf.reduce_mean(rewards)
-        return estimators_lib.EstimatorOutput(loss, rewards, advantages, baseline_state, actions)
+        return estimators_lib.EstimatorOutput(loss, rewards, advantages, baseline_state, head)
+
+
+def _weighted_ranks(reward: RankingReward, logits: tf.Tensor) -> int | tf.Tensor:
+    """``T``: the ranks with a weight, the reward's cutoff ``k`` (all ``L`` without one);
+    static where the list length is (XLA)."""
+    num_items = logits.shape[-1]
+    if num_items is None:
+        num_items = tf.shape(logits)[-1]
+        return num_items if reward.k is None else tf.minimum(num_items, reward.k)
+    return num_items if reward.k is None else min(num_items, reward.k)
+
+
+def _top_pairs(
+    logits: tf.Tensor, y_true: tf.Tensor, head: tf.Tensor, reward: RankingReward
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """The reward of each sampled ranking ``[K]`` and its pairs that a swap can change it by:
+    the item at each of the first ``T`` ranks against every item ranked after it, with weights
+    ``|theta_{r_i} - theta_{r_j}| |rho_i - rho_j|`` and margins ``+-(s_i - s_j)`` (the sign
+    toward the better order), both ``[K, B, T, L]``.
+
+    Beyond the cutoff every rank weight is 0, so a pair of two items ranked below ``T`` has
+    weight 0 and the order below ``T`` is never needed: only the first ``T`` ranks are drawn
+    (a partial sort), and each pair with weight is met once, from its better-ranked item. Cost
+    and memory ``O(K B T L)`` instead of ``O(K B L^2)``. ``logits [B, L]`` (masked), ``y_true
+    [B, L]``, ``head [K, B, T]`` (the item index at each of the first ``T`` ranks)."""
+    shape = tf.concat([tf.shape(head)[:2], tf.shape(logits)[-1:]], axis=0)  # [K, B, L]
+
+    def at_head(values):  # [B, L] by item -> [K, B, T]: the value of the item at each rank
+        return tf.gather(tf.broadcast_to(values[None], shape), head, batch_dims=2)
+
+    gains = tf.cast(reward.item_gains(y_true), tf.float32)  # [B, L] by item
+    real = tf.cast(y_true >= 0.0, tf.float32)
+    top = tf.shape(head)[-1]
+    theta = tf.cast(reward.rank_weights(y_true), tf.float32)[:, :top]  # [B, T] by rank
+    head_gains = at_head(gains)
+    # padding ranks last: the first T ranks of the real items are the first T ranks, and an
+    # item ranked after a padding item is padding (so the head's own padding needs no mask)
+    per_list = tf.reduce_sum(theta[None] * head_gains * at_head(real), axis=-1)  # [K, B]
+    lists = sum_over_replicas(tf.cast(tf.shape(head)[1], tf.float32))
+    rewards = sum_over_replicas(tf.reduce_sum(per_list, axis=-1)) / tf.maximum(lists, 1.0)
+    placed = tf.one_hot(head, tf.shape(logits)[-1], dtype=tf.float32)  # [K, B, T, L]
+    item_theta = tf.einsum("kbtl,bt->kbl", placed, theta)  # 0 below rank T
+    ranks = tf.cast(tf.range(1, top + 1), tf.float32)
+    item_rank = tf.einsum("kbtl,t->kbl", placed, ranks)  # 1..T, or 0 below rank T
+    item_rank = tf.where(item_rank > 0.0, item_rank, tf.cast(top, tf.float32) + 1.0)
+    # the real items ranked after each rank t
+    later = real[None, :, None, :] * tf.cast(item_rank[:, :, None, :] > ranks[:, None], tf.float32)
+    gain_gaps = head_gains[..., None] - gains[None, :, None, :]
+    weights = (
+        tf.abs(theta[None, :, :, None] - item_theta[:, :, None, :]) * tf.abs(gain_gaps) * later
+    )
+    margins = tf.sign(gain_gaps) * (at_head(logits)[..., None] - logits[None, :, None, :])
+    return rewards, tf.stop_gradient(weights), margins
 
 
 POLICY_ALIASES = {"plackett_luce": PlackettLuce}

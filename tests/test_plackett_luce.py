@@ -357,6 +357,65 @@ def test_pairwise_best_response_is_lambdarank_when_the_policy_is_deterministic()
     assert float(out.loss) == pytest.approx(expected, rel=1e-5)
 
 
+def _all_pairs_loss(logits, labels, reward, actions):
+    """The pairwise best response's loss over all ``L^2`` pairs of each list (its first form):
+    ``sum_{ij} relu(rho_i - rho_j) mean_k |theta^k_i - theta^k_j| softplus(-(s_i - s_j))`` over
+    the sum of the weights, by NumPy loops."""
+    policy = PlackettLuce()
+    scores = policy.mask_logits(logits, labels).numpy()
+    gains = reward.item_gains(labels).numpy()
+    rank_weights = reward.rank_weights(labels).numpy()
+    real = labels.numpy() >= 0
+    total = weight_sum = 0.0
+    for b in range(scores.shape[0]):
+        theta = np.zeros((len(actions), scores.shape[1]))
+        for k, order in enumerate(actions[:, b]):
+            theta[k, order] = rank_weights[b]
+        for i, j in itertools.permutations(np.flatnonzero(real[b]), 2):
+            weight = max(gains[b, i] - gains[b, j], 0.0) * np.mean(abs(theta[:, i] - theta[:, j]))
+            total += weight * np.logaddexp(0.0, -(scores[b, i] - scores[b, j]))
+            weight_sum += weight
+    return total / weight_sum
+
+
+@pytest.mark.parametrize(
+    "reward, policy",
+    [
+        (ranking.NDCG(k=3), PlackettLuce()),
+        (ranking.NDCG(), PlackettLuce()),
+        (ranking.PrecisionAtK(k=2), PlackettLuce()),
+        (ranking.NDCG(k=3), PlackettLuce(top_k=4)),
+        (ranking.RecallAtK(k=4), PlackettLuce()),
+    ],
+)
+def test_pairwise_best_response_over_the_top_ranks_equals_its_all_pairs_form(reward, policy):
+    """Only the top k ranks are drawn and only pairs with an item there are formed (O(K L k));
+    the rewards are those of the whole rankings, the loss and its gradient those of the
+    all-pairs form, padding and ties in the labels included."""
+    rng = np.random.default_rng(11)
+    labels = rng.integers(0, 3, size=(3, 7)).astype("float32")
+    labels[0, 5:] = -1.0  # padding
+    labels[2, 0] = labels[2, 1] = 2.0  # a tie
+    labels = tf.constant(labels)
+    logits = tf.constant(rng.normal(size=(3, 7)).astype("float32"))
+    out, gradient = _call(PairwiseBestResponse(), logits, labels, reward, policy=policy)
+    # the same draws, whole: the estimator sorts only the first k ranks of the same noise
+    rankings = policy.sample(policy.mask_logits(logits, labels), 8, seed=0).numpy()
+    np.testing.assert_array_equal(out.actions.numpy(), rankings[..., : out.actions.shape[-1]])
+    np.testing.assert_allclose(out.rewards.numpy(), reward(labels, rankings).numpy(), rtol=1e-5)
+    expected = _all_pairs_loss(logits, labels, reward, rankings)
+    assert float(out.loss) == pytest.approx(expected, rel=1e-5)
+    # the gradient of the all-pairs form by central differences of the NumPy loss
+    step, numeric = 1e-2, np.zeros_like(gradient)
+    for b, i in itertools.product(range(3), range(7)):
+        shift = np.zeros((3, 7), "float32")
+        shift[b, i] = step
+        up = _all_pairs_loss(logits + shift, labels, reward, rankings)
+        down = _all_pairs_loss(logits - shift, labels, reward, rankings)
+        numeric[b, i] = (up - down) / (2 * step)
+    np.testing.assert_allclose(gradient, numeric, atol=2e-4)
+
+
 def test_pairwise_best_response_does_not_vanish_on_a_confident_mistake():
     """The relevant item scored 20 below the others: PL-Rank's gradient carries its
     probability (e^-20), the pairwise best response the logistic loss's slope (about 1)."""
