@@ -463,6 +463,67 @@ def test_weights_and_targets_is_the_piece_the_loss_is_built_from():
     np.testing.assert_allclose(out.loss.numpy(), first, rtol=1e-6)
 
 
+@pytest.mark.parametrize("context", ["mode", "samples", "coupled"])
+def test_best_response_is_reproducible_from_its_seed(context):
+    """The seed reaches the draws (the samples context's and the reward's): the same seed gives
+    the same loss and gradient, and another seed other draws."""
+    logits = tf.constant(rng.normal(size=(10, 3)).astype(np.float32))
+    labels = tf.constant(rng.integers(0, 3, 10).astype(np.int32))
+    reward = rewards.IoU(average="macro", num_classes=3)
+    first, gradient = best_response_output(logits, labels, reward, policies.Categorical(), context)
+    again, gradient_again = best_response_output(
+        logits, labels, reward, policies.Categorical(), context
+    )
+    np.testing.assert_array_equal(first.actions.numpy(), again.actions.numpy())
+    np.testing.assert_array_equal(gradient, gradient_again)
+    if context == "samples":
+        other, _ = best_response_output(
+            logits, labels, reward, policies.Categorical(), context, seed=(5, 6)
+        )
+        assert not np.array_equal(first.actions.numpy(), other.actions.numpy())
+
+
+def test_best_response_output_centres_the_advantages_and_passes_the_baseline_state_through():
+    logits = tf.constant(rng.normal(size=(8, 1)).astype(np.float32))
+    labels = tf.constant(rng.integers(0, 2, (8, 1)).astype(np.int32))
+    state = tf.constant([0.25, 3.0])
+    out = estimators.LocalBestResponse("samples")(
+        logits,
+        labels,
+        policy=policies.Bernoulli(),
+        reward=rewards.F1(),
+        baseline=baselines.NoBaseline(),
+        baseline_state=state,
+        num_samples=6,
+        seed=[1, 2],
+    )
+    assert float(tf.reduce_mean(out.advantages)) == pytest.approx(0.0, abs=1e-6)
+    np.testing.assert_allclose(out.advantages, out.rewards - tf.reduce_mean(out.rewards))
+    np.testing.assert_array_equal(out.baseline_state.numpy(), state.numpy())
+
+
+def test_best_response_check_refuses_only_what_it_cannot_use():
+    """A probed reward with a ranking policy is refused (it changes one decision at a time);
+    a reward without coupled gains is refused by the coupled context only, with the whole
+    message."""
+    custom = rewards.CallableReward(lambda y, a: tf.reduce_mean(tf.cast(a, tf.float32), [1, 2]))
+    with pytest.raises(ValueError, match="needs per-element decisions"):
+        estimators.LocalBestResponse().check(
+            policy=policies.get("plackett_luce"), reward=custom, baseline=None, num_samples=4
+        )
+    estimators.LocalBestResponse("mode").check(
+        policy=policies.Categorical(), reward=rewards.Accuracy(), baseline=None, num_samples=4
+    )
+    with pytest.raises(ValueError) as refused:
+        estimators.LocalBestResponse("coupled").check(
+            policy=policies.Categorical(), reward=rewards.Accuracy(), baseline=None, num_samples=4
+        )
+    assert str(refused.value) == (
+        "estimator LocalBestResponse(context='coupled') cannot use the reward 'accuracy' (its "
+        "counts are not per class, label or Bernoulli row); use context='mode'."
+    )
+
+
 def test_the_old_alias_local_warns_and_gives_local_expectation():
     with pytest.warns(DeprecationWarning, match="use estimator='local_expectation'"):
         estimator = estimators.get("local")
