@@ -93,12 +93,6 @@ def _to_positions(values: tf.Tensor, positions: tf.Tensor) -> tf.Tensor:
     return tf.reshape(tf.math.unsorted_segment_sum(flat, slots, tf.size(positions)), shape)
 
 
-def _by_item(by_rank_values: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
-    """``by_rank_values [B, L]`` (a value per rank) -> ``[K, B, L]``: the value of the rank each
-    item takes in each ranking ``[K, B, L]``."""
-    return _to_positions(by_rank_values[None], actions)
-
-
 def _complete_ranking(top: tf.Tensor, num_items: int) -> tf.Tensor:
     """``top [K, B, k]`` item indices -> ``[K, B, L]``: those first, then the other items in
     index order."""
@@ -175,9 +169,15 @@ class PlackettLuce(Policy):
         return tf.TensorShape(logits_shape)
 
     def distribution(self, logits: tf.Tensor):
+        """``tfp.distributions.PlackettLuce`` of the logits ``[B, L]``. TFP's scores are the
+        positive weights ``e^s`` (here shifted by each list's maximum), not the logits, which
+        gave NaN log-probabilities. A masked padding item's weight underflows to 0: for padded
+        lists use [`log_prob`][rlmetric.plackett_luce.PlackettLuce.log_prob]."""
         import tensorflow_probability as tfp
 
-        return tfp.distributions.PlackettLuce(scores=logits)
+        logits = tf.convert_to_tensor(logits)
+        shifted = logits - tf.stop_gradient(tf.reduce_max(logits, axis=-1, keepdims=True))
+        return tfp.distributions.PlackettLuce(scores=tf.exp(shifted))
 
     def mask_logits(self, logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
         """Logits ``[B, L]`` with ``PADDING_LOGIT`` where the label ``[B, L]`` is padding."""

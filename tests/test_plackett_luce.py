@@ -468,3 +468,63 @@ def test_entropy_and_log_prob_hold_when_scores_span_more_than_float64_exponents(
     entropy = float(tf.reduce_sum(policy.entropy(logits)))
     # (float32 scores near 800 carry ~1e-4 of rounding, amplified by the spread: ~0.02)
     assert -1e-6 <= entropy < 0.05
+
+
+def test_ranking_estimators_refuse_with_whole_messages_that_name_what_was_received():
+    ndcg = ranking.NDCG(k=5)
+    for estimator in (PLRank(), PairwiseBestResponse()):
+        estimator.check(policy=PlackettLuce(), reward=ndcg, baseline=None, num_samples=4)
+        with pytest.raises(ValueError) as refused:
+            estimator.check(
+                policy=policies.Bernoulli(), reward=ndcg, baseline=None, num_samples=4
+            )
+        assert str(refused.value) == (
+            f"estimator={estimator.name!r} needs policy='plackett_luce' (rankings); received "
+            "policy='bernoulli'."
+        )
+        with pytest.raises(ValueError) as refused:
+            estimator.check(
+                policy=PlackettLuce(), reward=ranking.MRR(), baseline=None, num_samples=4
+            )
+        assert str(refused.value) == (
+            f"estimator={estimator.name!r} needs a ranking reward that is a sum over ranks "
+            "(NDCG, DCG, PrecisionAtK, RecallAtK from rlmetric.ranking); reward 'mrr' is MRR. "
+            "Use estimator='reinforce' for MRR, MAP, hit rate or any other reward."
+        )
+
+
+def test_plackett_luce_labels_must_be_finite_relevance_or_padding():
+    policy = PlackettLuce()
+    for bad in ([[1.0, np.inf, 0.0]], [[1.0, np.nan, 0.0]], [[1.0, -2.0, 0.0]]):
+        assert not bool(policy.labels_valid(tf.constant(bad), (1, 3)))
+        with pytest.raises(ValueError, match="y"):
+            policy.check_label_values(np.array(bad), (1, 3), "y")
+    assert bool(policy.labels_valid(tf.constant([[2.0, 0.0, -1.0]]), (1, 3)))
+    policy.check_label_values(np.array([[2.0, 0.0, -1.0]]), (1, 3), "y")
+
+
+def test_plackett_luce_crossentropy_is_listnet_and_its_distribution_scores_rankings_alike():
+    from rlmetric.ranking_losses import listnet
+
+    logits = tf.constant(np.random.default_rng(5).normal(size=(3, 4)).astype("float32"))
+    labels = tf.constant([[2.0, 0.0, 1.0, 0.0], [0.0, 0.0, 3.0, 1.0], [1.0, 1.0, 0.0, 2.0]])
+    policy = PlackettLuce()
+    np.testing.assert_allclose(policy.crossentropy(logits, labels), listnet(labels, logits))
+    rankings = policy.sample(logits, 5, seed=2)  # [K, B, L]
+    summed = tf.reduce_sum(policy.log_prob(logits, rankings), axis=-1)
+    np.testing.assert_allclose(
+        policy.distribution(logits).log_prob(rankings), summed, rtol=1e-5, atol=1e-5
+    )
+
+
+def test_pl_rank_is_the_same_for_a_list_far_above_or_below_the_others():
+    """Each list's scores are shifted by its own maximum before exponentiating: a list 800 below
+    another in the same batch keeps its gradient (a batch-wide shift underflows it)."""
+    rng = np.random.default_rng(8)
+    scores = rng.normal(size=(1, 6)).astype("float32")
+    labels = tf.constant(np.repeat([[2.0, 0.0, 1.0, 0.0, 3.0, 0.0]], 2, axis=0))
+    reward = ranking.NDCG(k=3)
+    _, alone = _call(PLRank(), np.repeat(scores, 2, axis=0), labels, reward, num_samples=16)
+    apart = np.concatenate([scores + 400.0, scores - 400.0])
+    _, shifted = _call(PLRank(), apart, labels, reward, num_samples=16)
+    np.testing.assert_allclose(shifted, alone, atol=1e-4)
