@@ -475,9 +475,7 @@ def test_ranking_estimators_refuse_with_whole_messages_that_name_what_was_receiv
     for estimator in (PLRank(), PairwiseBestResponse()):
         estimator.check(policy=PlackettLuce(), reward=ndcg, baseline=None, num_samples=4)
         with pytest.raises(ValueError) as refused:
-            estimator.check(
-                policy=policies.Bernoulli(), reward=ndcg, baseline=None, num_samples=4
-            )
+            estimator.check(policy=policies.Bernoulli(), reward=ndcg, baseline=None, num_samples=4)
         assert str(refused.value) == (
             f"estimator={estimator.name!r} needs policy='plackett_luce' (rankings); received "
             "policy='bernoulli'."
@@ -517,13 +515,14 @@ def test_plackett_luce_crossentropy_is_listnet_and_its_distribution_scores_ranki
     )
 
 
-def test_pl_rank_is_the_same_for_a_list_far_above_or_below_the_others():
+@pytest.mark.parametrize("reward", [ranking.NDCG(k=3), ranking.NDCG()])
+def test_pl_rank_is_the_same_for_a_list_far_above_or_below_the_others(reward):
     """Each list's scores are shifted by its own maximum before exponentiating: a list 800 below
-    another in the same batch keeps its gradient (a batch-wide shift underflows it)."""
+    another in the same batch keeps its gradient (a batch-wide shift underflows it); with a
+    cutoff (the top ranks' path) and without (every rank's)."""
     rng = np.random.default_rng(8)
     scores = rng.normal(size=(1, 6)).astype("float32")
     labels = tf.constant(np.repeat([[2.0, 0.0, 1.0, 0.0, 3.0, 0.0]], 2, axis=0))
-    reward = ranking.NDCG(k=3)
     _, alone = _call(PLRank(), np.repeat(scores, 2, axis=0), labels, reward, num_samples=16)
     apart = np.concatenate([scores + 400.0, scores - 400.0])
     _, shifted = _call(PLRank(), apart, labels, reward, num_samples=16)
