@@ -527,3 +527,22 @@ def test_pl_rank_is_the_same_for_a_list_far_above_or_below_the_others(reward):
     apart = np.concatenate([scores + 400.0, scores - 400.0])
     _, shifted = _call(PLRank(), apart, labels, reward, num_samples=16)
     np.testing.assert_allclose(shifted, alone, atol=1e-4)
+
+
+def test_plackett_luce_check_logits_names_the_shape_and_the_fix():
+    policy = PlackettLuce()
+    policy.check_logits((None, 2))  # lists of 2 items: the fewest that rank
+    with pytest.raises(ValueError) as refused:
+        policy.check_logits((4, 10, 1))
+    assert str(refused.value) == (
+        "policy='plackett_luce' expects logits of shape [B, L]: one score per item of B lists "
+        "of L items; the model returned logits of shape (4, 10, 1). A model that scores items "
+        "as [B, L, 1] needs a final keras.layers.Reshape((L,))."
+    )
+    for one_item in ((None, 1), (4, 1)):
+        with pytest.raises(ValueError) as refused:
+            policy.check_logits(one_item)
+        assert str(refused.value) == (
+            "policy='plackett_luce' needs lists of at least 2 items; the model returned logits "
+            f"of shape {tf.TensorShape(one_item)}."
+        )
