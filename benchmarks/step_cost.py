@@ -38,7 +38,8 @@ that a budget of 64 elements is changed per step), each trained with the trainer
 per-element credit found by probing the function) over the built-in reward with its defaults.
 
 Run: python benchmarks/step_cost.py [--quick] [--large] [--no-memory] [--estimator NAME]
-    [--configs mlp,conv,conv_classes,ranking,ranking_floor,step_net,user_metric,decisions]
+    [--configs mlp,conv,conv_classes,ranking,ranking_floor,step_net,user_metric,decisions,
+    specialists]
     [--out DIR]
 Writes DIR/step_cost.csv, DIR/step_memory.csv, (step_net) DIR/step_network_cost.csv,
 (user_metric) DIR/step_cost_user_metric.csv and (decisions) DIR/step_cost_decisions.csv.
@@ -46,6 +47,13 @@ Writes DIR/step_cost.csv, DIR/step_memory.csv, (step_net) DIR/step_network_cost.
 Decisions (``--configs decisions``): the path-regret task's linear model, an SPO+ step and the
 policy-gradient step (Gaussian policy over the costs, K = 8, the solver in the reward) over a
 two-stage (mean squared error) step.
+
+Specialists (``--configs specialists``, ``_specialists.py``): each default against the surrogate
+a user would pick instead, on the same model and batch: F1 on the MLP (vs soft-F1, vs BCE),
+mean IoU on the 4-class conv net (vs Lovasz-softmax), NDCG@10 on 64 lists of 100 items (vs
+LambdaLoss@10, vs ListNet), a 64-128-10 step network (vs straight-through) and a user's TF F1
+(vs the built-in F1's default); peak step memory at 256x256 masks and 64 lists of 1,000 items.
+Writes DIR/step_cost_specialists.csv and DIR/step_memory_specialists.csv.
 """
 
 from __future__ import annotations
@@ -543,17 +551,29 @@ def main() -> None:
         "networks of step units against a straight-through step, is run only when named)",
     )
     parser.add_argument("--memory-probe", help=argparse.SUPPRESS)
+    parser.add_argument("--specialist-memory-probe", help=argparse.SUPPRESS)
     args = parser.parse_args()
     global ESTIMATOR
     ESTIMATOR = args.estimator
     if args.memory_probe:
         print(json.dumps(memory_probe(*json.loads(args.memory_probe))))
         return
+    if args.specialist_memory_probe:
+        import _specialists
+
+        print(json.dumps(_specialists.memory_probe(*json.loads(args.specialist_memory_probe))))
+        return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rounds, steps = (5, 50) if args.quick else (9, 200)
 
     configs = args.configs.split(",")
+    if "specialists" in configs:
+        import _specialists
+
+        _specialists.run(out, rounds, max(steps // 10, 10), memory=not args.no_memory)
+        if configs == ["specialists"]:
+            return
     rows = []
     for jit in (False, True):
         if "mlp" in configs:
