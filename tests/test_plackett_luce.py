@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rlmetric import PolicyGradientTrainer, baselines, estimators, policies, ranking
+from rlmetric import PolicyGradientTrainer, baselines, estimators, policies, ranking, rewards
 from rlmetric.plackett_luce import PairwiseBestResponse, PlackettLuce, PLRank
 
 LOGITS = np.array([[1.0, -0.5, 0.3, 0.0], [0.2, 1.5, -1.0, 0.4]], "float32")
@@ -546,3 +546,30 @@ def test_plackett_luce_check_logits_names_the_shape_and_the_fix():
             "policy='plackett_luce' needs lists of at least 2 items; the model returned logits "
             f"of shape {tf.TensorShape(one_item)}."
         )
+
+
+def test_plackett_luce_check_reward_refuses_other_actions_and_ranks_beyond_top_k():
+    with pytest.raises(ValueError, match="reward='f1' scores decisions"):
+        PlackettLuce().check_reward(rewards.F1())
+    PlackettLuce(top_k=10).check_reward(ranking.NDCG(k=10))
+    for reward, reads in ((ranking.NDCG(k=12), "12"), (ranking.NDCG(), "all ranks")):
+        with pytest.raises(ValueError) as refused:
+            PlackettLuce(top_k=10).check_reward(reward)
+        assert str(refused.value) == (
+            "PlackettLuce(top_k=10) draws and scores only the top 10 ranks, but reward "
+            f"{reward.name!r} reads rank {reads}; use top_k >= the reward's k (or top_k=None)."
+        )
+
+
+def test_plackett_luce_distribution_holds_for_lists_far_from_zero():
+    """TFP's weights are e^s shifted by each list's own maximum: scores near +-60 (e^120
+    overflows float32) give the same log-probabilities as the same list near 0."""
+    logits = tf.constant([[0.3, -0.2, 0.9, 0.0]])
+    ranking_ = tf.constant([[2, 0, 3, 1]])
+    near_zero = PlackettLuce().distribution(logits).log_prob(ranking_)
+    far = tf.concat([logits + 60.0, logits - 60.0], axis=0)
+    np.testing.assert_allclose(
+        PlackettLuce().distribution(far).log_prob(tf.concat([ranking_] * 2, 0)),
+        tf.concat([near_zero] * 2, 0),
+        rtol=1e-4,
+    )
