@@ -573,3 +573,173 @@ def test_plackett_luce_distribution_holds_for_lists_far_from_zero():
         tf.concat([near_zero] * 2, 0),
         rtol=1e-4,
     )
+
+
+def test_plackett_luce_log_prob_of_one_ranking_per_list_and_of_padding_within_top_k():
+    logits = tf.constant([[0.5, -1.0, 2.0, 0.1], [1.0, 0.0, -0.5, 0.3]])
+    rankings = PlackettLuce().sample(logits, 3, seed=1)  # [K, B, L]
+    one = PlackettLuce().log_prob(logits, rankings[0])  # [B, L]: no sample axis
+    assert one.shape == (2, 4)
+    np.testing.assert_allclose(one, PlackettLuce().log_prob(logits, rankings)[0])
+    # two padded items ranked 3rd and 4th: with top_k=3 the 3rd rank is padding, so 0
+    labels = tf.constant([[1.0, 0.0, -1.0, -1.0]])
+    masked = PlackettLuce().mask_logits(tf.constant([[0.2, 0.1, 0.0, 0.0]]), labels)
+    terms = PlackettLuce(top_k=3).log_prob(masked, tf.constant([[0, 1, 2, 3]])).numpy()
+    assert terms[0, 2] == 0.0 and terms[0, 3] == 0.0 and terms[0, 0] < 0.0
+
+
+def _reverse_logsumexp_reference(values):
+    """``log sum_{j >= r} exp(values[j])`` over the real (non-padding) entries, by NumPy;
+    ``-inf`` where only padding follows."""
+    out = np.empty(values.shape)
+    for index in np.ndindex(values.shape[:-1]):
+        row = values[index]
+        for r in range(row.size):
+            rest = row[r:][row[r:] > -1e8]
+            out[index + (r,)] = np.logaddexp.reduce(rest) if rest.size else -np.inf
+    return out
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        # spans over 600 (the exact path), [K=1, B=3, L]: lists far from each other, padding
+        # first in the last list and a suffix of padding only in the others
+        [[[0.0, -1.0, -1e9, -1e9], [-800.0, -1600.0, -1e9, -1e9], [-1e9, 800.0, 0.0, -800.0]]],
+        # narrow lists (the shifted sum), [B=3, L], 300 apart
+        [[0.0, -1.0, -1e9], [300.0, 299.0, -1e9], [-800.0, -801.0, -1e9]],
+    ],
+    ids=["wide", "narrow"],
+)
+def test_reverse_logsumexp_is_exact_per_row_of_any_rank_and_padding_counts_for_nothing(values):
+    """Each row is shifted by its own maximum; padding anywhere in a row adds nothing; a suffix
+    of padding only is finite and at least 690 below its row's top value (weight <= 1e-300)."""
+    from rlmetric.plackett_luce import reverse_logsumexp
+
+    values = np.array(values)
+    got = reverse_logsumexp(tf.constant(values)).numpy()
+    expected = _reverse_logsumexp_reference(values)
+    has_real = np.isfinite(expected)
+    np.testing.assert_allclose(got[has_real], expected[has_real], rtol=1e-12)
+    assert np.isfinite(got).all()
+    row_top = np.broadcast_to(values.max(axis=-1, keepdims=True), values.shape)
+    assert (got[~has_real] <= row_top[~has_real] - 690.0).all()
+
+
+@pytest.mark.parametrize("estimator", [PLRank(), PairwiseBestResponse()], ids=lambda e: e.name)
+@pytest.mark.parametrize(
+    "reward", [ranking.NDCG(k=3), ranking.NDCG(), ranking.NDCG(k=9)], ids=["k<L", "no k", "k>L"]
+)
+def test_ranking_estimators_with_a_list_length_known_only_at_run_time_equal_eager(
+    estimator, reward
+):
+    """A graph traced for lists of any length (as for a dataset of varying lists) gives the
+    loss, rewards and gradient of eager calls; 3 lists of 7 items, a cutoff below, at none and
+    above the length."""
+    rng = np.random.default_rng(4)
+    logits = tf.constant(rng.normal(size=(3, 7)).astype("float32"))
+    labels = tf.constant(rng.integers(0, 3, size=(3, 7)).astype("float32"))
+    spec = tf.TensorSpec([None, None], tf.float32)
+
+    @tf.function(input_signature=[spec, spec])
+    def traced(logits, labels):
+        with tf.GradientTape() as tape:
+            tape.watch(logits)
+            out = estimator(
+                logits,
+                labels,
+                policy=PlackettLuce(),
+                reward=reward,
+                baseline=baselines.NoBaseline(),
+                baseline_state=tf.zeros([0]),
+                num_samples=8,
+                seed=0,
+            )
+        return out.loss, out.rewards, tape.gradient(out.loss, logits)
+
+    loss, rewards_, gradient = traced(logits, labels)
+    eager, eager_gradient = _call(estimator, logits, labels, reward)
+    np.testing.assert_allclose(float(loss), float(eager.loss), rtol=1e-5)
+    np.testing.assert_allclose(rewards_.numpy(), eager.rewards.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(gradient.numpy(), eager_gradient, atol=1e-6)
+
+
+def test_pairwise_best_response_on_a_single_list_with_weights_summing_below_one():
+    """One list (the mean over lists divides by 1) of one relevant and one other item: the
+    pairs' weights sum to |theta_1 - theta_2| < 1, and the loss is still normalised by it."""
+    labels = tf.constant([[1.0, 0.0, -1.0]])
+    logits = tf.constant([[0.3, -0.2, 0.0]])
+    reward, policy = ranking.NDCG(), PlackettLuce()
+    out, _ = _call(PairwiseBestResponse(), logits, labels, reward)
+    rankings = policy.sample(policy.mask_logits(logits, labels), 8, seed=0).numpy()
+    np.testing.assert_allclose(out.rewards.numpy(), reward(labels, rankings).numpy(), rtol=1e-6)
+    expected = _all_pairs_loss(logits, labels, reward, rankings)
+    assert float(out.loss) == pytest.approx(expected, rel=1e-5)
+
+
+def test_pl_rank_is_unbiased_on_a_single_list():
+    policy, reward = PlackettLuce(), ranking.NDCG(k=2)
+    _, exact = _exact(policy, reward, LOGITS[1:], LABELS[1:])
+    out, gradient = _call(PLRank(), LOGITS[1:], LABELS[1:], reward, num_samples=20_000, seed=5)
+    np.testing.assert_allclose(-gradient, exact, atol=0.03 * np.abs(exact).max())
+    rankings = policy.sample(policy.mask_logits(LOGITS[1:], LABELS[1:]), 20_000, seed=5)
+    np.testing.assert_allclose(out.rewards.numpy(), reward(LABELS[1:], rankings).numpy())
+
+
+@pytest.mark.parametrize("estimator", [PLRank(), PairwiseBestResponse()], ids=lambda e: e.name)
+def test_ranking_estimators_centre_advantages_and_pass_the_baseline_state_through(estimator):
+    state = tf.constant([0.25, -1.0])
+    out = estimator(
+        LOGITS,
+        LABELS,
+        policy=PlackettLuce(),
+        reward=ranking.NDCG(k=3),
+        baseline=baselines.NoBaseline(),
+        baseline_state=state,
+        num_samples=6,
+        seed=1,
+    )
+    rewards_ = out.rewards.numpy()
+    assert rewards_.std() > 0.0
+    np.testing.assert_allclose(out.advantages.numpy(), rewards_ - rewards_.mean(), atol=1e-6)
+    np.testing.assert_array_equal(out.baseline_state.numpy(), state.numpy())
+
+
+def test_top_k_at_or_beyond_the_list_length_samples_whole_rankings():
+    logits = tf.constant(LOGITS)
+    whole = PlackettLuce().sample(logits, 5, seed=2).numpy()
+    for top_k in (4, 9):
+        np.testing.assert_array_equal(PlackettLuce(top_k=top_k).sample(logits, 5, seed=2), whole)
+
+
+def test_plackett_luce_samples_float64_scores_in_float64():
+    logits = tf.constant(LOGITS, tf.float64)
+    perturbed = PlackettLuce().perturbed_scores(logits, 3, seed=1)
+    assert perturbed.dtype == tf.float64
+    rankings = PlackettLuce().sample(logits, 3, seed=1).numpy()
+    np.testing.assert_array_equal(
+        np.sort(rankings, axis=-1), np.broadcast_to(np.arange(4), (3, 2, 4))
+    )
+
+
+def test_plackett_luce_top_k_must_be_a_positive_int_or_none():
+    assert PlackettLuce().top_k is None
+    assert PlackettLuce(top_k=1).top_k == 1
+    from_numpy = PlackettLuce(top_k=np.int64(3)).top_k
+    assert from_numpy == 3 and type(from_numpy) is int
+    for bad in (0, -2, True, 2.5, "3"):
+        with pytest.raises(ValueError) as refused:
+            PlackettLuce(top_k=bad)
+        assert str(refused.value) == (
+            f"top_k must be a positive int or None; received top_k={bad!r}."
+        )
+
+
+def test_ranking_estimators_name_a_policy_or_reward_given_without_a_name():
+    for estimator in (PLRank(), PairwiseBestResponse()):
+        with pytest.raises(ValueError, match=r"received policy='categorical'\.$"):
+            estimator.check(
+                policy="categorical", reward=ranking.NDCG(), baseline=None, num_samples=4
+            )
+        with pytest.raises(ValueError, match=r"reward 'mrr' is str\."):
+            estimator.check(policy=PlackettLuce(), reward="mrr", baseline=None, num_samples=4)
