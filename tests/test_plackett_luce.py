@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from rlmetric import PolicyGradientTrainer, baselines, estimators, policies, ranking, rewards
-from rlmetric.plackett_luce import PairwiseBestResponse, PlackettLuce, PLRank
+from rlmetric.plackett_luce import PairwiseBestResponse, PlackettLuce, PLRank, reverse_logsumexp
 
 LOGITS = np.array([[1.0, -0.5, 0.3, 0.0], [0.2, 1.5, -1.0, 0.4]], "float32")
 LABELS = np.array([[2.0, 0.0, 1.0, -1.0], [0.0, 3.0, 1.0, 1.0]], "float32")  # list 0: 3 items
@@ -39,8 +39,11 @@ def _exact(policy, reward, logits, labels):
     return float(value), tape.gradient(value, logits).numpy()
 
 
-def _call(estimator, logits, labels, reward, num_samples=8, seed=0, baseline=None, policy=None):
-    """One estimator call: its output and the gradient of its loss with respect to logits."""
+def _estimate(
+    estimator, logits, labels, reward, num_samples=8, seed=0, baseline=None, policy=None, state=None
+):
+    """One estimator call: its output and the gradient of its loss with respect to logits, as
+    tensors (so it also runs inside a ``tf.function``)."""
     logits = tf.convert_to_tensor(logits)
     with tf.GradientTape() as tape:
         tape.watch(logits)
@@ -50,11 +53,17 @@ def _call(estimator, logits, labels, reward, num_samples=8, seed=0, baseline=Non
             policy=policy or PlackettLuce(),
             reward=reward,
             baseline=baseline or baselines.NoBaseline(),
-            baseline_state=tf.zeros([0]),
+            baseline_state=tf.zeros([0]) if state is None else state,
             num_samples=num_samples,
             seed=seed,
         )
-    return out, tape.gradient(out.loss, logits).numpy()
+    return out, tape.gradient(out.loss, logits)
+
+
+def _call(*args, **kwargs):
+    """[`_estimate`] eagerly, the gradient as a NumPy array."""
+    out, gradient = _estimate(*args, **kwargs)
+    return out, gradient.numpy()
 
 
 def test_probabilities_of_all_rankings_sum_to_one_and_match_the_formula():
@@ -614,8 +623,6 @@ def _reverse_logsumexp_reference(values):
 def test_reverse_logsumexp_is_exact_per_row_of_any_rank_and_padding_counts_for_nothing(values):
     """Each row is shifted by its own maximum; padding anywhere in a row adds nothing; a suffix
     of padding only is finite and at least 690 below its row's top value (weight <= 1e-300)."""
-    from rlmetric.plackett_luce import reverse_logsumexp
-
     values = np.array(values)
     got = reverse_logsumexp(tf.constant(values)).numpy()
     expected = _reverse_logsumexp_reference(values)
@@ -643,19 +650,8 @@ def test_ranking_estimators_with_a_list_length_known_only_at_run_time_equal_eage
 
     @tf.function(input_signature=[spec, spec])
     def traced(logits, labels):
-        with tf.GradientTape() as tape:
-            tape.watch(logits)
-            out = estimator(
-                logits,
-                labels,
-                policy=PlackettLuce(),
-                reward=reward,
-                baseline=baselines.NoBaseline(),
-                baseline_state=tf.zeros([0]),
-                num_samples=8,
-                seed=0,
-            )
-        return out.loss, out.rewards, tape.gradient(out.loss, logits)
+        out, gradient = _estimate(estimator, logits, labels, reward)
+        return out.loss, out.rewards, gradient
 
     loss, rewards_, gradient = traced(logits, labels)
     eager, eager_gradient = _call(estimator, logits, labels, reward)
@@ -689,16 +685,7 @@ def test_pl_rank_is_unbiased_on_a_single_list():
 @pytest.mark.parametrize("estimator", [PLRank(), PairwiseBestResponse()], ids=lambda e: e.name)
 def test_ranking_estimators_centre_advantages_and_pass_the_baseline_state_through(estimator):
     state = tf.constant([0.25, -1.0])
-    out = estimator(
-        LOGITS,
-        LABELS,
-        policy=PlackettLuce(),
-        reward=ranking.NDCG(k=3),
-        baseline=baselines.NoBaseline(),
-        baseline_state=state,
-        num_samples=6,
-        seed=1,
-    )
+    out, _ = _call(estimator, LOGITS, LABELS, ranking.NDCG(k=3), 6, 1, state=state)
     rewards_ = out.rewards.numpy()
     assert rewards_.std() > 0.0
     np.testing.assert_allclose(out.advantages.numpy(), rewards_ - rewards_.mean(), atol=1e-6)
