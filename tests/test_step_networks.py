@@ -200,6 +200,53 @@ def test_hard_network_at_inference_is_the_step_computation_by_hand():
     assert trainer.evaluate(x, expected, verbose=0) == pytest.approx(0.0)
 
 
+def test_evaluate_runs_the_layers_at_inference():
+    # dropout below the step layer: evaluate is the deterministic hard network, every call
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((2,)), keras.layers.Dropout(0.9), _dense(8), StochasticStep(), _dense(2)]
+    )
+    x, y = _xor(256)
+    trainer = StepNetworkTrainer(model, seed=0)
+    trainer.compile(metrics=["accuracy"])
+    first = trainer.evaluate(x, y, verbose=0, return_dict=True)
+    second = trainer.evaluate(x, y, verbose=0, return_dict=True)
+    assert first == second
+    logits = model(x, training=False).numpy()
+    assert first["accuracy"] == pytest.approx(np.mean(logits.argmax(-1) == y), abs=1e-6)
+
+
+class _UnusedWeight(keras.layers.Layer):
+    """Passes its input through and owns a trainable weight that nothing reads."""
+
+    def build(self, input_shape):
+        self.unused = self.add_weight(shape=(3,), initializer="ones")
+
+    def call(self, inputs):
+        return inputs
+
+
+def test_estimate_gradient_gives_zeros_for_variables_the_objective_does_not_read():
+    model = keras.Sequential(
+        [
+            keras.Input((2,)),
+            _dense(3),
+            StochasticStep(),
+            _UnusedWeight(name="passthrough"),
+            _dense(2),
+        ]
+    )
+    trainer = StepNetworkTrainer(model, seed=0)
+    gradients = trainer.estimate_gradient(X, Y)
+    shapes = [tuple(v.shape) for v in model.trainable_variables]
+    assert [g.shape for g in gradients] == shapes
+    passthrough = model.get_layer("passthrough")
+    unused = [i for i, v in enumerate(model.trainable_variables) if v is passthrough.unused]
+    assert len(unused) == 1
+    np.testing.assert_array_equal(gradients[unused[0]], np.zeros(3))
+    assert all(np.abs(g).sum() > 0 for i, g in enumerate(gradients) if i != unused[0])
+
+
 def test_training_call_draws_levels_of_the_distribution():
     step = StochasticStep(temperature=1.0, seed=3)
     x = np.full((20_000, 1), 0.8, "float32")
@@ -419,6 +466,15 @@ def test_a_count_reward_reads_the_levels_of_a_multi_level_output_as_classes():
     assert logged == pytest.approx(np.mean(levels == y), abs=1e-6)
     with pytest.raises(ValueError, match="num_classes=3, but the last step layer .* 4 levels"):
         StepNetworkTrainer(_four_level_output(), reward=rewards.Accuracy(num_classes=3))
+
+
+@pytest.mark.parametrize("thresholds", [(0.0,), (-1.0, 1.0), (-1.0, 0.0, 1.0)])
+def test_a_count_reward_gets_the_levels_as_classes_only_beyond_two_levels(thresholds):
+    # two levels are 0/1 decisions: F1 stays the binary F1, not a macro F1 over two classes
+    model = keras.Sequential([keras.Input((3,)), _dense(1), StochasticStep(thresholds=thresholds)])
+    levels = len(thresholds) + 1
+    trainer = StepNetworkTrainer(model, reward="f1", seed=0)
+    assert trainer.reward.num_classes == (None if levels == 2 else levels)
 
 
 X_STEP = np.random.default_rng(2).normal(size=(32, 2)).astype("float32")
