@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rlmetric import rewards
+from rlmetric import rewards, step_networks
 from rlmetric.layers import StochasticStep
 from rlmetric.step_networks import (
     StepNetworkTrainer,
@@ -20,6 +20,7 @@ from rlmetric.step_networks import (
     local_expectation_loss,
     score_function_loss,
 )
+from rlmetric.step_surrogates import dense_outputs_of_moves
 
 DRAWS = 3000  # Monte Carlo draws of each estimator; tolerance 4.5 standard errors + 2e-3
 
@@ -407,9 +408,17 @@ def test_several_replicas_are_refused_at_compile():
 
 
 @pytest.mark.parametrize("levels", [(0.0,), (-0.5, 0.5)], ids=["binary", "3-level"])
-def test_local_expectation_dense_shortcut_equals_rerunning_every_move(levels):
+def test_local_expectation_dense_shortcut_equals_rerunning_every_move(levels, monkeypatch):
     # above the step layer a plain Dense takes the shortcut (its output for a one-unit move is
     # the drawn output plus a kernel row); an Identity in front forces the full re-run
+    shortcuts = []
+
+    def counted(*args):
+        shortcuts.append(args[0].name)
+        return dense_outputs_of_moves(*args)
+
+    monkeypatch.setattr(step_networks, "dense_outputs_of_moves", counted)
+
     def build(identity):
         keras.utils.set_random_seed(3)
         stack = [keras.Input((2,)), keras.layers.Dense(4), StochasticStep(levels)]
@@ -418,12 +427,14 @@ def test_local_expectation_dense_shortcut_equals_rerunning_every_move(levels):
         return keras.Sequential(stack)
 
     fast, slow = build(False), build(True)
-    grads = [
-        StepNetworkTrainer(m, estimator="local_expectation", num_samples=3).estimate_gradient(
-            X, Y, seed=(5, 1)
-        )
-        for m in (fast, slow)
-    ]
+    grads, used = [], []
+    for model in (fast, slow):
+        shortcuts.clear()
+        trainer = StepNetworkTrainer(model, estimator="local_expectation", num_samples=3)
+        grads.append(trainer.estimate_gradient(X, Y, seed=(5, 1)))
+        used.append(len(shortcuts))
+    # both step layers of the fast model take it; of the slow one, only the second
+    assert used == [2, 1]
     for a, b in zip(*grads, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert np.abs(grads[0][0]).max() > 1e-4
@@ -475,6 +486,20 @@ def test_a_count_reward_gets_the_levels_as_classes_only_beyond_two_levels(thresh
     levels = len(thresholds) + 1
     trainer = StepNetworkTrainer(model, reward="f1", seed=0)
     assert trainer.reward.num_classes == (None if levels == 2 else levels)
+
+
+def test_evaluate_checks_labels_and_passes_keras_arguments_through():
+    x, y = _xor(64)
+    trainer = StepNetworkTrainer(_tiny(), seed=0)
+    trainer.compile(metrics=["accuracy"])
+    with pytest.raises(ValueError, match=r"^y holds label values \[5.0\]"):
+        trainer.evaluate(x, np.full(64, 5), verbose=0)
+    dataset = tf.data.Dataset.from_tensor_slices((x, np.full(64, 5))).batch(16)
+    with pytest.raises(ValueError, match="the labels of the dataset x"):
+        trainer.evaluate(dataset, verbose=0)
+    # keras.Model.evaluate's positional arguments: batch_size, verbose, ..., return_dict
+    logged = trainer.evaluate(x, y, 16, 0, None, None, None, True)
+    assert set(logged) == {"loss", "accuracy"}
 
 
 X_STEP = np.random.default_rng(2).normal(size=(32, 2)).astype("float32")
