@@ -315,6 +315,35 @@ def test_nonfinite_loss_stops_fit_without_touching_the_weights():
         np.testing.assert_array_equal(old, new)
 
 
+def test_the_regularisers_of_the_model_are_added_to_the_objective():
+    # the same draws (same seed, same weights): the two updates differ by the L2 gradient alone
+    x, y = _xor(32)
+    penalty, learning_rate = 0.5, 0.1
+
+    def build(regularizer):
+        keras.utils.set_random_seed(4)
+        return keras.Sequential(
+            [
+                keras.Input((2,)),
+                keras.layers.Dense(3, kernel_regularizer=regularizer),
+                StochasticStep(),
+                _dense(2),
+            ]
+        )
+
+    kernels = []
+    for regularizer in (None, keras.regularizers.L2(penalty)):
+        model = build(regularizer)
+        start = model.layers[0].kernel.numpy()
+        trainer = StepNetworkTrainer(model, seed=0)
+        trainer.compile(keras.optimizers.SGD(learning_rate))
+        trainer.fit(x, y, batch_size=32, epochs=1, verbose=0)
+        kernels.append(model.layers[0].kernel.numpy())
+    np.testing.assert_allclose(
+        kernels[1] - kernels[0], -learning_rate * 2 * penalty * start, rtol=1e-4, atol=1e-6
+    )
+
+
 def _dense(units=2):
     return keras.layers.Dense(units)
 
