@@ -531,6 +531,39 @@ def test_evaluate_checks_labels_and_passes_keras_arguments_through():
     assert set(logged) == {"loss", "accuracy"}
 
 
+def test_fit_refuses_sample_weight_and_an_unsavable_checkpoint_before_training(tmp_path):
+    x, y = _xor(32)
+    trainer = StepNetworkTrainer(_tiny(), seed=0)
+    trainer.compile()
+    with pytest.raises(ValueError, match=r"unweighted\. Received sample_weight of type ndarray"):
+        trainer.fit(x, y, sample_weight=np.ones(32), verbose=0)
+
+    def hits(y_true, y_pred):
+        return float(np.mean(y_true == y_pred))
+
+    model = _tiny(outputs=1, levels_layer=StochasticStep())
+    before = [w.copy() for w in model.get_weights()]
+    numpy_reward = StepNetworkTrainer(model, reward=rewards.from_numpy(hits), seed=0)
+    numpy_reward.compile()
+    checkpoint = keras.callbacks.ModelCheckpoint(str(tmp_path / "trainer.keras"))
+    with pytest.raises(ValueError, match=r"ModelCheckpoint\(.*trainer.keras'\) saves the whole"):
+        numpy_reward.fit(x, y, epochs=1, callbacks=[checkpoint], verbose=0)
+    for old, new in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(old, new)
+
+
+def test_callbacks_monitoring_the_reward_maximise_it():
+    x, y = _xor(32)
+    trainer = StepNetworkTrainer(
+        _tiny(outputs=1, levels_layer=StochasticStep()), reward="accuracy", seed=0
+    )
+    trainer.compile()
+    stop = keras.callbacks.EarlyStopping(monitor="reward", patience=5)
+    trainer.fit(x, y, batch_size=32, epochs=1, callbacks=[stop], verbose=0)
+    assert stop.mode == "max"
+    assert stop.monitor_op(2.0, 1.0)  # a higher reward is an improvement
+
+
 X_STEP = np.random.default_rng(2).normal(size=(32, 2)).astype("float32")
 Y_STEP = np.random.default_rng(3).integers(0, 2, 32)
 
@@ -561,6 +594,17 @@ Y_STEP = np.random.default_rng(3).integers(0, 2, 32)
             {},
             {"x": tf.data.Dataset.from_tensor_slices((X_STEP, np.full(32, 7))).batch(8)},
             "the labels of the dataset x",
+        ),
+        (
+            _tiny,
+            {},
+            {
+                "y": Y_STEP,
+                "validation_data": tf.data.Dataset.from_tensor_slices(
+                    (X_STEP, np.full(32, 7))
+                ).batch(8),
+            },
+            r"^validation_data's labels holds label values \[7.0\]",
         ),
     ],
 )
