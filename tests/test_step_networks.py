@@ -552,6 +552,17 @@ def test_fit_refuses_sample_weight_and_an_unsavable_checkpoint_before_training(t
         np.testing.assert_array_equal(old, new)
 
 
+def test_a_dataset_with_sample_weights_or_without_labels_is_refused():
+    x, y = _xor(32)
+    trainer = StepNetworkTrainer(_tiny(), seed=0)
+    trainer.compile()
+    weighted = tf.data.Dataset.from_tensor_slices((x, y, np.ones(32, "float32"))).batch(8)
+    with pytest.raises(ValueError, match="^StepNetworkTrainer does not support sample_weight"):
+        trainer.fit(weighted, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"^StepNetworkTrainer needs labels: call fit\(x, y\)"):
+        trainer.fit(tf.data.Dataset.from_tensor_slices(x).batch(8), epochs=1, verbose=0)
+
+
 def test_callbacks_monitoring_the_reward_maximise_it():
     x, y = _xor(32)
     trainer = StepNetworkTrainer(
