@@ -604,7 +604,14 @@ Y_STEP = np.random.default_rng(3).integers(0, 2, 32)
             _tiny,
             {},
             {"x": tf.data.Dataset.from_tensor_slices((X_STEP, np.full(32, 7))).batch(8)},
-            "the labels of the dataset x",
+            "^the labels of the dataset x holds",
+        ),
+        # all of an in-memory y is checked, not only the first rows
+        (
+            _tiny,
+            {},
+            {"x": np.zeros((40, 2), "float32"), "y": np.r_[np.zeros(39), 9]},
+            r"^y holds label values \[9.0\] \(of 1 bad entries\)",
         ),
         (
             _tiny,
@@ -630,6 +637,47 @@ def test_labels_the_objective_cannot_read_are_refused_before_training(
         trainer.fit(**fit_kwargs, epochs=1, verbose=0)
     after = trainer.model.get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_labels_that_are_class_ids_are_not_mistaken_for_one_hot_rows():
+    # two examples of a two-class model: [1, 1] is two class ids, not a one-hot row
+    trainer = StepNetworkTrainer(_tiny(), seed=0)
+    trainer.compile()
+    logits = trainer.model(X, training=False)
+    crossentropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    expected = float(crossentropy(np.ones(2), logits))
+    assert trainer.evaluate(X, np.ones(2, "int32"), verbose=0) == pytest.approx(expected, 1e-5)
+    # a single output: labels [N, 1] of class 0 are class ids
+    single = StepNetworkTrainer(_tiny(outputs=1), seed=0)
+    single.compile()
+    single.fit(X_STEP, np.zeros((32, 1)), epochs=1, verbose=0)
+
+
+def test_one_hot_labels_of_positions_train_as_their_class_ids():
+    # outputs [N, T, C] with T != C: one-hot labels [N, T, C] are read along their last axis
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4, 2)), _dense(3), StochasticStep(), _dense(2)])
+    x = np.random.default_rng(0).normal(size=(16, 4, 2)).astype("float32")
+    ids = np.random.default_rng(1).integers(0, 2, (16, 4))
+    trainer = StepNetworkTrainer(model, seed=0)
+    trainer.compile()
+    by_ids = trainer.evaluate(x, ids, verbose=0)
+    assert trainer.evaluate(x, np.eye(2)[ids], verbose=0) == pytest.approx(by_ids, 1e-6)
+
+
+class _Batches(keras.utils.PyDataset):
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        return X_STEP[index * 16 : (index + 1) * 16], Y_STEP[index * 16 : (index + 1) * 16]
+
+
+def test_a_py_dataset_trains_its_labels_checked_at_the_first_step():
+    trainer = StepNetworkTrainer(_tiny(), seed=0)
+    trainer.compile()
+    history = trainer.fit(_Batches(), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
 
 
 def test_one_hot_labels_train_as_their_class_ids():
