@@ -395,7 +395,7 @@ def test_models_that_are_not_chains_are_refused():
 
 def test_compile_refuses_a_loss_and_temperature_is_checked():
     trainer = StepNetworkTrainer(_tiny())
-    with pytest.raises(ValueError, match="does not take a loss"):
+    with pytest.raises(ValueError, match=r"^StepNetworkTrainer.compile does not take a loss"):
         trainer.compile(loss="mse")
     with pytest.raises(ValueError, match="temperature must be"):
         StochasticStep(temperature=0.0)
