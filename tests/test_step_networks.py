@@ -452,7 +452,9 @@ def test_local_expectation_dense_shortcut_equals_rerunning_every_move(levels, mo
         keras.utils.set_random_seed(3)
         stack = [keras.Input((2,)), keras.layers.Dense(4), StochasticStep(levels)]
         stack += [keras.layers.Identity()] if identity else []
-        stack += [keras.layers.Dense(3, activation="tanh"), StochasticStep(), _dense(2)]
+        # two layers between the step layers: the shortcut replaces only the Dense
+        stack += [keras.layers.Dense(3), keras.layers.Activation("tanh")]
+        stack += [StochasticStep(), _dense(2)]
         return keras.Sequential(stack)
 
     fast, slow = build(False), build(True)
@@ -598,7 +600,16 @@ Y_STEP = np.random.default_rng(3).integers(0, 2, 32)
             {"y": Y_STEP, "validation_data": (X_STEP, Y_STEP + 5)},
             "validation_data's labels",
         ),
-        (_tiny, {}, {"y": np.eye(2)[Y_STEP] * 2}, "one-hot rows"),
+        (_tiny, {}, {"y": np.eye(2)[Y_STEP] * 2}, r"of shape \(32, 2\) is read as one-hot rows"),
+        (_tiny, {}, {"y": np.tile([0.3, 0.7], (32, 1))}, "is read as one-hot rows"),
+        (_tiny, {}, {"y": np.ones((32, 2))}, "is read as one-hot rows"),
+        # at most five of the bad values are shown
+        (
+            _tiny,
+            {},
+            {"y": np.arange(32) % 9},
+            r"label values \[2.0, 3.0, 4.0, 5.0, 6.0\] \(of 24 bad entries\)",
+        ),
         (_tiny, {}, {"y": Y_STEP, "class_weight": {0: 1.0, 1: 2.0}}, "support class_weight"),
         (
             _tiny,
@@ -637,6 +648,13 @@ def test_labels_the_objective_cannot_read_are_refused_before_training(
         trainer.fit(**fit_kwargs, epochs=1, verbose=0)
     after = trainer.model.get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_string_labels_are_refused_naming_the_argument():
+    trainer = StepNetworkTrainer(_tiny(), seed=0)
+    trainer.compile()
+    with pytest.raises(TypeError, match="^y must hold numeric labels"):
+        trainer.fit(X_STEP, np.array(["cat", "dog"] * 16), epochs=1, verbose=0)
 
 
 def test_labels_that_are_class_ids_are_not_mistaken_for_one_hot_rows():
