@@ -248,6 +248,59 @@ def test_estimate_gradient_gives_zeros_for_variables_the_objective_does_not_read
     assert all(np.abs(g).sum() > 0 for i, g in enumerate(gradients) if i != unused[0])
 
 
+class _Recorder(keras.layers.Layer):
+    """The identity; records the ``training`` flag and the rows of each call (at tracing)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.calls = []
+
+    def call(self, inputs, training=None):
+        self.calls.append((training, inputs.shape[0]))
+        return inputs
+
+
+@pytest.mark.parametrize(
+    ("estimator", "rows_above"),
+    [
+        ("reinforce", [8]),  # K = 4 sample sets of B = 2 rows, one pass
+        ("disarm", [4, 4]),  # K / 2 = 2 pairs: the drawn half and its antithetic re-run
+        ("local_expectation", [8, 24]),  # and every move of U = 3 binary units: 3 x 8 rows
+    ],
+)
+def test_each_estimator_runs_the_layers_above_on_the_rows_it_promises(estimator, rows_above):
+    below, above = _Recorder(name="below"), _Recorder(name="above")
+    model = keras.Sequential(
+        [keras.Input((2,)), below, _dense(3), StochasticStep(), above, _dense(2)]
+    )
+    below.calls.clear()  # (the symbolic call that built the model)
+    above.calls.clear()
+    trainer = StepNetworkTrainer(model, estimator=estimator, num_samples=4, seed=0)
+    trainer.estimate_gradient(X, Y)
+    # the layers below the first step layer run once, for the B rows; all in training mode
+    assert below.calls == [(True, 2)]
+    assert above.calls == [(True, rows) for rows in rows_above]
+    below.calls.clear()
+    above.calls.clear()
+    trainer.compile()
+    trainer.evaluate(X, Y, verbose=0)
+    assert {flag for flag, _ in below.calls + above.calls} == {False}
+
+
+def test_the_trainer_seed_decides_the_draws():
+    x, y = _xor(64)
+
+    def trained(seed):
+        trainer = StepNetworkTrainer(_tiny(seed=5), seed=seed)
+        trainer.compile(keras.optimizers.SGD(0.1))
+        trainer.fit(x, y, batch_size=64, epochs=2, verbose=0)
+        return np.concatenate([w.ravel() for w in trainer.model.get_weights()])
+
+    first = trained(0)
+    np.testing.assert_array_equal(first, trained(0))
+    assert not np.allclose(first, trained(1))
+
+
 def test_training_call_draws_levels_of_the_distribution():
     step = StochasticStep(temperature=1.0, seed=3)
     x = np.full((20_000, 1), 0.8, "float32")
