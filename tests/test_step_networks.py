@@ -539,6 +539,11 @@ def test_auto_jit_compile_uses_xla_only_for_keras_and_rlmetric_pieces():
     assert resolved(custom_loss) is False
     assert resolved(StepNetworkTrainer(model()), jit_compile=False) is False
     assert resolved(StepNetworkTrainer(model()), run_eagerly=True) is False
+    # a reward of the output levels: the built-in ones compile, a NumPy function does not
+    levels = keras.Sequential([keras.Input((2,)), _dense(1), StochasticStep()])
+    assert resolved(StepNetworkTrainer(levels, reward="accuracy")) is True
+    numpy_reward = rewards.from_numpy(lambda y_true, y_pred: float(np.mean(y_true == y_pred)))
+    assert resolved(StepNetworkTrainer(levels, reward=numpy_reward)) is False
 
 
 def _four_level_output():
