@@ -147,6 +147,37 @@ def test_batch_reward_estimators_are_unbiased(estimator):
     assert np.abs(exact[0]).max() > 0.005
 
 
+def test_a_reward_of_several_output_units_gets_sets_of_shape_k_b_units():
+    seen = []
+
+    def hits(y_true, levels):  # [B, U], [K, B, U] -> [K]
+        seen.append((tuple(y_true.shape), tuple(levels.shape)))
+        same = tf.equal(levels, tf.cast(y_true, levels.dtype)[None])
+        return tf.reduce_mean(tf.cast(same, tf.float32), axis=[1, 2])
+
+    model = _tiny(units=(3,), outputs=2, levels_layer=StochasticStep())
+    trainer = StepNetworkTrainer(model, reward=hits, num_samples=4, seed=0)
+    y = np.array([[1, 0], [0, 1]], "int32")
+    gradients = trainer.estimate_gradient(X, y)
+    assert seen == [((2, 2), (4, 2, 2))]
+    assert all(np.all(np.isfinite(g)) for g in gradients)
+    trainer.compile()
+    logged = trainer.evaluate(X, y, verbose=0, return_dict=True)["reward"]
+    levels = model(X, training=False).numpy()
+    assert logged == pytest.approx(np.mean(levels == y), abs=1e-6)
+
+
+@pytest.mark.parametrize("estimator", ["disarm", "local_expectation"])
+def test_three_step_layers_of_different_widths_rerun_with_their_own_noise(estimator):
+    # the re-runs above step layer l take the noise of layers l + 1, ... (shapes differ)
+    model = _tiny(step_layers=(StochasticStep,) * 3, units=(2, 3, 4))
+    trainer = StepNetworkTrainer(model, estimator=estimator, num_samples=4, seed=0)
+    gradients = trainer.estimate_gradient(X, Y)
+    assert [g.shape for g in gradients] == [tuple(v.shape) for v in model.trainable_variables]
+    assert all(np.all(np.isfinite(g)) for g in gradients)
+    assert np.abs(gradients[0]).max() > 0
+
+
 def test_disarm_gradient_by_hand():
     # f(b) = 0.2, f(b~) = 1.0; unit 0 differs (b~ = 1: sign -1), unit 1 agrees (no credit)
     g = disarm_logit_gradient(
