@@ -324,7 +324,8 @@ def test_the_trainer_seed_decides_the_draws():
     def trained(seed):
         trainer = StepNetworkTrainer(_tiny(seed=5), seed=seed)
         trainer.compile(keras.optimizers.SGD(0.1))
-        trainer.fit(x, y, batch_size=64, epochs=2, verbose=0)
+        history = trainer.fit(x, y, 64, 2, 0)  # keras.Model.fit's positional arguments
+        assert history.epoch == [0, 1]
         return np.concatenate([w.ravel() for w in trainer.model.get_weights()])
 
     first = trained(0)
@@ -687,7 +688,7 @@ Y_STEP = np.random.default_rng(3).integers(0, 2, 32)
             _tiny,
             {},
             {"y": Y_STEP, "validation_data": (X_STEP, Y_STEP + 5)},
-            "validation_data's labels",
+            r"^validation_data's labels holds label values \[5.0, 6.0\]",
         ),
         (_tiny, {}, {"y": np.eye(2)[Y_STEP] * 2}, r"of shape \(32, 2\) is read as one-hot rows"),
         (_tiny, {}, {"y": np.tile([0.3, 0.7], (32, 1))}, "is read as one-hot rows"),
