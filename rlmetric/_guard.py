@@ -153,8 +153,7 @@ def raise_if_nonfinite(trainer, batch: int | None = None, epoch: int | None = No
     if step >= 0 and what == INVALID_LABELS:
         where = f" (batch {batch} of epoch {epoch})" if batch is not None else ""
         raise ValueError(
-            f"The labels of training step {step}{where} are not decisions of "
-            f"policy={trainer.policy.name!r}: it expects labels{trainer.policy._label_hint}. "
+            f"The labels of training step {step}{where} are not {_expected_labels(trainer)}. "
             "Training stopped and that step did not update the weights. Labels of in-memory "
             "arrays are checked in full before training; this batch came later from the "
             "dataset, so check the pipeline's labels."
@@ -172,9 +171,17 @@ def raise_if_invalid_test_labels(trainer, batch: int) -> None:
     if int(trainer._invalid_test_labels.numpy()):
         raise ValueError(
             f"The labels of batch {batch} of the evaluation (or validation) data are not "
-            f"decisions of policy={trainer.policy.name!r}: it expects labels"
-            f"{trainer.policy._label_hint}. The metrics were not reported; check the labels."
+            f"{_expected_labels(trainer)}. The metrics were not reported; check the labels."
         )
+
+
+def _expected_labels(trainer) -> str:
+    """What ``trainer`` reads labels as: decisions of its policy, or (a ``StepNetworkTrainer``)
+    what its objective reads."""
+    policy = getattr(trainer, "policy", None)
+    if policy is None:
+        return trainer._labels_expected
+    return f"decisions of policy={policy.name!r}: it expects labels{policy._label_hint}"
 
 
 def add_guard_state(trainer: Any) -> None:

@@ -26,6 +26,7 @@ layer, all unbiased:
 
 from __future__ import annotations
 
+import inspect
 import random
 from typing import Any
 
@@ -35,6 +36,7 @@ import tensorflow as tf
 
 from rlmetric import baselines as baselines_lib
 from rlmetric import rewards as rewards_lib
+from rlmetric._distribute import sum_over_replicas
 from rlmetric._guard import (
     NonFiniteError,
     NonFiniteGuard,
@@ -428,19 +430,39 @@ class StepNetworkTrainer(TrainerConfig, AtomicSaving, keras.Model):
         step = tf.cast(self.optimizer.iterations, tf.int32)
         return tf.stack([tf.constant(self._seed_base, tf.int32), step])
 
-    def _inputs(self, data: Any) -> tuple[tf.Tensor, tf.Tensor]:
+    def _inputs(self, data: Any) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         if sample_weight is not None:
             raise ValueError("StepNetworkTrainer does not support sample_weight.")
         if y is None:
             raise ValueError("StepNetworkTrainer needs labels: call fit(x, y) or give (x, y).")
         y = tf.convert_to_tensor(y)
+        labels_ok = self._labels_valid(y)
         if self._one_hot(y.shape):  # the default cross-entropy takes class ids
             y = tf.argmax(y, axis=-1, output_type=tf.int32)
-        return tf.convert_to_tensor(x), y
+        return tf.convert_to_tensor(x), y, labels_ok
+
+    def _labels_valid(self, y: tf.Tensor) -> tf.Tensor:
+        """Whether a batch's labels ``y`` (any shape) hold what ``_check_labels_of`` checks
+        before training: batches of a ``PyDataset``, a generator or a later ``tf.data`` batch
+        are only known here. A scalar bool."""
+        if not (y.dtype.is_floating or y.dtype.is_integer):
+            return tf.constant(True)
+        values = tf.cast(y, tf.float32)
+        ok = tf.reduce_all(tf.math.is_finite(values))
+        classes = self._class_ids_expected
+        if classes is None:
+            return ok
+        if self._one_hot(y.shape):
+            binary = tf.reduce_all(tf.equal(values, 0.0) | tf.equal(values, 1.0))
+            return ok & binary & tf.reduce_all(tf.equal(tf.reduce_sum(values, axis=-1), 1.0))
+        ids = (values == tf.round(values)) & (values >= 0.0) & (values < float(classes))
+        return ok & tf.reduce_all(ids)
 
     def train_step(self, data: Any) -> dict[str, tf.Tensor]:
-        x, y = self._inputs(data)
+        x, y, labels_ok = self._inputs(data)
+        # a bad label is read as class 0 (the step is not applied): no raw sparse-softmax error
+        y = tf.where(labels_ok, y, tf.zeros_like(y))
         with tf.GradientTape() as tape:
             loss, objective, outputs = self._surrogate(x, y, self._step_seed())
             for extra in self.losses:  # regularisers of the model's layers
@@ -448,7 +470,7 @@ class StepNetworkTrainer(TrainerConfig, AtomicSaving, keras.Model):
             scaled_loss = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled_loss, self.trainable_variables)
         health = EstimatorOutput(loss, -objective, -objective, tf.zeros([0]), objective)
-        apply_if_healthy(self, health, loss, gradients, tf.constant(True))
+        apply_if_healthy(self, health, loss, gradients, labels_ok)
         return self._update_metrics(y, outputs[: tf.shape(x)[0]], objective)
 
     def _update_metrics(self, y, outputs, objective) -> dict[str, tf.Tensor]:
@@ -462,7 +484,12 @@ class StepNetworkTrainer(TrainerConfig, AtomicSaving, keras.Model):
         return {name: value for name, value in self.get_metrics_result().items()}
 
     def test_step(self, data: Any) -> dict[str, tf.Tensor]:
-        x, y = self._inputs(data)
+        x, y, labels_ok = self._inputs(data)
+        invalid = sum_over_replicas(tf.cast(tf.logical_not(labels_ok), tf.int64))
+        self._invalid_test_labels.assign(
+            tf.maximum(self._invalid_test_labels, tf.minimum(invalid, 1))
+        )
+        y = tf.where(labels_ok, y, tf.zeros_like(y))
         h = x
         for segment in self._segments:  # the hard network
             h = segment.apply(h, training=False)
@@ -504,7 +531,14 @@ class StepNetworkTrainer(TrainerConfig, AtomicSaving, keras.Model):
 
     def evaluate(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
         self._check_labels_of(x, y, "y")
-        return super().evaluate(x, y, *args, **kwargs)
+        # Keras' positional arguments by name, so that the guard joins the callbacks
+        arguments = inspect.signature(keras.Model.evaluate).bind(self, x, y, *args, **kwargs)
+        arguments = dict(arguments.arguments, **arguments.arguments.pop("kwargs", {}))
+        del arguments["self"]
+        callbacks = arguments.pop("callbacks", None)
+        if not isinstance(callbacks, keras.callbacks.CallbackList):  # (fit's holds the guard)
+            callbacks = [*(callbacks or []), NonFiniteGuard()]
+        return super().evaluate(callbacks=callbacks, **arguments)
 
     # -- labels -----------------------------------------------------------------------------------
     @property
@@ -520,6 +554,16 @@ class StepNetworkTrainer(TrainerConfig, AtomicSaving, keras.Model):
         if not sparse or not isinstance(shape, tuple) or not isinstance(shape[-1], int):
             return None
         return shape[-1]
+
+    @property
+    def _labels_expected(self) -> str:
+        """What the objective reads labels as, for error messages."""
+        classes = self._class_ids_expected
+        if classes is None:
+            return "finite labels"
+        if self.reward is not None:
+            return f"the levels 0..{classes - 1} of the last step layer"
+        return f"class ids 0..{classes - 1} (the model has {classes} outputs), or one-hot rows"
 
     def _one_hot(self, y_shape: tf.TensorShape) -> bool:
         """Whether labels of this shape are one-hot rows for the default cross-entropy (which
@@ -549,11 +593,7 @@ class StepNetworkTrainer(TrainerConfig, AtomicSaving, keras.Model):
         classes = self._class_ids_expected
         if classes is None or not values.size:
             return
-        what = (
-            f"the levels 0..{classes - 1} of the last step layer"
-            if self.reward is not None
-            else f"class ids 0..{classes - 1} (the model has {classes} outputs), or one-hot rows"
-        )
+        what = self._labels_expected
         if self._one_hot(tf.TensorShape(values.shape)):
             if np.isin(values, (0.0, 1.0)).all() and (values.sum(axis=-1) == 1).all():
                 return

@@ -774,11 +774,15 @@ def test_one_hot_labels_of_positions_train_as_their_class_ids():
 
 
 class _Batches(keras.utils.PyDataset):
+    def __init__(self, labels=Y_STEP):
+        super().__init__()
+        self.labels = labels
+
     def __len__(self):
         return 2
 
     def __getitem__(self, index):
-        return X_STEP[index * 16 : (index + 1) * 16], Y_STEP[index * 16 : (index + 1) * 16]
+        return X_STEP[index * 16 : (index + 1) * 16], self.labels[index * 16 : (index + 1) * 16]
 
 
 def test_a_py_dataset_trains():
@@ -786,6 +790,53 @@ def test_a_py_dataset_trains():
     trainer.compile()
     history = trainer.fit(_Batches(), epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+@pytest.mark.parametrize(
+    ("make", "options", "labels", "step"),
+    [
+        # class 12 of 2 was a "non-finite reward" error; 0.5 and NaN trained silently
+        (_tiny, {}, np.full(32, 12), 0),
+        (_tiny, {}, np.full(32, 0.5), 0),
+        (_tiny, {}, np.full(32, np.nan), 0),
+        (_tiny, {}, np.eye(2)[Y_STEP] * 2, 0),
+        # a bad label in the second batch: the first step trains, the second is refused
+        (_tiny, {}, np.r_[Y_STEP[:16], np.full(16, -1)], 1),
+        # levels 0..1 of a binary output step; a loss of any label only refuses NaN
+        (
+            lambda: _tiny(outputs=1, levels_layer=StochasticStep()),
+            {"reward": "accuracy"},
+            np.full(32, 3),
+            0,
+        ),
+        (lambda: _tiny(outputs=1), {"loss": "mse"}, np.r_[np.zeros(16), np.full(16, np.inf)], 1),
+    ],
+)
+def test_bad_labels_of_a_py_dataset_stop_training_at_their_step_with_the_weights_of_the_step_before(
+    make, options, labels, step
+):
+    trainer = StepNetworkTrainer(make(), seed=0, **options)
+    trainer.compile(keras.optimizers.SGD(0.1))
+    if step:  # the weights after the good first batch
+        reference = StepNetworkTrainer(make(), seed=0, **options)
+        reference.compile(keras.optimizers.SGD(0.1))
+        reference.fit(X_STEP[:16], labels[:16], batch_size=16, shuffle=False, verbose=0)
+        expected = reference.model.get_weights()
+    else:
+        expected = [w.copy() for w in trainer.model.get_weights()]
+    with pytest.raises(ValueError, match=rf"^The labels of training step {step} \(batch {step} "):
+        trainer.fit(_Batches(labels), epochs=1, verbose=0)
+    for got, want in zip(trainer.model.get_weights(), expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_bad_labels_of_a_py_dataset_in_evaluate_name_what_the_objective_expects():
+    trainer = StepNetworkTrainer(_tiny(), seed=0)
+    trainer.compile()
+    with pytest.raises(ValueError, match=r"^The labels of batch 0 .* not class ids 0..1 \(the"):
+        trainer.evaluate(_Batches(np.full(32, 12)), verbose=0)
+    # a failed evaluation leaves no flag behind: the next one with good labels reports
+    assert np.isfinite(trainer.evaluate(_Batches(), verbose=0))
 
 
 def test_one_hot_labels_train_as_their_class_ids():
